@@ -1,0 +1,52 @@
+# torchslim: `make test` and `make run` set up everything from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Pinned in every pip call that could pull torch: 2.13.0 is the CPU build; an unpinned torch
+# would download a multi-GB CUDA build.
+TORCH := torch==2.13.0
+STAMP := $(VENV)/.installed
+DATA_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data test test-fast run bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet "$(TORCH)" -e ".[dev]"
+	touch $(STAMP)
+
+# Debian's dataset-fashion-mnist puts the IDX files in $(DATA_DIR). Elsewhere the loader downloads
+# them from the official mirror, or looks in $$TORCHSLIM_DATA/fashion-mnist.
+data:
+	@if [ -f $(DATA_DIR)/t10k-labels-idx1-ubyte.gz ]; then \
+		echo "Fashion-MNIST: found in $(DATA_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+		|| echo "Fashion-MNIST: apt-get install dataset-fashion-mnist failed; the loader will try to download it"; \
+	else \
+		echo "Fashion-MNIST: no apt-get here; skipping the Debian package (the loader downloads the files, or set TORCHSLIM_DATA)"; \
+	fi
+
+test: setup data
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+run: setup data
+	$(VENV)/bin/torchslim eval fashion-mnist-teacher fashion-mnist-student --threads 1,2
+
+bench: setup data
+	$(PY) benchmarks/train_default.py
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,232 @@
+"""Checkpoints without pickle: tensors in safetensors, everything else in JSON, written atomically.
+
+Two kinds:
+
+* a **model artifact** (``save_model``/``load_model``): ``model.safetensors`` + ``model.json``
+  (how to rebuild the model, the weights' SHA-256, metrics, applied steps). The JSON is written
+  last and names the weights' hash, so a half-written pair is detected, never loaded.
+* a **training state** (``save_training_state``/``load_training_state``): model, optimizer and RNG
+  tensors plus a JSON of epoch, history and config, staged in a temporary directory and renamed
+  into place, so a run killed at any instant leaves the previous complete state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from torchslim.core.errors import CheckpointError
+from torchslim.core.io import _fsync_dir, atomic_write, atomic_write_json
+
+WEIGHTS, META = "model.safetensors", "model.json"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared or strided storage; a detached contiguous clone is always valid.
+    return {k: v.detach().contiguous().clone() if v.data_ptr() else v.contiguous()
+            for k, v in tensors.items()}
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> Path:
+    """Write ``tensors`` to a safetensors file atomically."""
+    tensors = _contiguous(tensors)
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a missing or damaged file is a :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No weights file at {path}.")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}.") from None
+
+
+def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``tensors`` into ``model`` after checking names and shapes match exactly.
+
+    Raises:
+        CheckpointError: naming the missing, unexpected and mis-shaped tensors.
+    """
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(tensors)) if tensors[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+            if items:
+                shown = "; ".join(items[:8]) + (f"; ... {len(items) - 8} more" if len(items) > 8 else "")
+                parts.append(f"{label} ({len(items)}): {shown}")
+        raise CheckpointError(
+            f"The checkpoint {source} does not fit this model (was it saved from another "
+            f"architecture?) — " + " | ".join(parts)
+        )
+    model.load_state_dict(tensors, strict=True)
+
+
+def save_model(model: nn.Module, directory: str | Path, metadata: dict[str, Any] | None = None,
+               spec: dict | None = None) -> Path:
+    """Save ``model`` as ``directory/model.safetensors`` + ``directory/model.json``.
+
+    Args:
+        spec: how to rebuild the model (``torchslim.models.spec_of``); taken from the model
+            when omitted.
+        metadata: JSON-serialisable extras (metrics, training config, applied steps).
+    """
+    from torchslim.models import spec_of  # local: models imports core
+
+    directory = Path(directory)
+    spec = spec or spec_of(model)
+    weights = save_tensors(directory / WEIGHTS, model.state_dict())
+    meta = {"format": FORMAT_VERSION, "model": spec, "sha256": sha256_file(weights),
+            "bytes": weights.stat().st_size, **(metadata or {})}
+    atomic_write_json(directory / META, meta)
+    return directory
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """The JSON sidecar of a model artifact (``directory`` may also be the JSON file itself)."""
+    directory = Path(directory)
+    path = directory if directory.suffix == ".json" else directory / META
+    if not path.is_file():
+        raise CheckpointError(
+            f"No model checkpoint at {directory}: expected {path} (written by `torchslim train` "
+            "or torchslim.save_model)."
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}.") from None
+
+
+def load_model(directory: str | Path, model: nn.Module | None = None,
+               expected_sha256: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a model artifact; returns ``(model, metadata)``.
+
+    The model is rebuilt from its recorded spec unless ``model`` is given. The weights' SHA-256 is
+    checked against the JSON (and ``expected_sha256`` when given) before anything is read.
+
+    Raises:
+        CheckpointError: missing files, a hash mismatch, or weights that do not fit the model.
+    """
+    from torchslim.models import from_spec
+
+    meta = read_meta(directory)
+    directory = Path(directory)
+    directory = directory.parent if directory.suffix == ".json" else directory
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{directory} has {META} but no {WEIGHTS}.")
+    actual = sha256_file(weights)
+    for label, want in (("its model.json", meta.get("sha256")), ("the expected value", expected_sha256)):
+        if want and want != actual:
+            raise CheckpointError(
+                f"{weights} has SHA-256 {actual}, but {label} says {want}: the file is corrupted, "
+                "incomplete or from another checkpoint."
+            )
+    if model is None:
+        if not meta.get("model"):
+            raise CheckpointError(f"{directory}/{META} records no model spec; pass the model to load into.")
+        model = from_spec(meta["model"])
+    load_state(model, read_tensors(weights), str(weights))
+    return model, meta
+
+
+# --- training state ----------------------------------------------------------------------------
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, plain = {}, {"param_groups": state["param_groups"], "state": {}}
+    for idx, entries in state["state"].items():
+        plain["state"][str(idx)] = {}
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                plain["state"][str(idx)][key] = value
+    return tensors, plain
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
+    state: dict[int, dict] = {int(i): dict(v) for i, v in plain["state"].items()}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_training_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        info: dict[str, Any]) -> Path:
+    """Save everything needed to continue training into ``directory/last`` atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stage = directory / f".stage-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        optim_tensors, optim_plain = _flatten_optimizer(optimizer.state_dict())
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors.update(optim_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        save_file(_contiguous(tensors), str(stage / "state.safetensors"))
+        (stage / "state.json").write_text(
+            json.dumps({"format": FORMAT_VERSION, "optimizer": optim_plain, **info}, default=str))
+        for name in ("state.safetensors", "state.json"):
+            with open(stage / name, "rb+") as handle:
+                os.fsync(handle.fileno())
+        last, old = directory / "last", directory / "last.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if last.exists():
+            os.replace(last, old)
+        os.replace(stage, last)
+        _fsync_dir(directory)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return directory / "last"
+
+
+def find_training_state(directory: str | Path) -> Path | None:
+    """The newest complete training state under ``directory`` (``last``, or ``last.old`` when a
+    kill landed between the two renames), or None."""
+    for name in ("last", "last.old"):
+        candidate = Path(directory) / name
+        if (candidate / "state.json").is_file() and (candidate / "state.safetensors").is_file():
+            return candidate
+    return None
+
+
+def load_training_state(path: str | Path, model: nn.Module,
+                        optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore model, optimizer and RNG from :func:`save_training_state`; returns its info dict."""
+    path = Path(path)
+    tensors = read_tensors(path / "state.safetensors")
+    info = json.loads((path / "state.json").read_text())
+    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, info.pop("optimizer")))
+    torch.set_rng_state(tensors["rng.torch"])
+    return info

@@ -1,0 +1,262 @@
+"""The training loop: one function, readable top to bottom.
+
+``fit`` trains a classifier with cross-entropy, or any *task* module — one whose forward takes the
+batch dict and returns a dict with a ``"loss"`` (distillation plugs in here) and whose
+``.student`` (or itself) is what gets evaluated. It is seeded and deterministic on CPU, checkpoints
+every epoch atomically, resumes bit-exactly, stops on a NaN/Inf loss, and runs as DDP under
+``torchrun`` without code changes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchslim.core.checkpoint import find_training_state, load_training_state, save_training_state
+from torchslim.core.errors import NonFiniteLossError, TorchSlimError
+from torchslim.core.registry import did_you_mean
+from torchslim.train import distributed
+from torchslim.train.batch import as_batch
+from torchslim.train.evaluate import evaluate
+from torchslim.train.progress import Progress
+from torchslim.train.schedule import SCHEDULES, lr_factor
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass
+class FitConfig:
+    """Every hyperparameter of a run in one place; recorded in checkpoints and compared on resume."""
+
+    epochs: int
+    optimizer: str = "sgd"
+    lr: float | None = None  # None: 0.1 for SGD, 1e-3 for AdamW
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    max_grad_norm: float | None = None
+    seed: int = 0
+    channels_last: bool = False
+
+    def validate(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs <= 0:
+            raise TorchSlimError(f"epochs must be a positive integer, got {self.epochs!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise TorchSlimError(f"Unknown optimizer {self.optimizer!r}."
+                                 f"{did_you_mean(self.optimizer, OPTIMIZERS)} Valid: {', '.join(OPTIMIZERS)}.")
+        if self.schedule not in SCHEDULES:
+            raise TorchSlimError(f"Unknown schedule {self.schedule!r}."
+                                 f"{did_you_mean(self.schedule, SCHEDULES)} Valid: {', '.join(SCHEDULES)}.")
+        if self.lr is not None and not self.lr > 0:
+            raise TorchSlimError(f"lr must be positive, got {self.lr!r}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise TorchSlimError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise TorchSlimError("weight_decay and warmup_epochs must be non-negative, got "
+                                 f"{self.weight_decay!r} and {self.warmup_epochs!r}.")
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else (0.1 if self.optimizer == "sgd" else 1e-3)
+
+
+@dataclass
+class History:
+    """What a run did: one record per epoch, the final test metrics and the wall-clock cost."""
+
+    config: dict[str, Any]
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    test: dict[str, float] | None = None
+    seconds: float = 0.0
+    resumed_from_epoch: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: FitConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise TorchSlimError("The model has no trainable parameters (all have requires_grad=False).")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.peak_lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
+
+
+def _eval_target(module: nn.Module) -> nn.Module:
+    return getattr(module, "student", module)
+
+
+def _is_task(module: nn.Module) -> bool:
+    return bool(getattr(module, "torchslim_task", False))
+
+
+def _loss(module: nn.Module, batch: dict[str, Any], cfg: FitConfig) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+    """(total loss, named parts, logits or None) of one training batch."""
+    if _is_task(module):
+        out = module(batch)
+        return out["loss"], {k: v for k, v in out.items() if k != "loss" and k != "logits"}, out.get("logits")
+    logits = module(batch["x"])
+    if isinstance(logits, dict):
+        return logits["loss"], {}, logits.get("logits")
+    loss = nn.functional.cross_entropy(logits, batch["y"], label_smoothing=cfg.label_smoothing)
+    return loss, {}, logits
+
+
+def _check_data(train: Any) -> None:
+    try:
+        n = len(train)
+    except TypeError:
+        return
+    if n == 0:
+        raise TorchSlimError("The training loader yields no batches (dataset smaller than one batch?).")
+
+
+def fit(
+    model: nn.Module,
+    data: Any,
+    epochs: int,
+    *,
+    val: Iterable | None = None,
+    test: Iterable | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    threads: int | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    **options: Any,
+) -> History:
+    """Train ``model`` on ``data`` for ``epochs`` epochs and return its :class:`History`.
+
+    Args:
+        model: a classifier (logits out) or a task module (see module docstring).
+        data: a ``DataBundle`` (its train/val/test loaders are used) or a training loader.
+        val, test: loaders evaluated after each epoch / once at the end (override the bundle's).
+        checkpoint_dir: where to save the training state after every epoch.
+        resume: continue from the state in ``checkpoint_dir`` when there is one.
+        threads: ``torch.set_num_threads`` for the run (None leaves it).
+        options: any :class:`FitConfig` field (optimizer, lr, schedule, label_smoothing, seed, ...).
+
+    Raises:
+        TorchSlimError: bad options, or resuming a run whose configuration differs.
+        NonFiniteLossError: a NaN/Inf loss; the last good checkpoint is kept.
+    """
+    unknown = sorted(set(options) - set(FitConfig.__dataclass_fields__))
+    if unknown:
+        fields = list(FitConfig.__dataclass_fields__)
+        raise TorchSlimError(f"fit() got unknown option(s) {unknown}.{did_you_mean(unknown[0], fields)} "
+                             f"Valid: {', '.join(f for f in fields if f != 'epochs')}.")
+    cfg = FitConfig(epochs=epochs, **options)
+    cfg.validate()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    train = getattr(data, "train", data)
+    val = val if val is not None else getattr(data, "val", None)
+    test = test if test is not None else getattr(data, "test", None)
+    _check_data(train)
+    device = torch.device(device)
+    dist_info = distributed.setup(device)
+    torch.manual_seed(cfg.seed)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(device=device, memory_format=memory_format)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    sampler = getattr(train, "sampler", None)
+    if dist_info.enabled and hasattr(sampler, "shard"):
+        sampler.shard(dist_info.rank, dist_info.world_size)
+    runner = model
+    if dist_info.enabled:
+        runner = nn.parallel.DistributedDataParallel(model)
+        runner.torchslim_task = _is_task(model)  # type: ignore[attr-defined]
+
+    history = History(config=asdict(cfg))
+    start_epoch = 0
+    if resume and checkpoint_dir and (state := find_training_state(checkpoint_dir)):
+        info = load_training_state(state, model, optimizer)
+        _check_same_config(info["config"], history.config, state)
+        history.epochs, start_epoch = info["history"], info["epoch"] + 1
+        history.seconds, history.resumed_from_epoch = info.get("seconds", 0.0), info["epoch"]
+
+    steps_per_epoch = len(train)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    bar = Progress(enabled=progress and dist_info.is_main, total_epochs=cfg.epochs)
+    with bar:
+        for epoch in range(start_epoch, cfg.epochs):
+            began = time.perf_counter()
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            runner.train()
+            sums: dict[str, float] = {"loss": 0.0}
+            correct = seen = 0
+            bar.start_epoch(epoch, steps_per_epoch)
+            for step, raw in enumerate(train):
+                global_step = epoch * steps_per_epoch + step
+                lr = cfg.peak_lr * lr_factor(cfg.schedule, global_step, total_steps, warmup_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = as_batch(raw, device, memory_format)
+                loss, parts, logits = _loss(runner, batch, cfg)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"The training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                        f"(lr {lr:.4g}). Lower the learning rate or check the data; the last good "
+                        f"checkpoint{' in ' + str(checkpoint_dir) if checkpoint_dir else ''} is kept."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                sums["loss"] += loss.item()
+                for name, value in parts.items():
+                    sums[name] = sums.get(name, 0.0) + float(value)
+                if logits is not None and "y" in batch:
+                    correct += (logits.detach().argmax(1) == batch["y"]).sum().item()
+                    seen += batch["y"].numel()
+                bar.advance(loss.item())
+            distributed.average_buffers(model, dist_info)
+            record = {"epoch": epoch + 1, "lr": lr}
+            for name, total in sums.items():
+                record[f"train_{name}"] = distributed.mean_across(total / steps_per_epoch, dist_info, device)
+            if seen:
+                record["train_accuracy"] = distributed.mean_across(100.0 * correct / seen, dist_info, device)
+            if val is not None:
+                metrics = evaluate(_eval_target(model), val, device)
+                record.update(val_accuracy=metrics["accuracy"], val_loss=metrics["loss"])
+            record["seconds"] = time.perf_counter() - began
+            history.seconds += record["seconds"]
+            history.epochs.append(record)
+            bar.end_epoch(record)
+            if checkpoint_dir and dist_info.is_main:
+                save_training_state(checkpoint_dir, model, optimizer, {
+                    "epoch": epoch, "config": history.config, "history": history.epochs,
+                    "seconds": history.seconds})
+            if on_epoch_end:
+                on_epoch_end(epoch, record)
+    if test is not None:
+        history.test = evaluate(_eval_target(model), test, device)
+        bar.log(f"test accuracy {history.test['accuracy']:.2f}%  ({history.test['n']} samples)")
+    return history
+
+
+def _check_same_config(saved: dict, current: dict, where: Path) -> None:
+    changed = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v
+               and not (isinstance(v, float) and isinstance(saved.get(k), float) and math.isclose(v, saved[k]))}
+    if changed:
+        desc = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in changed.items())
+        raise TorchSlimError(
+            f"Cannot resume from {where}: the run's configuration changed ({desc}). Use the same "
+            "options, or a new checkpoint directory to start afresh."
+        )

@@ -1,0 +1,44 @@
+"""Shipped pretrained models: the default teacher and student for Fashion-MNIST.
+
+Each lives in ``torchslim/zoo/<name>/`` as ``model.safetensors`` + ``model.json`` + ``MODEL_CARD.md``.
+The SHA-256 of every weights file is recorded here, in code, so a damaged or substituted file is
+refused even when its JSON sidecar was changed with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from torchslim.core.checkpoint import load_model
+from torchslim.core.registry import Registry
+
+ROOT = Path(__file__).parent
+
+# name -> SHA-256 of its model.safetensors
+ZOO: Registry = Registry("shipped model")
+ZOO.register("fashion-mnist-teacher", "PENDING")
+ZOO.register("fashion-mnist-student", "PENDING")
+
+
+def path(name: str) -> Path:
+    """The directory holding the shipped model ``name``."""
+    ZOO.get(name)
+    return ROOT / name
+
+
+def load(name: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The shipped model ``name`` and its metadata, its weights' SHA-256 checked first.
+
+    Raises:
+        UnknownNameError: not a shipped model (the valid names listed).
+        CheckpointError: the weights are missing or do not match the recorded hash.
+    """
+    return load_model(path(name), expected_sha256=ZOO.get(name))
+
+
+def list() -> list[str]:  # noqa: A001
+    """Names of the shipped models."""
+    return ZOO.list()

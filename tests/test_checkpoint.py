@@ -1,0 +1,108 @@
+"""Checkpoints: safetensors + JSON, atomic, hash-checked, mismatches named, no pickle."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchslim import models
+from torchslim.core import io as ts_io
+from torchslim.core.checkpoint import (
+    find_training_state,
+    load_model,
+    load_training_state,
+    save_model,
+    save_training_state,
+)
+from torchslim.core.errors import CheckpointError
+
+
+def test_model_round_trip_rebuilds_from_spec(tmp_path):
+    model = models.create("resnet8", num_classes=7, in_channels=3, width=0.5)
+    save_model(model, tmp_path, {"metrics": {"accuracy": 12.5}})
+    loaded, meta = load_model(tmp_path)
+    assert meta["model"]["name"] == "resnet8" and meta["metrics"]["accuracy"] == 12.5
+    x = torch.randn(2, 3, 28, 28)
+    model.eval(), loaded.eval()
+    assert torch.equal(model(x), loaded(x))
+    assert json.loads((tmp_path / "model.json").read_text())["bytes"] == (tmp_path / "model.safetensors").stat().st_size
+
+
+def test_other_architecture_names_mismatched_tensors(tmp_path):
+    save_model(models.create("cnn-small"), tmp_path)
+    with pytest.raises(CheckpointError, match=r"shape mismatch .*features\.0\.0\.weight"):
+        load_model(tmp_path, model=models.create("cnn-small", width=2.0))
+    with pytest.raises(CheckpointError, match=r"missing .*layer1"):
+        load_model(tmp_path, model=models.create("resnet8"))
+
+
+def test_corrupted_weights_refused(tmp_path):
+    save_model(models.create("cnn-tiny"), tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_model(tmp_path)
+
+
+def test_expected_hash_checked(tmp_path):
+    save_model(models.create("cnn-tiny"), tmp_path)
+    with pytest.raises(CheckpointError, match="the expected value"):
+        load_model(tmp_path, expected_sha256="0" * 64)
+
+
+def test_missing_checkpoint_is_clear(tmp_path):
+    with pytest.raises(CheckpointError, match="No model checkpoint"):
+        load_model(tmp_path / "nope")
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    model = models.create("cnn-tiny")
+    save_model(model, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ts_io.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="No space"):
+        save_model(models.create("cnn-tiny", width=2.0), tmp_path)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert after == before  # the old checkpoint is intact and no temporary file is left
+
+
+def test_training_state_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = models.create("cnn-tiny", num_classes=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(4, 1, 28, 28)).sum().backward()
+    opt.step()
+    save_training_state(tmp_path, model, opt, {"epoch": 4, "config": {}, "history": []})
+    rng_after_save = torch.rand(3)
+
+    model2 = models.create("cnn-tiny", num_classes=3)
+    opt2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=0.9)
+    info = load_training_state(find_training_state(tmp_path), model2, opt2)
+    assert info["epoch"] == 4
+    assert torch.equal(torch.rand(3), rng_after_save)  # RNG restored
+    for a, b in zip(opt.state_dict()["state"].values(), opt2.state_dict()["state"].values(), strict=True):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, model2.state_dict()[k])
+
+
+def test_interrupted_swap_falls_back_to_previous_state(tmp_path):
+    model = models.create("cnn-tiny")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    save_training_state(tmp_path, model, opt, {"epoch": 0, "config": {}, "history": []})
+    os.replace(tmp_path / "last", tmp_path / "last.old")  # as if killed between the two renames
+    assert find_training_state(tmp_path) == tmp_path / "last.old"
+
+
+def test_no_pickle_in_artifacts(tmp_path):
+    save_model(models.create("cnn-tiny"), tmp_path)
+    for path in Path(tmp_path).iterdir():
+        assert b"\x80\x04" not in path.read_bytes()[:2]  # no pickle protocol header
