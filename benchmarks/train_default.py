@@ -99,7 +99,8 @@ def time_training(model: nn.Module, loader: Iterable, config: dict, settings: Se
     """
     known = {k: v for k, v in config.items() if k in FitConfig.__dataclass_fields__ and k != "epochs"}
     cfg = FitConfig(epochs=1, **known)
-    trainee = copy.deepcopy(model).train()
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    trainee = copy.deepcopy(model).train().to(memory_format=memory_format)
     optimizer = make_optimizer(trainee.parameters(), cfg)
     previous = torch.get_num_threads()
     torch.manual_seed(SEED)
@@ -110,7 +111,7 @@ def time_training(model: nn.Module, loader: Iterable, config: dict, settings: Se
         torch.set_num_threads(settings.train_threads)
         for _ in range(settings.train_warmup_steps + settings.train_steps):
             start = time.perf_counter()
-            batch = as_batch(next(batches))
+            batch = as_batch(next(batches), memory_format=memory_format)
             loss = nn.functional.cross_entropy(trainee(batch["x"]), batch["y"],
                                                label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)

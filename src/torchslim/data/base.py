@@ -126,9 +126,11 @@ class EpochBatchSampler(Sampler):
             raise TorchSlimError(f"batch_size must be a positive integer, got {batch_size!r}.")
         self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+        # With a teacher cache of K recorded augmentation draws, epoch e replays draw e % K.
+        self.cycle: int | None = None
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.epoch = epoch % self.cycle if self.cycle else epoch
 
     def shard(self, rank: int, world_size: int) -> None:
         self.rank, self.world_size = rank, world_size

@@ -171,6 +171,9 @@ def fit(
     torch.manual_seed(cfg.seed)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
+    if hasattr(model, "prepare") and not getattr(model, "prepared", True):
+        # A task builds its connectors from one probed batch; they must exist before the optimizer.
+        model.prepare(as_batch(next(iter(train)), device, memory_format))
     optimizer = make_optimizer(model.parameters(), cfg)
     sampler = getattr(train, "sampler", None)
     if dist_info.enabled and hasattr(sampler, "shard"):
@@ -197,6 +200,8 @@ def fit(
             began = time.perf_counter()
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
+            if hasattr(model, "set_epoch"):
+                model.set_epoch(epoch)
             runner.train()
             sums: dict[str, float] = {"loss": 0.0}
             correct = seen = 0
@@ -206,6 +211,8 @@ def fit(
                 lr = cfg.peak_lr * lr_factor(cfg.schedule, global_step, total_steps, warmup_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
+                if hasattr(model, "set_progress"):
+                    model.set_progress(global_step / total_steps)
                 batch = as_batch(raw, device, memory_format)
                 loss, parts, logits = _loss(runner, batch, cfg)
                 if not torch.isfinite(loss):

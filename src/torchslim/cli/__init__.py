@@ -1,0 +1,56 @@
+"""The ``torchslim`` command line.
+
+Every subcommand exits 0 on success and 2 on bad input, with a one-paragraph message naming the
+bad value and what would be valid (never a traceback from inside torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from torchslim.cli import distill, evaluate, listings, train
+from torchslim.cli.common import Parser, err_console
+from torchslim.core.errors import TorchSlimError
+
+EPILOG = """examples:
+  torchslim models                                   list the model families
+  torchslim train --model resnet20 --data fashion-mnist --epochs 8 --out runs/teacher
+  torchslim distill --teacher fashion-mnist-teacher --student cnn-small --loss kd:T=4,weight=0.9 \
+      --loss ce:weight=0.1 --epochs 10 --out runs/kd   distil the shipped teacher into a small CNN
+  torchslim eval runs/teacher                        measure a trained model on its test set
+  torchslim eval fashion-mnist-teacher fashion-mnist-student   the shipped defaults, side by side
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="torchslim",
+                    description="Make trained PyTorch models smaller and faster, and measure what you got.",
+                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    listings.add_parsers(sub)
+    train.add_parser(sub)
+    distill.add_parser(sub)
+    evaluate.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except TorchSlimError as exc:
+        err_console.print(f"error: {exc}", highlight=False, markup=False, style="red")
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted; run the same command again to resume.")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""`torchslim eval`: measure trained models (accuracy, size, MACs, latency)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from torchslim.cli.common import console, int_list
+from torchslim.core.errors import TorchSlimError
+
+
+def add_parser(sub: Any) -> None:
+    ev = sub.add_parser(
+        "eval", help="measure trained models: accuracy, size, MACs, latency",
+        description="Measure one or more models on their dataset's whole test set: top-1 accuracy, "
+                    "parameters, MACs, bytes on disk and latency (median with p10/p90). TARGET is a "
+                    "directory written by `torchslim train` or a shipped model name "
+                    "(fashion-mnist-teacher, fashion-mnist-student). With several targets the first "
+                    "is the baseline for speed ratios; targets sharing a test set are timed in "
+                    "interleaved rounds.")
+    ev.add_argument("targets", nargs="+", metavar="TARGET", help="checkpoint directory or shipped model name")
+    ev.add_argument("--batch-sizes", type=int_list, default=[1, 64], help="latency batch sizes (1,64)")
+    ev.add_argument("--threads", type=int_list, default=[1], help="thread counts to time (1)")
+    ev.add_argument("--data-root", default=None, help="directory holding the dataset files")
+    ev.add_argument("--json", action="store_true", help="print the records as JSON")
+    ev.set_defaults(func=cmd_eval)
+
+
+def load_target(target: str):
+    from torchslim import zoo
+    from torchslim.core.checkpoint import load_model
+
+    if target in zoo.ZOO:
+        model, meta = zoo.load(target)
+        return model, meta, zoo.path(target)
+    path = Path(target)
+    if not path.exists():
+        raise TorchSlimError(
+            f"{target!r} is neither a checkpoint directory nor a shipped model. Shipped models: "
+            f"{', '.join(zoo.list())}; a checkpoint directory is what `torchslim train --out` wrote."
+        )
+    model, meta = load_model(path)
+    return model, meta, path.parent if path.suffix == ".json" else path
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from torchslim import data
+    from torchslim.measure import measure_many, print_records
+
+    groups: dict[str, dict] = {}  # targets sharing a test set are timed together, interleaved
+    for target in args.targets:
+        model, meta, where = load_target(target)
+        source = meta.get("data") or {"name": "fashion-mnist", "kwargs": {}}
+        kwargs = dict(source.get("kwargs", {}))
+        if args.data_root and source["name"] == "fashion-mnist":
+            kwargs["root"] = args.data_root
+        key = json.dumps([source["name"], kwargs], sort_keys=True, default=str)
+        group = groups.setdefault(key, {"data": (source["name"], kwargs), "models": {}, "artifacts": {}})
+        group["models"][target] = model
+        group["artifacts"][target] = where / "model.safetensors"
+    records = []
+    for group in groups.values():
+        name, kwargs = group["data"]
+        records += measure_many(group["models"], data.load(name, **kwargs).test, batch_sizes=args.batch_sizes,
+                                threads=args.threads, artifacts=group["artifacts"])
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+    else:
+        print_records(records, baseline=records[0] if len(records) > 1 else None, console=console)
+    return 0
+
+

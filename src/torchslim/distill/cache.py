@@ -1,0 +1,162 @@
+"""Cached teacher outputs: run the teacher once, reuse its logits every epoch.
+
+Distillation then costs about what training the student alone costs. Outputs are keyed by
+``(draw, dataset index)``. With random augmentation the teacher must see the very image the student
+sees, so the cache records ``draws`` augmented epochs and the loader replays them exactly
+(torchslim's augmentation is a pure function of (seed, epoch, batch): epoch ``e`` replays draw
+``e % draws``). ``draws=0`` means no cache: the teacher runs live.
+
+The cache key hashes the teacher's weights, a fingerprint of the dataset (size, labels, a sample of
+the images) and the input transform (normalisation, augmentation, seed, draws); a cache on disk
+with another key is rebuilt, with a message, never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchslim.core.errors import TorchSlimError
+from torchslim.core.io import atomic_write_json
+from torchslim.train.batch import as_batch
+
+
+def weights_hash(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(loader) -> dict:
+    """What identifies the data and its transform; raises when the loader cannot give indices."""
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or not hasattr(dataset, "images"):
+        raise TorchSlimError("A teacher cache needs a torchslim image loader (it yields dataset indices "
+                             "and a replayable augmentation); this loader does not.")
+    n = len(dataset)
+    sample = dataset.images[torch.linspace(0, n - 1, min(n, 64)).long()]
+    sampler = loader.sampler
+    return {
+        "n": n, "labels": hashlib.sha256(dataset.labels.numpy().tobytes()).hexdigest(),
+        "images": hashlib.sha256(sample.contiguous().numpy().tobytes()).hexdigest(),
+        "mean": dataset.mean.flatten().tolist(), "std": dataset.std.flatten().tolist(),
+        "augment": dataset.augment.__dict__, "seed": getattr(sampler, "seed", None),
+        "batch_size": getattr(sampler, "batch_size", None),
+    }
+
+
+class TeacherCache:
+    """Logits of one teacher for ``draws`` replayed epochs of ``loader``, in memory or memory-mapped.
+
+    Args:
+        teacher: the (frozen) teacher; ``adaptor`` maps its output to logits.
+        loader: the training loader (a torchslim loader).
+        draws: augmented epochs recorded (1 when the loader does not augment).
+        directory: where to keep a memory-mapped cache on disk (None: memory only).
+        topk: keep only the k largest logits per sample (the rest are filled with the smallest
+            kept value minus 20 on lookup, i.e. ~zero probability): for many-class problems.
+    """
+
+    def __init__(self, teacher: nn.Module, loader, *, draws: int = 1, directory: str | Path | None = None,
+                 topk: int | None = None, adaptor=None, log=print) -> None:
+        if draws < 1:
+            raise TorchSlimError(f"draws must be at least 1 for a cache (0 means no cache), got {draws}.")
+        fingerprint = dataset_fingerprint(loader)
+        if not any(fingerprint["augment"].values()):
+            draws = 1
+        self.draws, self.topk, self.loader, self.log = draws, topk, loader, log
+        self.key = hashlib.sha256(json.dumps(
+            {"teacher": weights_hash(teacher), "data": fingerprint, "draws": draws, "topk": topk},
+            sort_keys=True).encode()).hexdigest()[:24]
+        self.values: torch.Tensor | None = None
+        self.indices: torch.Tensor | None = None
+        self.directory = Path(directory) if directory else None
+        if self.directory is not None and self._load():
+            return
+        self._build(teacher, adaptor or (lambda out: out))
+
+    # -- building ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _build(self, teacher: nn.Module, adaptor) -> None:
+        was_training = teacher.training
+        teacher.eval()
+        device = next(teacher.parameters()).device
+        n = len(self.loader.dataset)
+        sampler = self.loader.sampler
+        try:
+            for draw in range(self.draws):
+                sampler.set_epoch(draw)
+                for raw in self.loader:
+                    batch = as_batch(raw, device)
+                    logits = adaptor(teacher(batch["x"])).float().cpu()
+                    if self.values is None:
+                        self.num_classes = logits.shape[1]
+                        width = self.topk or logits.shape[1]
+                        self.values = torch.empty(self.draws, n, width)
+                        self.indices = torch.empty(self.draws, n, width, dtype=torch.int32) if self.topk else None
+                    idx = batch["index"].cpu()
+                    if self.topk:
+                        top = logits.topk(self.topk, dim=1)
+                        self.values[draw, idx], self.indices[draw, idx] = top.values, top.indices.int()
+                    else:
+                        self.values[draw, idx] = logits
+        finally:
+            teacher.train(was_training)
+            sampler.set_epoch(0)
+        if self.directory is not None:
+            self._save()
+
+    def _save(self) -> None:
+        target = self.directory / self.key
+        stage = self.directory / f".{self.key}.{os.getpid()}.tmp"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        np.save(stage / "values.npy", self.values.numpy())
+        if self.indices is not None:
+            np.save(stage / "indices.npy", self.indices.numpy())
+        atomic_write_json(stage / "meta.json", {"key": self.key, "draws": self.draws, "topk": self.topk,
+                                                 "num_classes": self.num_classes})
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(stage, target)
+
+    def _load(self) -> bool:
+        target = self.directory / self.key
+        stale = [p.name for p in self.directory.glob("*") if p.is_dir() and p.name != self.key
+                 and (p / "meta.json").exists()] if self.directory.is_dir() else []
+        if stale:
+            self.log(f"teacher cache: {', '.join(stale)} in {self.directory} belong to another teacher, "
+                     f"dataset or transform; building a fresh cache {self.key}.")
+        if not (target / "meta.json").is_file():
+            return False
+        self.num_classes = json.loads((target / "meta.json").read_text())["num_classes"]
+        self.values = torch.from_numpy(np.load(target / "values.npy", mmap_mode="r"))
+        if (target / "indices.npy").is_file():
+            self.indices = torch.from_numpy(np.load(target / "indices.npy", mmap_mode="r"))
+        self.log(f"teacher cache: reusing {target}")
+        return True
+
+    # -- lookup ------------------------------------------------------------------------------------
+
+    def lookup(self, epoch: int, index: torch.Tensor) -> torch.Tensor:
+        """Teacher logits for dataset ``index`` (B,) as seen in ``epoch``; (B, C) float32."""
+        draw = epoch % self.draws
+        idx = index.cpu().long()
+        values = self.values[draw][idx]
+        if not self.topk:
+            return values.clone()
+        full = (values.min(dim=1, keepdim=True).values - 20.0).expand(len(idx), self.num_classes).clone()
+        return full.scatter_(1, self.indices[draw][idx].long(), values)
+
+    def attach(self) -> None:
+        """Make the training loader replay the recorded draws: epoch e serves draw e % draws."""
+        self.loader.sampler.cycle = self.draws
