@@ -44,7 +44,7 @@ def test_listings(capsys):
 
 def test_train_then_eval(tmp_path, capsys):
     out_dir = tmp_path / "run"
-    code, out, err = run(capsys, "train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "2",
+    code, out, err = run(capsys, "train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "3",
                          "--batch-size", "32", "--lr", "0.05", "--out", str(out_dir), "--quiet", "--threads", "1")
     assert code == 0, err
     meta = json.loads((out_dir / "model.json").read_text())

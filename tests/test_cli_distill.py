@@ -32,7 +32,7 @@ def test_distill_with_cache_then_eval(teacher_dir, tmp_path, capsys):
     assert code == 0, err
     meta = json.loads((out / "model.json").read_text())
     assert meta["model"]["name"] == "cnn-tiny"
-    assert meta["distill"]["losses"] == [["kd", {"T": 4}], ["ce", {}]]
+    assert meta["distill"]["losses"] == [["kd", {"T": 4, "weight": 0.9}], ["ce", {"weight": 0.1}]]
     assert meta["history"]["epochs"][0]["train_kd"] >= 0
     assert (out / "cache" / "teacher").is_dir()
     assert main(["eval", str(out), "--json", "--batch-sizes", "1"]) == 0
