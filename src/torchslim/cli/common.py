@@ -7,8 +7,10 @@ import sys
 
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, `| tee`) would be cut to 80 columns, which folds the measurement tables
+# into unreadable slivers; a wide virtual terminal keeps each row on one line.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 class Parser(argparse.ArgumentParser):
