@@ -147,6 +147,17 @@ def test_weight_schedule_follows_progress(bundle):
     task.set_progress(1.0)
     out = task(batch)
     assert out["loss"].item() == pytest.approx(out["ce"].item() + out["kd"].item(), rel=1e-5)
+    assert out["weight_kd"].item() == 1.0 and "weight_ce" not in out
+
+
+def test_schedules_are_recorded_in_the_history(bundle):
+    task = DistillTask(make("cnn-tiny", 0), make("resnet8", 1),
+                       [(L.create("kd"), Schedule("linear", 0.0, 1.0)), L.create("ce")],
+                       temperature=Schedule("linear", 8.0, 2.0))
+    history = fit(task, bundle, 2, lr=0.05, progress=False)
+    first, second = history.epochs
+    assert first["train_weight_kd"] < 0.5 < second["train_weight_kd"]  # epoch means of a ramp
+    assert first["train_temperature"] > 5.0 > second["train_temperature"]
 
 
 def test_temperature_schedule_sets_T(bundle):

@@ -205,7 +205,12 @@ class DistillTask(nn.Module):
         for loss, name, weight in zip(self.losses, self.names, self.weights, strict=True):
             value = self._loss_value(loss, student, teachers, batch)
             out[name] = value.detach()
-            total = total + weight(self.progress) * value
+            w = weight(self.progress)
+            total = total + w * value
+            if weight.kind != "constant":  # scheduled values go into fit's per-epoch history
+                out[f"weight_{name}"] = torch.tensor(w)
+        if self.temperature is not None:
+            out["temperature"] = torch.tensor(self.temperature(self.progress))
         out["loss"], out["logits"] = total, student.logits
         return out
 
