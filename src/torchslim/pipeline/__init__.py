@@ -1,0 +1,17 @@
+"""Recipes and the prune → distill → quantize pipeline, and the comparison of strategies.
+
+    from torchslim import pipeline
+    recipe = pipeline.load_recipe("recipes/fashion-mnist.yaml")
+    matrix = pipeline.compare(recipe, "runs/compare")           # every strategy, measured together
+    pipeline.run(recipe, "runs/one", strategy="student-distilled")  # one pipeline
+
+Bring your own model: ``compare(recipe, out, models={"mynet": factory}, teacher=my_teacher,
+data=my_bundle)`` where ``factory(num_classes=..., in_channels=..., **kwargs)`` builds an
+``nn.Module`` and the recipe says ``train: {model: mynet}``.
+"""
+
+from torchslim.pipeline.compare import compare, run
+from torchslim.pipeline.recipe import Recipe, RecipeError, load_recipe, parse
+from torchslim.pipeline.steps import STEPS
+
+__all__ = ["STEPS", "Recipe", "RecipeError", "compare", "load_recipe", "parse", "run"]

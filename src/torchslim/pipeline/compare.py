@@ -1,0 +1,192 @@
+"""``torchslim compare``: run every strategy of a recipe, measure them together, write the report.
+
+Strategies run one after another; one that fails becomes a row holding its error while the others
+finish (the exit code says something failed). Every final model is then measured in one go on the
+same test set and machine, latencies timed in interleaved rounds against the baseline (the
+teacher), so speed-ups are ratios taken under the same conditions. The measured selection matrix,
+the recommendations per deployment scenario and the report files follow
+(:mod:`torchslim.report`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from torchslim.core.io import atomic_write_json
+from torchslim.pipeline.recipe import Recipe, RecipeError, load_recipe
+from torchslim.pipeline.runner import Context, StrategyResult, format_error, run_strategy
+
+RUN_FILE = "run.json"
+
+
+def prepare_out(out: Path, recipe: Recipe, quick: bool, resume: bool, force: bool, log: Callable) -> None:
+    """Claim ``out`` for this recipe: a directory holding another recipe's run is refused unless
+    ``resume`` (reuse whatever steps still match) or ``force`` (delete it and start afresh)."""
+    identity = {"recipe": recipe.name, "fingerprint": recipe.fingerprint(), "quick": quick}
+    marker = out / RUN_FILE
+    if marker.is_file():
+        try:
+            previous = json.loads(marker.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            previous = {}
+        same = {k: previous.get(k) for k in identity} == identity
+        if not same:
+            if force:
+                log(f"{out} held a run of another recipe ({previous.get('recipe')!r}"
+                    f"{', quick' if previous.get('quick') else ''}); --force: starting afresh.")
+                for child in ("steps", "strategies", "report.html", "matrix.md", "matrix.json", "pareto.png"):
+                    target = out / child
+                    shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+            elif resume:
+                log(f"{out} holds a run of recipe {previous.get('recipe')!r} with other settings; --resume: "
+                    "reusing every step whose configuration still matches.")
+            else:
+                raise RecipeError(
+                    f"{out} already holds a run of recipe {previous.get('recipe')!r} "
+                    f"({'quick' if previous.get('quick') else 'full'}, fingerprint "
+                    f"{str(previous.get('fingerprint'))[:12]}), not of this one ({recipe.name!r}, "
+                    f"{'quick' if quick else 'full'}, {identity['fingerprint'][:12]}). Pass --resume to reuse "
+                    "its matching steps, --force to delete it, or choose another --out.")
+    elif out.exists() and any(p.name not in (RUN_FILE,) for p in out.iterdir()) and not (resume or force):
+        if (out / "steps").exists() or (out / "matrix.json").exists():
+            raise RecipeError(f"{out} holds a torchslim run without its {RUN_FILE}; pass --resume or --force.")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(marker, {**identity, "source": recipe.source, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                               "recipe_config": recipe.plain()})
+
+
+def measure_results(ctx: Context, results: list[StrategyResult]) -> dict[str, Any]:
+    """Measure every successful strategy's final model together; returns name -> record dict."""
+    from torchslim.measure import measure_many
+
+    cfg = ctx.recipe.measure
+    runnables: dict[str, Any] = {}
+    artifacts: dict[str, Path] = {}
+    for r in results:
+        if not r.ok or r.final is None:
+            continue
+        model = r.model if r.model is not None else r.final.materialise(ctx)
+        runnables[r.name] = ctx.runnable(model) if not isinstance(model, nn.Module) else model.eval()
+        artifacts[r.name] = r.final.weights
+    if not runnables:
+        return {}
+    rounds = ctx.recipe.quick.rounds if ctx.quick else cfg.rounds
+    ctx.log(f"measuring {len(runnables)} model(s): accuracy on {len(ctx.data.test.dataset)} test samples, "
+            f"latency at batch {cfg.batch_sizes} x threads {cfg.threads}, {rounds} interleaved round(s) ...")
+    records = measure_many(runnables, ctx.data.test, batch_sizes=cfg.batch_sizes, threads=cfg.threads,
+                           rounds=rounds, artifacts=artifacts,
+                           latency_kwargs={"min_seconds": cfg.min_seconds / (4 if ctx.quick else 1)})
+    return {rec.name: rec.to_dict() for rec in records}
+
+
+def compare(
+    recipe: Recipe | str | Path,
+    out: str | Path,
+    *,
+    quick: bool = False,
+    resume: bool = False,
+    force: bool = False,
+    strategies: list[str] | None = None,
+    models: Mapping[str, Callable[..., nn.Module]] | None = None,
+    teacher: nn.Module | None = None,
+    data: Any = None,
+    allow_imports: tuple[str, ...] = (),
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the recipe's strategies, measure them in one run, and write the report into ``out``.
+
+    Args:
+        recipe: a :class:`Recipe` or the path of a YAML recipe.
+        quick: every strategy on a subset of the data with few epochs (the recipe's ``quick``).
+        resume, force: what to do when ``out`` holds another recipe's run (see :func:`prepare_out`).
+        strategies: run only these (default: all).
+        models: ``{name: factory}`` for models of your own; a factory is called as
+            ``factory(num_classes=..., in_channels=..., **model_kwargs)`` and a recipe refers to it
+            by ``name`` (``train: {model: name}``, ``distill: {student: name}``).
+        teacher: an ``nn.Module`` used as the recipe's ``teacher`` (instead of its ``teacher:``).
+        data: a ``DataBundle`` (train/val/test loaders, num_classes, input_shape) instead of the
+            recipe's ``data:`` section.
+
+    Returns:
+        The matrix (also written to ``out/matrix.json``); ``matrix["failed"]`` lists strategies
+        that failed.
+    """
+    from torchslim.report import build_matrix, write_report
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    out = Path(out)
+    chosen = list(recipe.strategies) if strategies is None else list(strategies)
+    unknown = [s for s in chosen if s not in recipe.strategies]
+    if unknown:
+        from torchslim.core.registry import did_you_mean
+
+        raise RecipeError(f"Unknown strategy {unknown[0]!r}.{did_you_mean(unknown[0], list(recipe.strategies))} "
+                          f"Strategies of {recipe.name!r}: {', '.join(recipe.strategies)}.")
+    if recipe.baseline_name not in chosen:
+        chosen.insert(0, recipe.baseline_name)
+    prepare_out(out, recipe, quick, resume, force, log)
+    ctx = Context(recipe=recipe, out=out, quick=quick, progress=progress, log=log, factories=dict(models or {}),
+                  allow_imports=tuple(allow_imports), data_override=data, teacher_override=teacher)
+    started = time.perf_counter()
+    results: list[StrategyResult] = []
+    for name in chosen:
+        log(f"== strategy {name} ==")
+        try:
+            result = run_strategy(ctx, name)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # one failing strategy must not stop the others
+            message = format_error(exc)
+            log(f"{name}: FAILED — {message}")
+            result = StrategyResult(name=name, steps=[], error=message)
+        results.append(result)
+        atomic_write_json(out / "strategies" / f"{name}.json", {
+            "name": name, "ok": result.ok, "error": result.error, "steps": result.steps,
+            "final": str(result.final.path) if result.final else None})
+    records = measure_results(ctx, results)
+    matrix = build_matrix(recipe, results, records, ctx, quick=quick,
+                          wall_seconds=time.perf_counter() - started)
+    write_report(matrix, out)
+    log(f"report: {out / 'report.html'}, {out / 'matrix.md'}, {out / 'matrix.json'}, {out / 'pareto.png'}")
+    return matrix
+
+
+def run(recipe: Recipe | str | Path, out: str | Path, *, strategy: str | None = None, quick: bool = False,
+        resume: bool = False, force: bool = False, progress: bool = True, log: Callable[[str], None] = print,
+        **kwargs: Any) -> StrategyResult:
+    """Run one pipeline (a recipe's only strategy, or ``strategy``), saving each step in ``out``."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    if strategy is None:
+        if len(recipe.strategies) != 1:
+            raise RecipeError(f"{recipe.source} has {len(recipe.strategies)} strategies "
+                              f"({', '.join(recipe.strategies)}): name one with --strategy, or use "
+                              "`torchslim compare` to run them all.")
+        strategy = next(iter(recipe.strategies))
+    if strategy not in recipe.strategies:
+        from torchslim.core.registry import did_you_mean
+
+        raise RecipeError(f"Unknown strategy {strategy!r}.{did_you_mean(strategy, list(recipe.strategies))} "
+                          f"Strategies: {', '.join(recipe.strategies)}.")
+    out = Path(out)
+    prepare_out(out, recipe, quick, resume, force, log)
+    ctx = Context(recipe=recipe, out=out, quick=quick, progress=progress, log=log,
+                  factories=dict(kwargs.get("models") or {}), allow_imports=tuple(kwargs.get("allow_imports", ())),
+                  data_override=kwargs.get("data"), teacher_override=kwargs.get("teacher"))
+    result = run_strategy(ctx, strategy)
+    atomic_write_json(out / "strategies" / f"{strategy}.json", {
+        "name": strategy, "ok": True, "error": None, "steps": result.steps, "final": str(result.final.path)})
+    return result
+
+
+__all__ = ["RUN_FILE", "compare", "measure_results", "prepare_out", "run"]
+

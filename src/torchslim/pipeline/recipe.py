@@ -1,0 +1,312 @@
+"""Recipes: YAML parsed into typed, versioned configs.
+
+A recipe names a teacher, a dataset and one or more *strategies*; each strategy is a list of steps
+(``train``, ``load``, ``distill``, ``prune``, ``sparsify``, ``quantize``, ``export``,
+``evaluate``) run in order, each step transforming the previous step's model::
+
+    version: 1
+    name: fashion-mnist
+    teacher: fashion-mnist-teacher        # a shipped model name or a checkpoint directory
+    data: {name: fashion-mnist, batch_size: 128}
+    strategies:
+      student-distilled:
+        - distill: {student: cnn-small, epochs: 4, losses: [{name: kd, T: 4, weight: 0.9}]}
+      teacher-int8:
+        - load: teacher
+        - quantize: {mode: static}
+
+Parsing is strict: an unknown key is an error naming its path (``strategies.x[1].prune.ratoi``),
+the closest valid key and the file and line; a wrong type names the value and the expected type.
+YAML is only ever read with ``yaml.safe_load`` semantics: a recipe never imports or runs code. A
+model given as ``module:function`` is imported only when the caller allows that module explicitly
+(``torchslim compare --allow-import mypkg``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from torchslim.core.errors import TorchSlimError
+from torchslim.core.registry import did_you_mean
+
+VERSION = 1
+
+
+class RecipeError(TorchSlimError):
+    """A recipe that does not parse or validate; the message names the path, value and line."""
+
+
+class Strict(BaseModel):
+    """Base of every recipe section: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataConfig(Strict):
+    name: str = "fashion-mnist"
+    batch_size: int = Field(128, gt=0)
+    val_size: int = Field(5000, ge=0)
+    augment: bool = True
+    root: str | None = None
+    # Use only this many training / test examples (a seeded random subset); None: all of them.
+    train_subset: int | None = Field(None, gt=0)
+    test_subset: int | None = Field(None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)  # further keyword arguments of the loader
+
+
+class MeasureConfig(Strict):
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 64], min_length=1)
+    threads: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    rounds: int = Field(3, gt=0)
+    min_seconds: float = Field(0.5, gt=0)
+
+    @field_validator("batch_sizes", "threads")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(v <= 0 for v in values):
+            raise ValueError(f"every entry must be a positive integer, got {values}")
+        return values
+
+
+class ScenarioConfig(Strict):
+    # resource-limited: the fastest (or smallest) strategy at most this many points below the teacher
+    accuracy_floor: float = Field(1.0, ge=0)
+    resource: Literal["latency", "bytes"] = "latency"
+    # accuracy-sensitive: the most accurate strategy whose batch-64 latency is at most this fraction
+    # of the teacher's (and, when given, whose file is at most this fraction of the teacher's bytes)
+    latency_budget: float = Field(0.5, gt=0)
+    size_budget: float | None = Field(None, gt=0)
+
+
+class QuickConfig(Strict):
+    """What ``--quick`` changes: every strategy runs, on less data and fewer epochs."""
+
+    epochs: int = Field(1, gt=0)
+    train_subset: int = Field(6000, gt=0)
+    test_subset: int = Field(2000, gt=0)
+    calibration_batches: int = Field(4, gt=0)
+    rounds: int = Field(1, gt=0)
+
+
+class StepSpec(Strict):
+    """One step: its registered name and its validated parameters (a pydantic model)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    name: str
+    params: Any
+    where: str = ""  # "file:line" of the step in the recipe, for messages
+
+    def config(self) -> dict[str, Any]:
+        return {"step": self.name, **self.params.model_dump(mode="json")}
+
+
+class Recipe(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    version: Literal[1] = VERSION
+    name: str = Field(min_length=1)
+    description: str = ""
+    teacher: str | None = None
+    seed: int = 0
+    threads: int | None = Field(None, gt=0)  # torch threads for training steps (None: torch's default)
+    data: DataConfig = Field(default_factory=DataConfig)
+    measure: MeasureConfig = Field(default_factory=MeasureConfig)
+    scenarios: ScenarioConfig = Field(default_factory=ScenarioConfig)
+    quick: QuickConfig = Field(default_factory=QuickConfig)
+    baseline: str | None = None  # the strategy every ratio is taken against (default: the first)
+    strategies: dict[str, list[StepSpec]]
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipe:
+        if not self.strategies:
+            raise ValueError("a recipe needs at least one strategy")
+        for name, steps in self.strategies.items():
+            if not steps:
+                raise ValueError(f"strategy {name!r} has no steps")
+        if self.baseline is not None and self.baseline not in self.strategies:
+            raise ValueError(f"baseline {self.baseline!r} is not a strategy of this recipe; strategies: "
+                             f"{', '.join(self.strategies)}")
+        return self
+
+    @property
+    def baseline_name(self) -> str:
+        return self.baseline or next(iter(self.strategies))
+
+    def fingerprint(self) -> str:
+        """A hash of everything that decides the results (not the name, description or source)."""
+        return digest(self.plain(exclude={"name", "description", "source"}))
+
+    def plain(self, exclude: set[str] | None = None) -> dict[str, Any]:
+        out = {k: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v)
+               for k, v in self if k not in (exclude or set()) and k != "strategies"}
+        out["strategies"] = {name: [s.config() for s in steps] for name, steps in self.strategies.items()}
+        return json.loads(json.dumps(out))
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -- YAML with line numbers -----------------------------------------------------------------------
+
+
+class _Lines:
+    """Maps a key path (tuple of keys and list indices) to its line in the YAML source."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.source, self.lines = source, {}
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            node = None
+        if node is not None:
+            self._walk(node, ())
+
+    def _walk(self, node: yaml.Node, path: tuple) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                k = key.value
+                self.lines[(*path, k)] = key.start_mark.line + 1
+                self._walk(value, (*path, k))
+                self.lines[(*path, k)] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, value in enumerate(node.value):
+                self._walk(value, (*path, i))
+
+    def where(self, path: tuple) -> str:
+        while path and path not in self.lines:
+            path = path[:-1]
+        line = self.lines.get(path)
+        return f"{self.source}:{line}" if line else self.source
+
+
+def dotted(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
+    """The valid keys of the section ``path`` points into (for the closest-name hint)."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            break
+        annotation = field.annotation
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _describe(error: dict, root: tuple, model: type[BaseModel], lines: _Lines) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    path = (*root, *loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        valid = _fields_at(model, loc[:-1])
+        hint = did_you_mean(str(loc[-1]), valid) if valid else ""
+        return (f"{lines.where(path)}: unknown key {dotted(path)!r}.{hint} Valid keys here: "
+                f"{', '.join(valid)}.")
+    if kind == "missing":
+        return f"{lines.where(path)}: {dotted(path)} is required."
+    value = error.get("input")
+    shown = json.dumps(value, default=str) if not isinstance(value, dict) else "a mapping"
+    return f"{lines.where(path)}: {dotted(path)} = {shown} is invalid: {error['msg']}."
+
+
+def validate_section(model: type[BaseModel], data: Any, root: tuple, lines: _Lines) -> BaseModel:
+    """``model.model_validate(data)``, errors turned into one RecipeError naming every bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(e, root, model, lines) for e in exc.errors()]
+        raise RecipeError("Invalid recipe — " + " | ".join(problems)) from None
+
+
+def _parse_step(item: Any, path: tuple, lines: _Lines) -> StepSpec:
+    from torchslim.pipeline.steps import STEPS
+
+    if isinstance(item, str):  # "- load" without parameters
+        item = {item: None}
+    if not isinstance(item, dict) or len(item) != 1:
+        raise RecipeError(
+            f"{lines.where(path)}: {dotted(path)} must be one step written as `- <step>: {{parameters}}` "
+            f"(steps: {', '.join(STEPS.list())}); got {json.dumps(item, default=str)}.")
+    (name, params), = item.items()
+    if name not in STEPS:
+        raise RecipeError(f"{lines.where(path)}: unknown step {name!r} at {dotted(path)}."
+                          f"{did_you_mean(str(name), STEPS.list())} Steps: {', '.join(STEPS.list())}.")
+    step = STEPS.get(name)
+    params = step.shorthand(params) if params is None or not isinstance(params, dict) else params
+    validated = validate_section(step.Params, params, (*path, name), lines)
+    return StepSpec(name=name, params=validated, where=lines.where(path))
+
+
+def parse(data: Any, source: str = "<recipe>", text: str | None = None) -> Recipe:
+    """Validate the already-loaded YAML/JSON mapping ``data`` into a :class:`Recipe`."""
+    lines = _Lines(text or "", source)
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping with keys version, name, teacher, data, "
+                          f"strategies, ...; got {type(data).__name__}.")
+    data = dict(data)
+    version = data.get("version", VERSION)
+    if version != VERSION:
+        raise RecipeError(f"{lines.where(('version',))}: recipe version {version!r} is not supported; "
+                          f"this torchslim reads version {VERSION}.")
+    raw = data.pop("strategies", None)
+    pipeline = data.pop("pipeline", None)
+    if raw is None and pipeline is None:
+        raise RecipeError(f"{source}: the recipe has no `strategies:` (a mapping of name to steps) "
+                          "and no `pipeline:` (one list of steps).")
+    if raw is not None and pipeline is not None:
+        raise RecipeError(f"{source}: give either `strategies:` or `pipeline:`, not both.")
+    if pipeline is not None:
+        raw, root = {str(data.get("name", "pipeline")): pipeline}, ("pipeline",)
+    else:
+        root = ("strategies",)
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{lines.where(root)}: `strategies` must map a strategy name to its list of "
+                          f"steps; got {type(raw).__name__}.")
+    strategies: dict[str, list[StepSpec]] = {}
+    for name, steps in raw.items():
+        path = root if pipeline is not None else (*root, name)
+        if not isinstance(steps, list) or not steps:
+            raise RecipeError(f"{lines.where(path)}: {dotted(path)} must be a non-empty list of steps; "
+                              f"got {json.dumps(steps, default=str)}.")
+        strategies[str(name)] = [_parse_step(item, (*path, i), lines) for i, item in enumerate(steps)]
+    data["strategies"], data["source"] = strategies, source
+    return validate_section(Recipe, data, (), lines)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate the recipe at ``path``.
+
+    Raises:
+        RecipeError: the file is missing, is not valid YAML, or does not validate (the message names
+            every bad key or value with its path and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"No recipe at {path}; shipped recipes are in the repository's recipes/ folder.")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path} is not valid YAML: {exc}") from None
+    return parse(data, str(path), text)
+
+
+__all__ = ["DataConfig", "MeasureConfig", "QuickConfig", "Recipe", "RecipeError", "ScenarioConfig",
+           "StepSpec", "VERSION", "digest", "load_recipe", "parse", "validate_section"]

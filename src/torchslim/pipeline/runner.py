@@ -1,0 +1,412 @@
+"""Running strategies: each step's output saved, its cost recorded, finished steps never redone.
+
+Every step is keyed by a hash of its parameters and of its input (the key of the step before it,
+down to the dataset, seed and teacher): ``DIR/steps/<step>-<key>/`` holds its model
+(``model/`` or ``model.onnx``), ``step.json`` (written last: a step without it did not finish) and
+``work/`` (training checkpoints and caches, so a step interrupted mid-training resumes at its last
+finished epoch). Two strategies that begin with the same steps share them; a run started again
+reuses every finished step whose key is unchanged and redoes only the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchslim.core.errors import TorchSlimError
+from torchslim.core.io import atomic_write_json
+from torchslim.pipeline.recipe import Recipe, RecipeError, digest
+from torchslim.pipeline.steps import STEPS, Output
+
+STEP_FILE = "step.json"
+FACTORY_KEY = "factory"
+
+
+# -- peak memory -----------------------------------------------------------------------------------
+
+
+def rss_bytes() -> int | None:
+    """This process's resident set size (Linux), or None where /proc is not available."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Samples the process's RSS every ``interval`` seconds while active; ``peak`` in bytes."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval, self.peak = interval, rss_bytes() or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_bytes() or 0)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes() or 0)
+
+
+# -- data and models -------------------------------------------------------------------------------
+
+
+def subset_bundle(bundle: Any, train: int | None, test: int | None, seed: int) -> Any:
+    """``bundle`` with seeded random subsets of its training and test sets (None: all)."""
+    from torchslim.data.base import ArrayImageDataset, make_loader
+
+    def cut(loader: Any, n: int | None, is_train: bool, salt: int) -> Any:
+        ds = loader.dataset
+        if n is None or n >= len(ds):
+            return loader
+        if not isinstance(ds, ArrayImageDataset):
+            raise TorchSlimError(f"Subsetting needs an ArrayImageDataset, got {type(ds).__name__}; "
+                                 "drop train_subset/test_subset or pass loaders of the size you want.")
+        idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed * 7919 + salt))[:n].sort().values
+        part = ArrayImageDataset(ds.images[idx], ds.labels[idx], tuple(ds.mean.flatten().tolist()),
+                                 tuple(ds.std.flatten().tolist()), ds.augment)
+        size = loader.sampler.batch_size if hasattr(loader.sampler, "batch_size") else 128
+        return make_loader(part, size, train=is_train, seed=seed)
+
+    return dataclasses.replace(bundle, train=cut(bundle.train, train, True, 1), test=cut(bundle.test, test, False, 2))
+
+
+def bundle_fingerprint(bundle: Any) -> str:
+    """Identifies a dataset by its name, sizes and a hash of a sample of its tensors."""
+    h = hashlib.sha256(f"{bundle.name}|{bundle.num_classes}|{tuple(bundle.input_shape)}".encode())
+    for loader in (bundle.train, bundle.test):
+        ds = loader.dataset
+        h.update(str(len(ds)).encode())
+        for t in (getattr(ds, "images", None), getattr(ds, "labels", None)):
+            if isinstance(t, torch.Tensor):
+                h.update(t[: min(len(t), 256)].contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def import_factory(ref: str, allow_imports: tuple[str, ...], where: str = "") -> Callable[..., nn.Module]:
+    """``"package.module:function"``, imported only when its top-level package was allowed."""
+    module_name, _, attr = ref.partition(":")
+    top = module_name.split(".")[0]
+    if not module_name or not attr:
+        raise RecipeError(f"{where}: model {ref!r} must be `module:function` or a registered model name.")
+    if top not in allow_imports and module_name not in allow_imports:
+        raise RecipeError(
+            f"{where}: model {ref!r} would import Python code from {module_name!r}. A recipe never imports "
+            f"code by itself: allow it explicitly with `--allow-import {top}` (or allow_imports=[{top!r}]).")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RecipeError(f"{where}: cannot import {module_name!r} for model {ref!r}: {exc}.") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise RecipeError(f"{where}: {module_name!r} has no callable {attr!r} (model {ref!r}).")
+    return factory
+
+
+@dataclasses.dataclass
+class Context:
+    """What steps see: the recipe, the data, the teacher and model factories, where to work."""
+
+    recipe: Recipe
+    out: Path
+    quick: bool = False
+    progress: bool = True
+    log: Callable[[str], None] = print
+    factories: Mapping[str, Callable[..., nn.Module]] = dataclasses.field(default_factory=dict)
+    allow_imports: tuple[str, ...] = ()
+    data_override: Any = None
+    teacher_override: nn.Module | None = None
+    where: str = ""
+    work: Path = Path(".")
+    _data: Any = None
+    _sources: dict[str, tuple[nn.Module, dict]] = dataclasses.field(default_factory=dict)
+
+    # data ----------------------------------------------------------------------------------------
+    @property
+    def data(self) -> Any:
+        if self._data is None:
+            from torchslim import data as datasets
+
+            cfg = self.recipe.data
+            if self.data_override is not None:
+                bundle = self.data_override
+            else:
+                kwargs = {"batch_size": cfg.batch_size, "seed": self.recipe.seed, "augment": cfg.augment,
+                          **cfg.options}
+                if cfg.name == "fashion-mnist":
+                    kwargs["val_size"] = cfg.val_size
+                    if cfg.root:
+                        kwargs["root"] = cfg.root
+                bundle = datasets.load(cfg.name, **kwargs)
+            train_n, test_n = cfg.train_subset, cfg.test_subset
+            if self.quick:
+                q = self.recipe.quick
+                train_n = min(train_n or q.train_subset, q.train_subset)
+                test_n = min(test_n or q.test_subset, q.test_subset)
+            self._data = subset_bundle(bundle, train_n, test_n, self.recipe.seed)
+        return self._data
+
+    def data_key(self) -> str:
+        return bundle_fingerprint(self.data)
+
+    # models --------------------------------------------------------------------------------------
+    def teacher_source(self) -> str:
+        if self.teacher_override is None and not self.recipe.teacher:
+            raise RecipeError(f"{self.recipe.source}: a step uses `teacher` but the recipe names none "
+                              "(add `teacher: <shipped model or checkpoint directory>`).")
+        return self.recipe.teacher or "<given teacher>"
+
+    def _load_source(self, source: str) -> tuple[nn.Module, dict]:
+        from torchslim import zoo
+        from torchslim.core.checkpoint import load_model
+
+        if source == "teacher":
+            if self.teacher_override is not None:
+                return self.teacher_override, {"source": "teacher given by the caller"}
+            source = self.teacher_source()
+        if source in zoo.ZOO:
+            return zoo.load(source)
+        path = Path(source)
+        if not path.exists():
+            raise TorchSlimError(
+                f"{self.where or self.recipe.source}: model source {source!r} is neither a shipped model "
+                f"({', '.join(zoo.list())}) nor an existing checkpoint directory.")
+        meta_spec = json.loads((path / "model.json").read_text()).get("model") if (path / "model.json").is_file() else None
+        if isinstance(meta_spec, dict) and FACTORY_KEY in meta_spec:
+            return load_model(path, model=self.build_factory(meta_spec))
+        return load_model(path)
+
+    def load_model(self, source: str) -> tuple[nn.Module, dict]:
+        """A private copy of a model source (``teacher``, a shipped name or a checkpoint)."""
+        if source not in self._sources:
+            self._sources[source] = self._load_source(source)
+        model, meta = self._sources[source]
+        return copy.deepcopy(model).eval(), meta
+
+    def source_key(self, source: str) -> str:
+        from torchslim.distill.cache import weights_hash
+
+        model, _ = self.load_model(source)
+        return weights_hash(model)
+
+    def create_model(self, name: str, kwargs: dict[str, Any]) -> nn.Module:
+        from torchslim import models
+        from torchslim.models import SPEC_ATTR
+
+        bundle = self.data
+        if name in self.factories or ":" in name:
+            spec = {FACTORY_KEY: name, "num_classes": bundle.num_classes,
+                    "in_channels": bundle.input_shape[0], "kwargs": kwargs}
+            model = self.build_factory(spec)
+            object.__setattr__(model, SPEC_ATTR, spec)
+            return model
+        return models.create(name, num_classes=bundle.num_classes, in_channels=bundle.input_shape[0], **kwargs)
+
+    def build_factory(self, spec: dict) -> nn.Module:
+        name = spec[FACTORY_KEY]
+        factory = self.factories.get(name) or import_factory(name, self.allow_imports, self.where)
+        model = factory(num_classes=spec["num_classes"], in_channels=spec["in_channels"], **spec.get("kwargs", {}))
+        if not isinstance(model, nn.Module):
+            raise RecipeError(f"{self.where}: model factory {name!r} returned {type(model).__name__}, not an nn.Module.")
+        return model
+
+    def runnable(self, model: Any) -> Any:
+        """An ``nn.Module`` as is; an ONNX file as an ONNX Runtime session wrapper."""
+        if isinstance(model, nn.Module):
+            return model
+        from torchslim import runtime
+
+        return runtime.load(model)
+
+
+# -- saved steps -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Saved:
+    """A finished step's model on disk, loaded only when a later step or the measurement needs it."""
+
+    directory: Path
+    kind: str  # "torch" or "onnx"
+
+    @property
+    def path(self) -> Path:
+        return self.directory / ("model" if self.kind == "torch" else "model.onnx")
+
+    @property
+    def weights(self) -> Path:
+        """The file whose size is the model's size: the safetensors weights or the .onnx file."""
+        return self.path / "model.safetensors" if self.kind == "torch" else self.path
+
+    def materialise(self, ctx: Context) -> Any:
+        if self.kind == "onnx":
+            return self.path
+        from torchslim.core.checkpoint import load_model
+
+        spec = json.loads((self.path / "model.json").read_text()).get("model")
+        if isinstance(spec, dict) and FACTORY_KEY in spec:
+            model, _ = load_model(self.path, model=ctx.build_factory(spec))
+            from torchslim.models import SPEC_ATTR
+
+            object.__setattr__(model, SPEC_ATTR, spec)
+            return model
+        model, _ = load_model(self.path)
+        return model
+
+
+def _save_output(out: Output, step_dir: Path, record: dict) -> str:
+    from torchslim.core.checkpoint import save_model
+    from torchslim.models import spec_of
+
+    if out.model is not None and out.onnx is not None:
+        raise TorchSlimError("A step returned both a torch model and an ONNX file.")
+    if out.model is not None:
+        target = step_dir / "model"
+        shutil.rmtree(target, ignore_errors=True)
+        save_model(out.model.cpu(), target, {"pipeline_step": record, **out.meta}, spec=spec_of(out.model))
+        return "torch"
+    if out.onnx is not None:
+        source = Path(out.onnx)
+        target = step_dir / "model.onnx"
+        if source.resolve() != target.resolve():
+            tmp = target.with_suffix(".onnx.partial")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+            sidecar = source.with_suffix(".json")
+            if sidecar.is_file():
+                shutil.copyfile(sidecar, target.with_suffix(".json"))
+        return "onnx"
+    raise TorchSlimError(f"Step {record['step']!r} produced no model.")
+
+
+@dataclasses.dataclass
+class StrategyResult:
+    name: str
+    steps: list[dict]
+    final: Saved | None = None
+    error: str | None = None
+    model: Any = None  # the final model when it was produced in this process
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def cost(self) -> dict[str, Any]:
+        """What producing the final model took: training seconds (steps that load a model
+        excluded), epochs, whether a teacher ran, and the peak memory of any step."""
+        made = [s for s in self.steps if s["step"] != "load"]
+        return {"seconds": sum(s["seconds"] for s in made), "epochs": sum(s["epochs"] for s in made),
+                "needs_teacher": any(s["used_teacher"] for s in made),
+                "peak_memory_bytes": max((s["peak_memory_bytes"] or 0 for s in self.steps), default=0) or None,
+                "reused_steps": sum(1 for s in self.steps if s.get("reused"))}
+
+    def families(self) -> list[str]:
+        return sorted({STEPS.get(s["step"]).family for s in self.steps})
+
+
+def run_strategy(ctx: Context, name: str) -> StrategyResult:
+    """Run (or reuse) every step of strategy ``name``; raises on the first failing step."""
+    recipe = ctx.recipe
+    specs = recipe.strategies[name]
+    base = {"data": ctx.data_key(), "seed": recipe.seed, "threads": recipe.threads, "quick": ctx.quick}
+    key, current = digest(base), None
+    records: list[dict] = []
+    for i, spec in enumerate(specs):
+        step = STEPS.get(spec.name)()
+        params = step.quicken(spec.params, recipe.quick) if ctx.quick else spec.params
+        config = {"step": spec.name, **params.model_dump(mode="json")}
+        key = digest({"input": key, "config": config, "sources": _source_keys(ctx, config)})
+        step_dir = ctx.out / "steps" / f"{i:02d}-{spec.name}-{key[:12]}"
+        ctx.where = f"{name}[{i}] {spec.name}" + (f" ({spec.where})" if spec.where else "")
+        done = _finished(step_dir, key)
+        if done is not None:
+            ctx.log(f"{name}: step {i + 1}/{len(specs)} {spec.name} — reused ({step_dir.name})")
+            records.append({**done, "reused": True})
+            current = Saved(step_dir, done["kind"])
+            continue
+        if isinstance(current, Saved):
+            current = current.materialise(ctx)
+        if current is not None and not isinstance(current, nn.Module) and not step.takes_onnx:
+            raise TorchSlimError(f"{ctx.where}: {spec.name!r} needs a torch model but the previous step "
+                                 "produced an ONNX file; put it before `quantize`/`export`.")
+        ctx.work = step_dir / "work"
+        ctx.work.mkdir(parents=True, exist_ok=True)
+        ctx.log(f"{name}: step {i + 1}/{len(specs)} {spec.name} ...")
+        began = time.perf_counter()
+        with PeakMemory() as memory:
+            out = step.run(ctx, params, current)
+        seconds = time.perf_counter() - began
+        record = {"step": spec.name, "strategy": name, "index": i, "key": key, "config": config,
+                  "seconds": seconds, "epochs": out.epochs, "used_teacher": out.used_teacher,
+                  "peak_memory_bytes": memory.peak or None, "metrics": _plain(out.metrics),
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        record["kind"] = _save_output(out, step_dir, record)
+        atomic_write_json(step_dir / STEP_FILE, record)
+        shutil.rmtree(ctx.work / "checkpoints", ignore_errors=True)  # the step is done: its resume state goes
+        records.append({**record, "reused": False})
+        current = out.model if out.model is not None else step_dir / "model.onnx"
+    final = Saved(ctx.out / "steps" / f"{len(specs) - 1:02d}-{specs[-1].name}-{key[:12]}", records[-1]["kind"])
+    return StrategyResult(name=name, steps=records, final=final,
+                          model=current if not isinstance(current, Saved) else None)
+
+
+def _source_keys(ctx: Context, config: dict) -> dict[str, str]:
+    """Weights hashes of the models a step reads by name (so a changed checkpoint is a new key)."""
+    names = []
+    if config["step"] == "load":
+        names.append(config["source"])
+    names += config.get("teachers", []) if config["step"] == "distill" else []
+    return {n: ctx.source_key(n) for n in names}
+
+
+def _finished(step_dir: Path, key: str) -> dict | None:
+    path = step_dir / STEP_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    if record.get("key") != key:
+        return None
+    artifact = step_dir / ("model" if record.get("kind") == "torch" else "model.onnx")
+    return record if artifact.exists() else None
+
+
+def _plain(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def format_error(exc: BaseException) -> str:
+    if isinstance(exc, TorchSlimError):
+        return str(exc)
+    tb = traceback.extract_tb(exc.__traceback__)
+    last = tb[-1] if tb else None
+    place = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{place}"
+
+
+__all__ = ["Context", "PeakMemory", "Saved", "StrategyResult", "bundle_fingerprint", "format_error",
+           "import_factory", "run_strategy", "subset_bundle"]
