@@ -8,6 +8,8 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 DATA_DIR := /usr/share/datasets/fashion-mnist
+# Debian's wordnet-base: the glosses of the wordnet-glosses text corpus.
+WORDNET_DIR := /usr/share/wordnet
 
 .PHONY: setup data test test-fast run bench lint clean
 
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet "$(TORCH)" -e ".[dev]"
+	$(PIP) install --quiet "$(TORCH)" -e ".[dev,text]"
 	touch $(STAMP)
 
 # Debian's dataset-fashion-mnist puts the IDX files in $(DATA_DIR). Elsewhere the loader downloads
@@ -31,6 +33,15 @@ data:
 		|| echo "Fashion-MNIST: apt-get install dataset-fashion-mnist failed; the loader will try to download it"; \
 	else \
 		echo "Fashion-MNIST: no apt-get here; skipping the Debian package (the loader downloads the files, or set TORCHSLIM_DATA)"; \
+	fi
+	@if [ -f $(WORDNET_DIR)/data.noun ]; then \
+		echo "WordNet glosses: found in $(WORDNET_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wordnet-base >/dev/null) \
+		|| echo "WordNet glosses: apt-get install wordnet-base failed; pass the data.* files' directory as root= or set TORCHSLIM_DATA"; \
+	else \
+		echo "WordNet glosses: no apt-get here; skipping Debian's wordnet-base (put data.noun etc. in \$$TORCHSLIM_DATA/wordnet)"; \
 	fi
 
 test: setup data

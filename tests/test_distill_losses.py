@@ -27,7 +27,9 @@ INDEX = [3, 0, 7, 12, 5, 9]
 NUM_DATA = 16
 CRD_NEGATIVES = [1, 3, 3, 14, 0]  # 3 and 0 are own indices of samples 0 and 1: they must be skipped
 
-# name -> (constructor arguments, which inputs: "logits", "map" (B, C, H, W) or "vec" (B, D))
+# name -> (constructor arguments, which inputs: "logits", "map" (B, C, H, W), "vec" (B, D), or the
+# transformer features "seq" (B, layers + 1, N, D) stacked hidden states, "attn" (B, layers, H, N, N)
+# stacked attention maps, "proj" (B, N, D) one attention projection)
 GOLDEN = {
     "ce": ({"label_smoothing": 0.1}, "logits"),
     "kd": ({"T": 3.0}, "logits"),
@@ -39,7 +41,15 @@ GOLDEN = {
     "rkd": ({"w_d": 25.0, "w_a": 50.0}, "vec"),
     "pkt": ({}, "vec"),
     "crd": ({"num_data": NUM_DATA, "feat_dim": 4, "nce_k": 5, "nce_t": 0.07}, "vec"),
+    "embed-cos": ({}, "logits"),
+    "embed-mse": ({}, "logits"),
+    "hidden-mse": ({"layers": "0:0/1:2/-1:-1"}, "seq"),
+    "attention-kl": ({"layers": "0:1/1:2"}, "attn"),
+    "relation-kl": ({"heads": 3}, "proj"),
 }
+TOKENS = 5
+LENGTHS = [5, 3, 4, 5, 2, 5]  # real tokens per sample; the rest of each row is padding
+MASK = torch.arange(TOKENS).view(1, -1) < torch.tensor(LENGTHS).view(-1, 1)
 
 
 def _require_golden(name: str) -> None:
@@ -60,12 +70,25 @@ def _inputs(seed: int = 0) -> dict[str, torch.Tensor]:
         "s.vec": torch.randn(B, 7, generator=g),
         "t.vec": torch.randn(B, 9, generator=g),
         "y": torch.randint(0, C, (B,), generator=g),
+        "s.seq": torch.randn(B, 3, TOKENS, 4, generator=g),
+        "t.seq": torch.randn(B, 4, TOKENS, 4, generator=g),
+        "s.attn": _attention(torch.randn(B, 2, 2, TOKENS, TOKENS, generator=g) * 2),
+        "t.attn": _attention(torch.randn(B, 3, 2, TOKENS, TOKENS, generator=g) * 2),
+        "s.proj": torch.randn(B, TOKENS, 6, generator=g),
+        "t.proj": torch.randn(B, TOKENS, 9, generator=g),
     }
 
 
+def _attention(scores: torch.Tensor) -> torch.Tensor:
+    """Attention probabilities over the real keys of each sample (padded keys exactly 0)."""
+    keys = MASK.view(B, 1, 1, 1, TOKENS)
+    return torch.softmax(scores.masked_fill(~keys, float("-inf")), dim=-1)
+
+
 def _outputs(x: dict[str, torch.Tensor]) -> tuple[Outputs, Outputs]:
-    student = Outputs(x["s.logits"], {"s.map": x["s.map"], "s.vec": x["s.vec"]})
-    teacher = Outputs(x["t.logits"], {"t.map": x["t.map"], "t.vec": x["t.vec"]})
+    sources = ("map", "vec", "seq", "attn", "proj")
+    student = Outputs(x["s.logits"], {f"s.{k}": x[f"s.{k}"] for k in sources})
+    teacher = Outputs(x["t.logits"], {f"t.{k}": x[f"t.{k}"] for k in sources})
     return student, teacher
 
 
@@ -110,9 +133,9 @@ def golden_case(name: str, grad: bool = False):
         x = {k: v.requires_grad_(True) if v.is_floating_point() else v for k, v in x.items()}
     loss = _make(name, kwargs, source, x)
     ctx = {"s": x[f"s.{source}"].detach().double().numpy(), "t": x[f"t.{source}"].detach().double().numpy(),
-           "y": x["y"].numpy(), "index": INDEX, **kwargs, **_fix_weights(name, loss)}
+           "y": x["y"].numpy(), "index": INDEX, "lengths": LENGTHS, **kwargs, **_fix_weights(name, loss)}
     student, teacher = _outputs(x)
-    batch = {"y": x["y"], "index": torch.tensor(INDEX)}
+    batch = {"y": x["y"], "index": torch.tensor(INDEX), "attention_mask": MASK.long()}
     return loss, student, teacher, batch, ctx
 
 
@@ -268,8 +291,67 @@ def ref_crd(c):
     return total / len(c["index"])
 
 
+def ref_embed_cos(c):
+    total = 0.0
+    for s, t in zip(c["s"], c["t"], strict=True):
+        total += 1 - np.dot(s, t) / (np.linalg.norm(s) * np.linalg.norm(t))
+    return total / len(c["s"])
+
+
+def ref_embed_mse(c):
+    return float(np.mean([(a - b) ** 2 for s, t in zip(c["s"], c["t"], strict=True) for a, b in zip(s, t, strict=True)]))
+
+
+def _pairs(spec: str, n_s: int, n_t: int) -> list[tuple[int, int]]:
+    return [(int(a) % n_s, int(b) % n_t) for a, b in (p.split(":") for p in spec.split("/"))]
+
+
+def ref_hidden_mse(c):
+    pairs = _pairs(c["layers"], c["s"].shape[1], c["t"].shape[1])
+    total = 0.0
+    for i, j in pairs:
+        errors = [np.mean((c["s"][b, i, n] - c["t"][b, j, n]) ** 2)
+                  for b in range(len(c["s"])) for n in range(c["lengths"][b])]
+        total += np.mean(errors)
+    return total / len(pairs)
+
+
+def ref_attention_kl(c):
+    pairs = _pairs(c["layers"], c["s"].shape[1], c["t"].shape[1])
+    total = 0.0
+    for i, j in pairs:
+        rows = []
+        for b in range(len(c["s"])):
+            for n in range(c["lengths"][b]):
+                kl = [sum(p * math.log(p / q) for p, q in zip(c["t"][b, j, h, n], c["s"][b, i, h, n], strict=True) if p > 0)
+                      for h in range(c["s"].shape[2])]
+                rows.append(np.mean(kl))
+        total += np.mean(rows)
+    return total / len(pairs)
+
+
+def ref_relation_kl(c):
+    heads, rows = c["heads"], []
+
+    def relation(x, b, h, n):
+        d = x.shape[2] // heads
+        xb = x[b, : c["lengths"][b], h * d:(h + 1) * d]
+        return _softmax(xb @ xb[n] / math.sqrt(d))
+
+    for b in range(len(c["s"])):
+        for n in range(c["lengths"][b]):
+            kl = []
+            for h in range(heads):
+                p, q = relation(c["t"], b, h, n), relation(c["s"], b, h, n)
+                kl.append(sum(pk * math.log(pk / qk) for pk, qk in zip(p, q, strict=True)))
+            rows.append(np.mean(kl))
+    return float(np.mean(rows))
+
+
 REFERENCE = {"ce": ref_ce, "kd": ref_kd, "dkd": ref_dkd, "dist": ref_dist, "fitnet": ref_fitnet, "at": ref_at,
-             "sp": ref_sp, "rkd": ref_rkd, "pkt": ref_pkt, "crd": ref_crd}
+             "sp": ref_sp, "rkd": ref_rkd, "pkt": ref_pkt, "crd": ref_crd, "embed-cos": ref_embed_cos,
+             "embed-mse": ref_embed_mse, "hidden-mse": ref_hidden_mse, "attention-kl": ref_attention_kl,
+             "relation-kl": ref_relation_kl}
 
 
 # -- every registered loss ---------------------------------------------------------------------------
@@ -318,9 +400,34 @@ def _extreme(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     return s, t
 
 
+def _extreme_transformer(source: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transformer features with ±1e4 entries, an all-zero sample and one-hot attention rows."""
+    if source == "attn":  # sample 0: one-hot rows (hard attention), 1: uniform, 2: one-hot elsewhere
+        s, t = torch.zeros(4, 2, 2, 4, 4), torch.zeros(4, 3, 2, 4, 4)
+        s[..., 0], t[..., 0] = 1.0, 1.0
+        s[1], t[1] = 0.25, 0.25
+        s[2, ..., 0], s[2, ..., 3] = 0.0, 1.0
+        return s, t
+    shape_s, shape_t = ((4, 3, 4, 4), (4, 4, 4, 4)) if source == "seq" else ((4, 4, 6), (4, 4, 9))
+    s, t = torch.zeros(shape_s), torch.zeros(shape_t)
+    s[1], t[1] = 1e4, -1e4
+    s[2, ..., ::2], t[2, ..., 1::2] = -1e4, 1e4
+    s[3], t[3] = s[2], 5.0
+    return s, t
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_finite_on_extreme_inputs(name):
     cls = LOSSES.get(name)
+    source = GOLDEN.get(name, ({}, ""))[1]
+    if source in ("seq", "attn", "proj"):
+        s, t = (x.requires_grad_(True) for x in _extreme_transformer(source))
+        loss = _make(name, dict(GOLDEN[name][0]), source, {f"s.{source}": s, f"t.{source}": t})
+        value = loss(Outputs(None, {f"s.{source}": s}), Outputs(None, {f"t.{source}": t}),
+                     {"attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0]])})
+        value.backward()
+        assert torch.isfinite(value) and torch.isfinite(s.grad).all() and s.grad.abs().max() < 1e9
+        return
     kind = "map" if issubclass(cls, TapLoss) and cls.needs_taps else "logits"
     s, t = (x.requires_grad_(True) for x in _extreme(kind))
     kwargs = {k: v for k, v in GOLDEN[name][0].items()}
@@ -384,8 +491,9 @@ def test_missing_tap_names_it_and_the_available_ones(name, side):
     kwargs = {**_required(name), "student_tap": "s.map", "teacher_tap": "t.map", f"{side}_tap": "layer9"}
     loss = L.create(name, **kwargs)
     x = _inputs()
+    source = {"logits": "vec"}.get(GOLDEN[name][1], GOLDEN[name][1])  # the shapes the loss is built for
     if hasattr(loss, "build"):
-        loss.build(x["s.map"].shape, x["t.map"].shape)
+        loss.build(x[f"s.{source}"].shape, x[f"t.{source}"].shape)
     student, teacher = _outputs(x)
     there = "'s.map', 's.vec'" if side == "student" else "'t.map', 't.vec'"
     with pytest.raises(TorchSlimError, match=rf"^{name}: the {side} tap 'layer9' .*available: {there}"):
@@ -399,7 +507,7 @@ def test_half_given_taps_are_rejected(name):
 
 
 def test_unknown_loss_suggests_the_closest_name():
-    with pytest.raises(UnknownNameError, match=r"Did you mean 'kd'\?.*Valid distillation loss names: at, ce"):
+    with pytest.raises(UnknownNameError, match=r"Did you mean 'kd'\?.*Valid distillation loss names: at, attention-kl, ce"):
         L.create("kdd")
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from torchslim.data import fashion_mnist as _fashion_mnist  # noqa: F401  (registers)
 from torchslim.data import synthetic as _synthetic  # noqa: F401  (registers)
+from torchslim.data import wordnet as _wordnet  # noqa: F401  (registers)
 from torchslim.data.base import ArrayImageDataset, Augment, DataBundle, EpochBatchSampler
 from torchslim.data.registry import DATASETS
 

@@ -13,19 +13,25 @@ from typing import Any
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import did_you_mean
 from torchslim.distill.losses.at import AT
+from torchslim.distill.losses.attention_kl import AttentionKL
 from torchslim.distill.losses.base import KINDS, LOSSES, DistillLoss, Outputs, TapLoss
 from torchslim.distill.losses.ce import CE
 from torchslim.distill.losses.crd import CRD
 from torchslim.distill.losses.dist import DIST
 from torchslim.distill.losses.dkd import DKD
+from torchslim.distill.losses.embed_cos import EmbedCos
+from torchslim.distill.losses.embed_mse import EmbedMSE
 from torchslim.distill.losses.fitnet import FitNet
+from torchslim.distill.losses.hidden_mse import HiddenMSE
 from torchslim.distill.losses.kd import KD
 from torchslim.distill.losses.pkt import PKT
+from torchslim.distill.losses.relation_kl import RelationKL
 from torchslim.distill.losses.rkd import RKD
 from torchslim.distill.losses.sp import SP
 
-__all__ = ["AT", "CE", "CRD", "DIST", "DKD", "KD", "KINDS", "LOSSES", "PKT", "RKD", "SP",
-           "DistillLoss", "FitNet", "Outputs", "TapLoss", "create"]
+__all__ = ["AT", "CE", "CRD", "DIST", "DKD", "KD", "KINDS", "LOSSES", "PKT", "RKD", "SP", "AttentionKL",
+           "DistillLoss", "EmbedCos", "EmbedMSE", "FitNet", "HiddenMSE", "Outputs", "RelationKL", "TapLoss",
+           "create"]
 
 
 def create(name: str, teacher: str | None = None, **kwargs: Any) -> DistillLoss:
