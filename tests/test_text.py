@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 
 from text_helpers import SENTENCES, write_tiny_bert  # noqa: E402
 from torchslim.core.errors import CheckpointError, TorchSlimError  # noqa: E402
-from torchslim.text import agreement as A  # noqa: E402
+from torchslim.text import metrics as A  # noqa: E402
 from torchslim.text.load import load_encoder, load_tokenizer, save_encoder  # noqa: E402
 from torchslim.text.prune import measure_importance, prune_encoder  # noqa: E402
 from torchslim.text.students import choose_layers, every_other, layer_student  # noqa: E402
@@ -215,3 +215,18 @@ def test_pruned_encoder_round_trips(tiny, tmp_path):
     assert again.structure() == pruned.structure() == {"heads": [2] * 4, "intermediate": [48] * 4}
     with torch.no_grad():
         assert torch.allclose(again(sample), pruned(sample), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_real_minilm_matches_sentence_transformers():
+    """The shipped all-MiniLM-L6-v2, loaded offline, gives sentence-transformers' own embeddings."""
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    from torchslim.text._hf import default_model_dir
+
+    encoder = load_encoder("minilm")
+    assert encoder.normalize and encoder.max_length == 256 and len(encoder.layers) == 6
+    with torch.no_grad():
+        ours = A.embed(encoder, encoder.tokenizer(SENTENCES), encoder.pad_token_id)
+    reference = sentence_transformers.SentenceTransformer(default_model_dir(), device="cpu")
+    theirs = torch.as_tensor(reference.encode(SENTENCES))
+    assert torch.allclose(ours, theirs, atol=1e-5)

@@ -12,8 +12,12 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def write_tiny_bert(directory: Path, *, layers: int = 2, hidden: int = 32, heads: int = 4, seed: int = 0,
-                    vocab_extra: int = 0, embeddings: int | None = None, max_positions: int = 64) -> Path:
-    """A random BertModel (``hidden`` wide, ``layers`` deep) with a WordPiece tokenizer of WORDS."""
+                    vocab_extra: int = 0, embeddings: int | None = None, max_positions: int = 64,
+                    init_range: float = 0.02) -> Path:
+    """A random BertModel (``hidden`` wide, ``layers`` deep) with a WordPiece tokenizer of WORDS.
+
+    ``init_range`` is the std of the random weights: at BERT's 0.02 a random layer barely changes its
+    input (so any layer-dropped copy agrees with it); larger makes every layer matter."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -27,7 +31,8 @@ def write_tiny_bert(directory: Path, *, layers: int = 2, hidden: int = 32, heads
     tokenizer.save_pretrained(str(directory))
     config = BertConfig(vocab_size=embeddings or len(vocab), hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=2 * hidden,
-                        max_position_embeddings=max_positions, pad_token_id=0)
+                        max_position_embeddings=max_positions, pad_token_id=0,
+                        initializer_range=init_range)
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(str(directory))
     return directory

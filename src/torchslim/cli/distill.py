@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 from torchslim.cli.common import console, positive_int
+from torchslim.cli.text import add_text_args, cmd_text_distill, is_text
 from torchslim.cli.train import add_data_args, add_fit_args, data_kwargs, prepare_out, train_and_save
 from torchslim.core.errors import TorchSlimError
 
@@ -59,10 +60,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--teacher-weights", type=float_list, default=None, help="weights of several teachers, e.g. 0.5,0.5")
     p.add_argument("--multi-teacher", default="mean", choices=("mean", "each"),
                    help="logit losses see the mean of the teachers' softened outputs, or one term each")
-    p.add_argument("--student", required=True, help="student model name (see `torchslim models`)")
+    p.add_argument("--student", default=None, help="student model name (see `torchslim models`); for text "
+                   "data the student is made from the teacher (--student-layers, --prune-heads)")
     p.add_argument("--width", type=float, default=None, help="student channel width multiplier")
-    p.add_argument("--loss", action="append", type=parse_loss, required=True, metavar="NAME[:K=V,...]",
-                   help="a loss and its options, e.g. kd:T=4,weight=0.9; repeat for several")
+    p.add_argument("--loss", action="append", type=parse_loss, default=None, metavar="NAME[:K=V,...]",
+                   help="a loss and its options, e.g. kd:T=4,weight=0.9; repeat for several (text default: "
+                   "embed-cos)")
     p.add_argument("--cache", choices=("none", "memory", "disk"), default="none",
                    help="compute teacher logits once and reuse them (disk: memory-mapped under OUT/cache)")
     p.add_argument("--cache-draws", type=positive_int, default=None,
@@ -71,7 +74,9 @@ def add_parser(sub: Any) -> None:
                    help="mix images once per batch, seen identically by teacher and student")
     add_data_args(p)
     add_fit_args(p)
-    p.set_defaults(func=cmd_distill)
+    add_text_args(p)
+    # None = the mode's own default (image: SGD one-cycle, weight decay 5e-4; text: AdamW cosine, 0.01).
+    p.set_defaults(func=cmd_distill, optimizer=None, schedule=None, weight_decay=None)
 
 
 def build_losses(specs: list[tuple[str, dict]], num_data: int) -> list:
@@ -94,7 +99,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from torchslim.cli.evaluate import load_target
     from torchslim.distill import DistillTask
 
-    check_losses_known(args.loss)  # a typo fails before any data or teacher is loaded
+    default = [("embed-cos", {})] if is_text(args) else []
+    check_losses_known(args.loss or default)  # a typo fails before any data or teacher is loaded
+    if is_text(args):
+        return cmd_text_distill(args)
+    if not args.student:
+        raise TorchSlimError("--student is required: the registered model to train (see `torchslim models`).")
+    args.optimizer = args.optimizer or "sgd"
+    args.schedule = args.schedule or "onecycle"
+    args.weight_decay = 5e-4 if args.weight_decay is None else args.weight_decay
     out = prepare_out(args)
     bundle = data.load(args.data, **data_kwargs(args))
     teachers = {}

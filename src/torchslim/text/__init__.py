@@ -26,8 +26,8 @@ _EXPORTS = {
     "layer_student": "students", "choose_layers": "students", "every_other": "students", "LayerChoice": "students",
     "prune_encoder": "prune", "measure_importance": "prune",
     "export_onnx": "deploy", "quantize_int8": "deploy", "OrtEncoder": "deploy",
-    "embed": "agreement", "agreement": "agreement", "mean_cosine": "agreement", "knn_overlap": "agreement",
-    "pairwise_spearman": "agreement",
+    "embed": "metrics", "agreement": "metrics", "mean_cosine": "metrics", "knn_overlap": "metrics",
+    "pairwise_spearman": "metrics",
     "throughput": "speed",
     "distill_encoder": "distill", "build_task": "distill",
 }

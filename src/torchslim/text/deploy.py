@@ -37,7 +37,8 @@ def export_onnx(encoder: SentenceEncoder, path: str | Path, example: torch.Tenso
     path.parent.mkdir(parents=True, exist_ok=True)
     if example is None:
         example = torch.full((2, 8), encoder.pad_token_id, dtype=torch.long)
-        example[:, :6] = torch.arange(1000, 1006)
+        vocab = encoder.bert.embeddings.word_embeddings.num_embeddings
+        example[:, :6] = (torch.arange(6) + encoder.pad_token_id + 1) % vocab
         example[1, 4:] = encoder.pad_token_id
     was_training = encoder.training
     encoder.eval()
@@ -47,7 +48,7 @@ def export_onnx(encoder: SentenceEncoder, path: str | Path, example: torch.Tenso
             torch.onnx.export(encoder, (example,), str(path), input_names=["input_ids"],
                               output_names=["embedding"], opset_version=OPSET, dynamo=False,
                               dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}})
-        expected = encoder(example).numpy()
+            expected = encoder(example).numpy()
     finally:
         encoder.train(was_training)
     got = OrtEncoder(path)(example)

@@ -87,8 +87,9 @@ class SentenceEncoder(nn.Module):
         mask = input_ids != self.pad_token_id
         want_hidden, want_attn = _listening(self.hidden_states), _listening(self.attentions)
         if want_attn and self.bert.config._attn_implementation != "eager":
-            # SDPA and flash kernels never materialise the attention matrix.
-            self.bert.set_attn_implementation("eager")
+            raise TorchSlimError(
+                f"Attention maps need eager attention, but this model runs {self.bert.config._attn_implementation!r} "
+                "(which never materialises them); load it with torchslim.text.load_encoder.")
         out = self.bert(input_ids=input_ids, attention_mask=mask.long(),
                         output_hidden_states=want_hidden, output_attentions=want_attn)
         if want_hidden:
@@ -100,6 +101,8 @@ class SentenceEncoder(nn.Module):
 
 
 def _stack_attentions(attentions: tuple[Tensor, ...]) -> Tensor:
+    if not attentions or any(a is None for a in attentions):
+        raise TorchSlimError("The model returned no attention maps; it needs eager attention.")
     heads = [a.shape[1] for a in attentions]
     if len(set(heads)) > 1:
         raise TorchSlimError(

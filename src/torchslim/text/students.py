@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.text.agreement import embed, mean_cosine
 from torchslim.text.encoder import SentenceEncoder
+from torchslim.text.metrics import embed, mean_cosine
 
 
 def check_layers(layers: Sequence[int], available: int) -> list[int]:
