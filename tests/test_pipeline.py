@@ -148,6 +148,16 @@ distilled-evaluated:
   - evaluate
 diverges:
   - train: {model: cnn-tiny, epochs: 1, lr: 1.0e+30}
+pruned-int8:
+  - load: teacher
+  - prune: {ratio: 0.5, importance: l1}
+  - quantize: {calibration_batches: 2}
+sparse:
+  - load: teacher
+  - sparsify: {sparsity: 0.5}
+exported:
+  - load: teacher
+  - export
 """
 
 
@@ -161,7 +171,8 @@ def test_compare_writes_every_report_file_and_failed_rows(tmp_path, teacher_dir)
     assert matrix["failed"] == ["diverges"]
     rows = {r["strategy"]: r for r in matrix["rows"]}
     assert "loss became nan" in rows["diverges"]["error"]
-    for name in ("teacher", "student-alone", "student-distilled", "distilled-evaluated"):
+    for name in ("teacher", "student-alone", "student-distilled", "distilled-evaluated", "pruned-int8", "sparse",
+                 "exported"):
         row = rows[name]
         for key, _, _ in COLUMNS:
             assert key in row and row[key] is not None or key == "peak_memory_mb", (name, key)
@@ -169,6 +180,13 @@ def test_compare_writes_every_report_file_and_failed_rows(tmp_path, teacher_dir)
     assert rows["teacher"]["speedup"]["b8_t1"] == pytest.approx(1.0)
     assert rows["student-distilled"]["needs_teacher"] and not rows["student-alone"]["needs_teacher"]
     assert rows["student-alone"]["macs_ratio"] > 1 and rows["student-alone"]["bytes_ratio"] > 1
+    assert rows["pruned-int8"]["runtime"] == "onnxruntime" and "INT8" in rows["pruned-int8"]["kernel"]
+    assert rows["pruned-int8"]["macs_ratio"] > 2 and rows["pruned-int8"]["bytes_ratio"] > 4
+    assert rows["exported"]["runtime"] == "onnxruntime" and rows["exported"]["accuracy"] == pytest.approx(
+        rows["teacher"]["accuracy"], abs=0.5)
+    assert rows["sparse"]["parameters"] == rows["teacher"]["parameters"]
+    assert any("zipped" in n for n in rows["sparse"]["notes"])
+    assert rows["pruned-int8"]["families"] == ["structural"] and rows["student-distilled"]["families"] == ["distillation"]
     # the distil step is shared by two strategies: run once, reused by the second
     assert any("distilled-evaluated: step 1/2 distill — reused" in line for line in logs)
     assert rows["distilled-evaluated"]["bytes"] == rows["student-distilled"]["bytes"]
@@ -181,7 +199,7 @@ def test_compare_writes_every_report_file_and_failed_rows(tmp_path, teacher_dir)
     # run again: every finished step is reused, nothing retrained
     logs.clear()
     compare(recipe, out, progress=False, log=logs.append)
-    assert sum("reused" in line for line in logs) == 5
+    assert sum("reused" in line for line in logs) == 12
     # the report re-renders from matrix.json alone
     (out / "report.html").unlink()
     rerender(out)
@@ -346,3 +364,27 @@ def test_recommendations_follow_the_numbers():
     assert cells["compression"]["status"] == "contradicted"  # the student is smaller than any pruned model
     assert cells["resource-limited"]["status"] == "confirmed"
     assert cells["accuracy-sensitive"]["status"] == "contradicted"
+
+
+@pytest.mark.slow
+def test_default_recipe_quick_end_to_end(tmp_path):
+    """`torchslim compare recipes/fashion-mnist.yaml --quick`: every strategy of the default recipe
+    runs on a subset, and the report holds every matrix column for each of them."""
+    from torchslim.data.fashion_mnist import locate
+
+    try:
+        locate(download=False)
+    except TorchSlimError:
+        pytest.skip("Fashion-MNIST is not installed here (make data installs it)")
+    out = tmp_path / "quick"
+    assert cli(["compare", str(REPO / "recipes" / "fashion-mnist.yaml"), "--out", str(out), "--quick", "--quiet"]) == 0
+    matrix = json.loads((out / "matrix.json").read_text())
+    recipe = load_recipe(REPO / "recipes" / "fashion-mnist.yaml")
+    assert [r["strategy"] for r in matrix["rows"]] == list(recipe.strategies)
+    for row in matrix["rows"]:
+        assert row["status"] == "ok", row
+        for key, _, _ in COLUMNS:
+            assert row.get(key) is not None, (row["strategy"], key)
+    for name in ("report.html", "matrix.md", "pareto.png"):
+        assert (out / name).stat().st_size > 0
+    assert all(rec["strategy"] for rec in matrix["recommendations"].values())
