@@ -49,13 +49,15 @@ class Settings:
     """Every knob of a run, recorded in the JSON (a changed knob starts the run afresh)."""
 
     max_length: int = 64
-    train_size: int = 24_000  # sentences of the training split used for distillation
-    epochs: int = 1
+    # Measured (1 thread, busy machine): 20k sentences x 1 epoch at lr 5e-4 gave the 3-layer student
+    # cosine 0.930 / Spearman 0.881; 2 epochs give it the steps the Spearman target needs.
+    train_size: int = 20_000  # sentences of the training split used for distillation
+    epochs: int = 2
     eval_size: int = 2000  # held-out sentences for cosine and 10-NN overlap
     spearman_size: int = 1000
     sample_size: int = 256  # validation sentences for the layer choice and head importance
     batch_size: int = 64
-    lr: float = 2e-4
+    lr: float = 5e-4
     students: tuple[int, ...] = (3, 2)
     prune_heads: float = 0.5
     prune_ffn: float = 0.5
