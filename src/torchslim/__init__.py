@@ -3,7 +3,7 @@
 The public API lives here; everything else may change between versions.
 """
 
-from torchslim import data, models, zoo
+from torchslim import data, export, models, quantize, runtime, zoo
 from torchslim.core.checkpoint import load_model, save_model
 from torchslim.core.errors import (
     CheckpointError,
@@ -33,12 +33,15 @@ __all__ = [
     "UnknownNameError",
     "data",
     "evaluate",
+    "export",
     "fit",
     "load_model",
     "measure",
     "measure_many",
 
     "models",
+    "quantize",
+    "runtime",
     "save_model",
     "zoo",
 ]

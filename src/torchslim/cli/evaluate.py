@@ -16,11 +16,13 @@ def add_parser(sub: Any) -> None:
         "eval", help="measure trained models: accuracy, size, MACs, latency",
         description="Measure one or more models on their dataset's whole test set: top-1 accuracy, "
                     "parameters, MACs, bytes on disk and latency (median with p10/p90). TARGET is a "
-                    "directory written by `torchslim train` or a shipped model name "
+                    "directory written by `torchslim train` or `torchslim quantize`, an .onnx file "
+                    "(run by ONNX Runtime) or a shipped model name "
                     "(fashion-mnist-teacher, fashion-mnist-student). With several targets the first "
                     "is the baseline for speed ratios; targets sharing a test set are timed in "
                     "interleaved rounds.")
-    ev.add_argument("targets", nargs="+", metavar="TARGET", help="checkpoint directory or shipped model name")
+    ev.add_argument("targets", nargs="+", metavar="TARGET",
+                    help="checkpoint directory, .onnx file or artifact directory, or shipped model name")
     ev.add_argument("--batch-sizes", type=int_list, default=[1, 64], help="latency batch sizes (1,64)")
     ev.add_argument("--threads", type=int_list, default=[1], help="thread counts to time (1)")
     ev.add_argument("--data-root", default=None, help="directory holding the dataset files")
@@ -45,13 +47,26 @@ def load_target(target: str):
     return model, meta, path.parent if path.suffix == ".json" else path
 
 
+def load_measurable(target: str):
+    """``(model, metadata, artifact to size)``: an ONNX file or artifact directory as an ONNX Runtime
+    model (its sidecar as metadata), anything else as :func:`load_target` loads it."""
+    from torchslim.runtime import OnnxModel, artifact
+
+    onnx_path, _ = artifact.resolve(target)
+    if Path(target).suffix == ".onnx" or onnx_path.is_file():
+        model = OnnxModel(target)
+        return model, model.info, model.path
+    model, meta, where = load_target(target)
+    return model, meta, where / "model.safetensors"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from torchslim import data
     from torchslim.measure import measure_many, print_records
 
     groups: dict[str, dict] = {}  # targets sharing a test set are timed together, interleaved
     for target in args.targets:
-        model, meta, where = load_target(target)
+        model, meta, artifact = load_measurable(target)
         source = meta.get("data") or {"name": "fashion-mnist", "kwargs": {}}
         kwargs = dict(source.get("kwargs", {}))
         if args.data_root and source["name"] == "fashion-mnist":
@@ -59,7 +74,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         key = json.dumps([source["name"], kwargs], sort_keys=True, default=str)
         group = groups.setdefault(key, {"data": (source["name"], kwargs), "models": {}, "artifacts": {}})
         group["models"][target] = model
-        group["artifacts"][target] = where / "model.safetensors"
+        group["artifacts"][target] = artifact
     records = []
     for group in groups.values():
         name, kwargs = group["data"]

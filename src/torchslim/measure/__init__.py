@@ -2,6 +2,10 @@
 
 ``measure(model, test_loader)`` gives one :class:`MeasureRecord`; ``measure_many`` measures several
 models with their latencies interleaved, so ratios to a baseline are fair on a noisy machine.
+A model is an ``nn.Module``, a deployed runtime (``torchslim.runtime``: torch eager or ONNX
+Runtime) or the path of an ``.onnx`` file or artifact directory; all are evaluated by the same
+loop and timed in the same interleaved rounds. For an ONNX model, parameters and MACs are read
+from the graph (``torchslim.runtime.graph``) and bytes are the ``.onnx`` file's size.
 """
 
 from __future__ import annotations
@@ -82,21 +86,48 @@ def _thread_notes(threads: Sequence[int]) -> list[str]:
             "should be" for t in threads if t > usable]
 
 
-def _static_record(name: str, model: nn.Module, loader: Iterable | None, example: torch.Tensor,
+def _as_runnable(model: Any) -> Any:
+    """An ``nn.Module`` or runtime as is; a path opened as a runtime (``torchslim.runtime.load``)."""
+    if isinstance(model, nn.Module):
+        return model
+    from torchslim.runtime import wrap  # local: the runtimes import measure's helpers
+
+    return wrap(model)
+
+
+def _size(model: Any, artifact: str | Path | None) -> tuple[int, str]:
+    """``(bytes, what was sized)``: the artifact given, else the runtime's file, else the state_dict."""
+    if artifact is not None:
+        return artifact_bytes(artifact), str(artifact)
+    if isinstance(model, nn.Module):
+        return state_dict_bytes(model), "state_dict as safetensors"
+    path = model.path
+    if path is not None and path.is_file():
+        return artifact_bytes(path), str(path)
+    if path is not None and (path / "model.safetensors").is_file():
+        return artifact_bytes(path / "model.safetensors"), str(path / "model.safetensors")
+    return state_dict_bytes(model.module), "state_dict as safetensors"
+
+
+def _static_record(name: str, model: Any, loader: Iterable | None, example: torch.Tensor,
                    artifact: str | Path | None, runtime: str, device: torch.device) -> MeasureRecord:
     """Everything but latency: accuracy and loss (whole loader), parameters, MACs, bytes."""
     metrics = evaluate(model, loader, device) if loader is not None else {}
+    size, sized = _size(model, artifact)
+    extra = {"device": str(device), "input_shape": list(example.shape[1:]), "bytes_of": sized}
+    if isinstance(model, nn.Module):
+        parameters, macs = count_parameters(model), count_macs(model, example)
+    else:
+        parameters, macs, runtime = model.parameter_count(), model.macs(example), model.runtime
+        extra.update(kernel=model.kernel, macs_of="onnx graph" if runtime == "onnxruntime" else "torch forward")
     return MeasureRecord(
-        name=name, runtime=runtime, parameters=count_parameters(model), macs=count_macs(model, example),
-        bytes=artifact_bytes(artifact) if artifact is not None else state_dict_bytes(model),
-        accuracy=metrics.get("accuracy"), test_samples=metrics.get("n"), loss=metrics.get("loss"),
-        extra={"device": str(device), "input_shape": list(example.shape[1:]),
-               "bytes_of": str(artifact) if artifact is not None else "state_dict as safetensors"},
+        name=name, runtime=runtime, parameters=parameters, macs=macs, bytes=size,
+        accuracy=metrics.get("accuracy"), test_samples=metrics.get("n"), loss=metrics.get("loss"), extra=extra,
     )
 
 
 def measure_many(
-    models: Mapping[str, nn.Module],
+    models: Mapping[str, Any],
     loader: Iterable | None = None,
     *,
     example_input: torch.Tensor | None = None,
@@ -111,7 +142,9 @@ def measure_many(
     """Measure several models; their latencies are timed in alternating rounds (A B, B A, ...).
 
     Args:
-        models: ``{name: model}``; each is moved to ``device``. Put the baseline first.
+        models: ``{name: model}``: an ``nn.Module`` (moved to ``device``), a runtime from
+            ``torchslim.runtime`` or the path of an ``.onnx`` file or model directory. Put the
+            baseline first.
         loader: test loader yielding ``(x, y)`` or ``(x, y, index)``; accuracy and loss are over
             all of it. Without it, accuracy and loss are None.
         example_input: a batch ``(N, ...)`` for MACs and latency; default: the loader's first
@@ -121,7 +154,8 @@ def measure_many(
         rounds: interleaved rounds per setting; ``latency_kwargs`` apply to each round.
         artifacts: ``{name: saved file or directory}`` whose size is reported; for a model
             without one, its state_dict saved as safetensors is sized.
-        runtime: the runtime name recorded for every model.
+        runtime: the runtime name recorded for every ``nn.Module``; a runtime object records its
+            own (``"onnxruntime"``, ``"torch-eager"``) and its kernel path in ``extra``.
         latency_kwargs: options for :func:`measure_latency` (warmup, repeats, min_seconds, ...).
 
     Raises:
@@ -143,12 +177,14 @@ def measure_many(
     example = example_input if example_input is not None else first_sample(loader)
     batch_size_of(example)  # a tensor with a batch dimension, checked before anything runs
     example = example.to(device)
+    runnables = {name: _as_runnable(model) for name, model in models.items()}
     records = []
-    for name, model in models.items():
-        model.to(device)
+    for name, model in runnables.items():
+        if isinstance(model, nn.Module):
+            model.to(device)
         records.append(_static_record(name, model, loader, example, artifacts.get(name), runtime, device))
-    timings = interleaved_latency(dict(models), example, batch_sizes=batch_sizes, threads=threads,
-                                  rounds=rounds, runtimes={n: runtime for n in models}, **latency_kwargs)
+    timings = interleaved_latency(runnables, example, batch_sizes=batch_sizes, threads=threads, rounds=rounds,
+                                  runtimes={r.name: r.runtime for r in records}, **latency_kwargs)
     notes = _thread_notes(threads) if batch_sizes else []
     for record in records:
         record.latency = timings[record.name]
@@ -157,7 +193,7 @@ def measure_many(
 
 
 def measure(
-    model: nn.Module,
+    model: Any,
     loader: Iterable | None = None,
     *,
     example_input: torch.Tensor | None = None,

@@ -13,8 +13,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# Extensions that decide which kernels torch and ONNX Runtime pick (FP32 GEMM, INT8 dot products).
-CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")
+# Extensions that decide which kernels torch and ONNX Runtime pick (FP32 GEMM, INT8 dot products):
+# x86 (VNNI, AMX, AVX-VNNI-INT8) and ARM (dot product "asimddp", int8 matrix multiply "i8mm").
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx_vnni_int8", "amx_tile",
+             "amx_int8", "asimddp", "i8mm")
 
 # Key in the result -> distribution names to try, in order (ONNX Runtime ships under several).
 PACKAGES = {

@@ -1,0 +1,103 @@
+"""Calibration data for static INT8: the first N batches of a loader, checked against the graph.
+
+Batches are taken once, converted to float32 arrays and checked against the ONNX graph's input
+(rank, and every fixed dimension) before ONNX Runtime sees them, so a loader of the wrong data
+fails with the shapes named instead of deep inside a session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from torchslim.core.errors import TorchSlimError
+from torchslim.train.batch import as_batch
+
+METHODS = ("minmax", "entropy", "percentile")
+
+
+class CalibrationError(TorchSlimError):
+    """Calibration data that cannot calibrate the model: none, or of the wrong shape."""
+
+
+def check_batches(batches: Any) -> int:
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise CalibrationError(
+            f"calibration batches must be a positive integer, got {batches!r}: static INT8 measures "
+            "each activation's range on real batches, so it needs at least one.")
+    return batches
+
+
+def _shape_text(dims: list[int | str]) -> str:
+    return "(" + ", ".join(str(d) if isinstance(d, int) and d > 0 else "N" for d in dims) + ")"
+
+
+def take(loader: Iterable | None, batches: int, input_name: str,
+         input_shape: list[int | str] | None) -> list[np.ndarray]:
+    """The inputs of the first ``batches`` batches of ``loader`` as float32 arrays.
+
+    ``input_shape`` is the graph input's (0 or a name for a free dimension); None takes the first
+    batch's shape with a free batch dimension, so later batches must match it.
+
+    Raises:
+        CalibrationError: ``batches`` < 1, no loader, a loader that yields nothing, or a batch
+            whose shape does not fit the graph input ``input_name`` of ``input_shape``.
+    """
+    check_batches(batches)
+    if loader is None:
+        raise CalibrationError("Static INT8 needs calibration data: pass a DataLoader of real inputs.")
+    arrays = []
+    for i, raw in enumerate(loader):
+        if i >= batches:
+            break
+        x = as_batch(raw)["x"]
+        shape = tuple(x.shape)
+        if input_shape is None:
+            input_shape = ["N", *shape[1:]]
+        fits = len(shape) == len(input_shape) and all(
+            not (isinstance(d, int) and d > 0) or d == s for d, s in zip(input_shape, shape, strict=True))
+        if not fits:
+            raise CalibrationError(
+                f"Calibration batch {i} has inputs of shape {shape}, but the model's input "
+                f"{input_name!r} takes {_shape_text(input_shape)}: the calibration loader is not the "
+                "model's data (or is transformed differently).")
+        arrays.append(x.detach().to("cpu").float().contiguous().numpy())
+    if not arrays:
+        raise CalibrationError("The calibration loader yielded no batches (an empty dataset, or one smaller "
+                               "than a batch with drop_last): static INT8 needs at least one batch.")
+    return arrays
+
+
+class Reader:
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over prepared arrays (re-iterable)."""
+
+    def __init__(self, input_name: str, arrays: list[np.ndarray]) -> None:
+        self.input_name, self.arrays = input_name, arrays
+        self._it: Iterator[np.ndarray] = iter(arrays)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        array = next(self._it, None)
+        return None if array is None else {self.input_name: array}
+
+    def rewind(self) -> None:
+        self._it = iter(self.arrays)
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return ({self.input_name: a} for a in self.arrays)
+
+
+def method_of(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    if name not in METHODS:
+        from torchslim.core.registry import did_you_mean
+
+        raise CalibrationError(f"Unknown calibration method {name!r}.{did_you_mean(name, METHODS)} "
+                               f"Valid: {', '.join(METHODS)}.")
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]

@@ -1,0 +1,187 @@
+"""Post-training static INT8 on ONNX Runtime: QDQ format, per-channel weights, calibrated ranges.
+
+The route: the FP32 graph (exported and checked, or given) -> ONNX Runtime's pre-processing
+(``quant_pre_process``: symbolic shape inference and graph optimisation, so the quantizer sees
+fused, fully shaped nodes) -> ``quantize_static`` with activation ranges calibrated on the first N
+batches of a loader (MinMax, entropy or percentile), weights per channel, Q/DQ pairs around every
+quantizable node except those kept in FP32 -> one ``.onnx`` plus its JSON sidecar. ONNX Runtime
+fuses each DQ -> op -> Q group into an integer kernel (QLinearConv, QGemm, QLinearAdd, ...) when
+the session is created.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from torchslim.core.errors import TorchSlimError
+from torchslim.export.locate import quiet
+from torchslim.quantize import calibration as calib
+from torchslim.quantize import operands, record, select, source
+from torchslim.quantize.source import Source
+from torchslim.runtime import OnnxModel, artifact
+from torchslim.runtime.graph import kernel_of, read_model
+
+
+class QuantizeError(TorchSlimError):
+    """ONNX Runtime's quantizer could not quantize the graph."""
+
+
+def output_dir(out: str | Path | None, mode: str) -> Path:
+    """``out``, or a fresh temporary directory when None (kept: the artifact lives there)."""
+    return Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"torchslim-int8-{mode}-"))
+
+
+def preprocess(src: Source, workdir: Path, enabled: bool) -> Path:
+    """ONNX Runtime's quantization pre-processing of ``src`` (or ``src.path`` when disabled)."""
+    if not enabled:
+        return src.path
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    target = workdir / "fp32-preprocessed.onnx"
+    try:
+        with quiet():
+            quant_pre_process(str(src.path), str(target), skip_optimization=False, skip_onnx_shape=False,
+                              skip_symbolic_shape=False)
+    except Exception as exc:  # ORT raises assorted types from shape inference and optimisation
+        raise QuantizeError(f"ONNX Runtime's quantization pre-processing failed ({type(exc).__name__}: "
+                            f"{str(exc)[:300]}); pass preprocess=False to quantize without it.") from exc
+    return target
+
+
+def overrides(ranges: dict[str, tuple[float, float]], prepared: Path) -> dict[str, list[dict]]:
+    """ONNX Runtime's ``TensorQuantOverrides`` for ``ranges``, each tensor checked to exist."""
+    graph = onnx.load(str(prepared), load_external_data=False).graph
+    tensors = {name for node in graph.node for name in node.input} | {i.name for i in graph.input}
+    lost = sorted(set(ranges) - tensors)
+    if lost:
+        raise QuantizeError(f"Tensors {', '.join(lost[:5])} with fixed ranges are not in the graph after "
+                            "pre-processing; quantize with preprocess=False.")
+    return {t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for t, (lo, hi) in ranges.items()}
+
+
+def source_and_calibration(model: Any, workdir: Path, data: Iterable | None, batches: int,
+                           example_input: torch.Tensor | None) -> tuple[Source, list]:
+    """The FP32 graph and the calibration arrays, the data checked against the model first."""
+    target = source.resolve(model)
+    if isinstance(target, OnnxModel):
+        src = source.from_onnx(target.path, workdir, {"record": target.info} if target.info else None)
+        return src, calib.take(data, batches, *src.input)
+    shape = ["N", *example_input.shape[1:]] if example_input is not None else None
+    arrays = calib.take(data, batches, "input", shape)
+    example = example_input if example_input is not None else torch.from_numpy(arrays[0][:2])
+    return source.from_module(target, workdir, example, data), arrays
+
+
+def quantize_graph(src: Source, arrays: list, workdir: Path, out: Path, *, mode: str, method: str,
+                   percentile: float, ops: operands.Operands, keep_fp32: Sequence[str], per_channel: bool,
+                   use_preprocess: bool, test_data: Iterable | None, began: float,
+                   fixed_ranges: dict[str, tuple[float, float]] | None = None,
+                   extra: dict[str, Any] | None = None) -> OnnxModel:
+    """Calibrate and quantize ``src`` into the artifact ``out`` (shared by static INT8 and QAT).
+
+    ``fixed_ranges`` (``{tensor: (lo, hi)}``, QAT's learned ranges) replace the calibrated ranges
+    of those tensors, through ONNX Runtime's ``TensorQuantOverrides`` (rmin / rmax).
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    input_name, _ = src.input
+    keep = select.resolve(src.graph, keep_fp32, "keep_fp32") if keep_fp32 else {}
+    excluded = sorted({node for nodes in keep.values() for node in nodes})
+    prepared = preprocess(src, workdir, use_preprocess)
+    int8_path = workdir / "int8.onnx"
+    qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    options: dict[str, Any] = {"CalibPercentile": percentile} if method == "percentile" else {}
+    fixed = fixed_ranges or {}
+    if fixed:
+        options["TensorQuantOverrides"] = overrides(fixed, prepared)
+    try:
+        with quiet():  # the entropy and percentile calibrators print their progress
+            quantize_static(str(prepared), str(int8_path), calib.Reader(input_name, arrays),
+                            quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=ops.reduce_range,
+                            activation_type=qtype[ops.activation], weight_type=qtype[ops.weight],
+                            nodes_to_exclude=excluded, calibrate_method=calib.method_of(method),
+                            extra_options=options)
+    except (ValueError, RuntimeError, KeyError, IndexError) as exc:
+        raise QuantizeError(f"ONNX Runtime's quantize_static failed on {src.info.get('class') or src.info.get('path')}"
+                            f" ({type(exc).__name__}: {str(exc)[:300]}).") from exc
+    int8_graph = read_model(int8_path)
+    quantization = {
+        "format": "QDQ", "per_channel": per_channel, **ops.to_dict(), "preprocess": use_preprocess,
+        "calibration": {"method": method, "batches": len(arrays), "samples": int(sum(len(a) for a in arrays)),
+                        **({"percentile": percentile} if method == "percentile" else {})},
+        "keep_fp32": {"requested": list(keep_fp32), "nodes": excluded},
+        "fixed_ranges": len(fixed)}
+    info = record.build(
+        mode, source=src.info, quantization=quantization, kernel=kernel_of(int8_graph),
+        fp32_bytes=src.path.stat().st_size, int8_bytes=int8_path.stat().st_size, seconds=time.perf_counter() - began,
+        accuracy=record.accuracy(src.path, int8_path, test_data) if test_data is not None else None, extra=extra)
+    artifact.write(out, int8_path.read_bytes(), info)
+    return OnnxModel(out)
+
+
+def static_int8(
+    model: Any,
+    calibration: Iterable,
+    *,
+    out: str | Path | None = None,
+    example_input: torch.Tensor | None = None,
+    batches: int = 8,
+    method: str = "minmax",
+    percentile: float = 99.999,
+    operand_types: str = "auto",
+    keep_fp32: Sequence[str] = (),
+    per_channel: bool = True,
+    preprocess: bool = True,
+    test_data: Iterable | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> OnnxModel:
+    """Quantize ``model`` to static INT8 (QDQ, per-channel weights) for ONNX Runtime.
+
+    Args:
+        model: an ``nn.Module`` (exported first and checked against torch), an ``.onnx`` file, an
+            artifact or checkpoint directory, or a ``torchslim.runtime`` model. FP32 only.
+        calibration: a loader of real inputs; its first ``batches`` batches calibrate.
+        out: the artifact directory (``model.onnx`` + ``model.json``), or an ``.onnx`` path (the
+            sidecar beside it); None: a new temporary directory.
+        example_input: a batch for the export (default: the first calibration batch).
+        method: "minmax", "entropy" or "percentile" (``percentile`` of |values|, default 99.999).
+        operand_types: "auto" (chosen from the CPU, see ``torchslim.quantize.operands``), "u8s8"
+            or "s8s8" (allowed; warns where it is slow).
+        keep_fp32: module paths (``"fc"``, ``"layer3"``: every node inside) or ONNX node names
+            to leave in FP32.
+        per_channel: one weight scale per output channel (True) or per tensor.
+        preprocess: run ONNX Runtime's quantization pre-processing first.
+        test_data: a loader; when given, the FP32 and INT8 graphs' accuracy over all of it is
+            recorded in the sidecar.
+        metadata: JSON-serialisable entries added to the sidecar (e.g. the dataset).
+
+    Returns:
+        The artifact as an :class:`~torchslim.runtime.OnnxModel` (``.info`` is the sidecar).
+
+    Raises:
+        CalibrationError: ``batches`` < 1, an empty loader, or inputs that do not fit the model.
+        ExportError: the torch model does not export (the failing module named).
+        CorruptFileError: a damaged ``.onnx`` given.
+        TorchSlimError: an unknown method, operand choice or keep_fp32 name.
+        QuantizeError: ONNX Runtime's quantizer failed.
+    Warns:
+        SlowKernelWarning: ``operand_types="s8s8"`` on a CPU where S8S8 is slow.
+    """
+    began = time.perf_counter()
+    calib.check_batches(batches)
+    calib.method_of(method)
+    ops = operands.choose(operand_types)
+    with tempfile.TemporaryDirectory(prefix="torchslim-quantize-") as tmp:
+        workdir = Path(tmp)
+        src, arrays = source_and_calibration(model, workdir, calibration, batches, example_input)
+        return quantize_graph(src, arrays, workdir, output_dir(out, "static"), mode="static", method=method,
+                              percentile=percentile, ops=ops, keep_fp32=keep_fp32, per_channel=per_channel,
+                              use_preprocess=preprocess, test_data=test_data, began=began, extra=metadata)

@@ -1,0 +1,120 @@
+"""torchslim.export.onnx: one checked, self-contained file with a dynamic batch, or a clear error."""
+
+from __future__ import annotations
+
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from torchslim import data, models
+from torchslim.export import ExportError, ExportReport
+from torchslim.export import onnx as export_onnx
+from torchslim.export.tidy import MODULE_KEY
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    model = models.create("resnet8", num_classes=4, in_channels=1, width=0.5)
+    for m in model.modules():  # non-trivial BatchNorm statistics, so folding them is checked
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = tiny_resnet()
+    bundle = data.load("synthetic", num_classes=4, shape=(1, 12, 12), train_size=16, val_size=0, test_size=24,
+                       eval_batch_size=8)
+    path = tmp_path_factory.mktemp("export") / "sub" / "model.onnx"
+    report = export_onnx(model.train(), torch.randn(1, 1, 12, 12), path, check_data=bundle.test)
+    return model, path, report
+
+
+def test_export_writes_a_checked_self_contained_file(exported):
+    model, path, report = exported
+    assert isinstance(report, ExportReport) and path.is_file() and report.bytes == path.stat().st_size
+    assert list(path.parent.iterdir()) == [path]  # one file: no external data, no temporary left
+    assert report.max_abs_error < 1e-4 and report.max_rel_error < 1e-4
+    assert report.checked_batches == [1, 8, 8, 4]  # example, two real batches, another batch size
+    assert report.batchnorm_folded == 9 and report.batchnorm_kept == 0
+    assert model.training  # exported in eval mode, the caller's mode restored
+
+
+def test_exported_graph_has_a_dynamic_batch_and_matches_torch(exported):
+    model, path, _ = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(5, 1, 12, 12)
+    (out,) = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    model.train()
+    assert out.shape == (5, 4)
+    assert abs(out - expected).max() < 1e-4
+
+
+def test_nodes_name_their_module_and_carry_no_local_paths(exported):
+    _, path, _ = exported
+    graph = onnx.load(str(path)).graph
+    assert not any(n.op_type == "BatchNormalization" for n in graph.node)
+    keys = {p.key for n in graph.node for p in n.metadata_props}
+    assert keys == {MODULE_KEY}
+    modules = {p.value for n in graph.node for p in n.metadata_props}
+    assert {"stem.0", "layer1.0.conv1", "fc"} <= modules  # the stem conv, BatchNorm folded in
+    assert "site-packages" not in path.read_bytes().decode("latin-1")
+
+
+class DataDependent(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # a Python branch on tensor data: torch.export cannot capture it
+            return x * 2
+        return x
+
+
+class TraceDiffers(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1 if torch.compiler.is_exporting() else x
+
+
+def _net(inner: nn.Module) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.ReLU(), inner), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_to_export_names_the_failing_module(tmp_path):
+    path = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match=r"module '1\.1' \(DataDependent\)") as info:
+        export_onnx(_net(DataDependent()), torch.randn(2, 1, 8, 8), path)
+    assert "data-dependent" in str(info.value) and "Traceback" not in str(info.value)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_graph_that_differs_from_the_model_is_not_written(tmp_path):
+    path = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match="differs from the model: max abs error") as info:
+        export_onnx(_net(TraceDiffers()), torch.randn(2, 1, 8, 8), path)
+    assert "Nothing was written" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_example_the_model_rejects_is_named(tmp_path):
+    with pytest.raises(ExportError, match=r"example input of shape \(2, 3, 8, 8\)"):
+        export_onnx(_net(nn.Identity()), torch.randn(2, 3, 8, 8), tmp_path / "m.onnx")
+
+
+def test_check_data_of_another_shape_is_named(tmp_path):
+    loader = [(torch.randn(4, 1, 9, 9), torch.zeros(4, dtype=torch.long))]
+    with pytest.raises(ExportError, match=r"check_data batch 0 has shape \(4, 1, 9, 9\)"):
+        export_onnx(_net(nn.Identity()), torch.randn(2, 1, 8, 8), tmp_path / "m.onnx", check_data=loader)

@@ -1,0 +1,156 @@
+"""Quantization-aware training: ONNX Runtime's grids in torch, trainable, ending in the INT8 artifact."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from onnx_cases import SHAPE, bundle, cnn, workdir
+from torchslim import fit
+from torchslim.core.errors import TorchSlimError
+from torchslim.distill import DistillTask
+from torchslim.distill import losses as L
+from torchslim.quantize import FakeQuantConv, FakeQuantLinear, prepare_qat, qat_int8, strip_qat
+from torchslim.quantize.fake_quant import ActivationQuant, fake_quant_weight
+from torchslim.quantize.qat import wrappers
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """cnn() fine-tuned 1 epoch with QAT, distilled from the FP32 model, and its INT8 artifact."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    qmodel = prepare_qat(cnn(), bundle().train, batches=2)
+    task = DistillTask(qmodel, cnn(), [(L.create("kd", T=4), 0.9), (L.create("ce"), 0.1)])
+    history = fit(task, bundle().train, 1, lr=0.01, schedule="cosine", progress=False)
+    art = qat_int8(qmodel, bundle().train, out=workdir() / "qat", batches=2, test_data=bundle().test,
+                   training={"epochs": 1})
+    torch.set_num_threads(previous)
+    return qmodel.eval(), history, art
+
+
+def test_prepare_wraps_every_layer_and_leaves_the_model_alone():
+    qmodel = prepare_qat(cnn(), keep_fp32=["fc"])
+    layers = wrappers(qmodel)
+    assert set(layers) == {"features.0.0", "features.1.0", "features.2.0", "features.3.0"}
+    assert all(isinstance(w, FakeQuantConv) for w in layers.values())
+    assert isinstance(qmodel.fc, nn.Linear) and not any(isinstance(m, FakeQuantConv) for m in cnn().modules())
+    assert isinstance(wrappers(prepare_qat(cnn()))["fc"], FakeQuantLinear)
+    plain = strip_qat(qmodel)
+    assert list(plain.state_dict()) == list(cnn().state_dict()) and not wrappers(plain)
+
+
+def test_weights_are_on_onnx_runtimes_symmetric_per_channel_grid():
+    w = torch.randn(6, 3, 3, 3) * torch.linspace(0.1, 2.0, 6).view(6, 1, 1, 1)
+    q = fake_quant_weight(w, -127, 127, per_channel=True)
+    scale = w.abs().amax(dim=(1, 2, 3)) / 127
+    steps = q / scale.view(6, 1, 1, 1)
+    assert torch.allclose(steps, steps.round(), atol=1e-4) and steps.abs().max() <= 127 + 1e-4
+    assert torch.allclose(q, w, atol=float(scale.max()) / 2 + 1e-6)
+
+
+def test_observed_activation_ranges_follow_the_data():
+    act = ActivationQuant("uint8", momentum=0.5)
+    act.calibrating = True
+    act(torch.tensor([-1.0, 3.0]))
+    act(torch.tensor([0.0, 5.0]))
+    assert act.range() == (-1.0, 5.0)  # plain min/max while calibrating
+    act.calibrating = False
+    act.train()
+    out = act(torch.tensor([1.0, 1.0, 9.0]))
+    assert act.range() == (0.0, 7.0)  # then an exponential moving average (momentum 0.5)
+    scale, zero = act.qparams()
+    assert float(scale) == pytest.approx(7.0 / 255) and int(zero) == 0
+    assert float(out.max()) == pytest.approx(7.0)  # clipped to the range, on the grid
+    act.eval()
+    act(torch.tensor([100.0]))
+    assert act.range() == (0.0, 7.0)  # frozen in eval mode
+
+
+def test_learned_ranges_receive_gradients():
+    act = ActivationQuant("uint8", learn=True)
+    act(torch.tensor([0.0, 1.0]))  # initialised from the first batch
+    act.train()
+    x = torch.linspace(-0.5, 2.0, 50, requires_grad=True)
+    act(x).sum().backward()
+    assert act.hi.grad is not None and float(act.hi.grad) > 0  # values above hi pull it up
+    assert x.grad[(x > 0) & (x < 1)].eq(1).all() and x.grad[x > 1.01].eq(0).all()
+
+
+@pytest.mark.slow
+def test_qat_trains_with_fit_and_a_teacher(trained):
+    qmodel, history, _ = trained
+    record = history.epochs[0]
+    assert np.isfinite(record["train_loss"]) and record["train_kd"] >= 0
+    lo, hi = wrappers(qmodel)["features.1.0"].act.range()
+    assert lo == 0.0 and hi > 0  # the input of a conv after ReLU
+
+
+@pytest.mark.slow
+def test_the_artifact_uses_the_ranges_learned_in_qat(trained):
+    qmodel, _, art = trained
+    info = art.info
+    assert info["mode"] == "qat" and "TensorQuantOverrides" in info["qat"]["route"]
+    assert art.kernel == "INT8 QDQ U8S8 per-channel" and info["qat"]["layers"] == 5
+    learned = info["qat"]["learned_input_ranges"]
+    assert len(learned) == 5 and info["quantization"]["fixed_ranges"] == 5
+    graph = onnx.load(str(art.path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    quantize = {n.input[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
+    expected = {}
+    for layer in wrappers(qmodel).values():
+        scale, zero = layer.act.qparams()
+        expected[layer.act.range()] = (float(scale), int(zero))
+    for tensor, (lo, hi) in learned.items():
+        node = quantize[tensor]
+        scale, zero = expected[(lo, hi)]
+        assert float(inits[node.input[1]]) == pytest.approx(scale, rel=1e-6)
+        assert int(inits[node.input[2]]) == zero
+
+
+@pytest.mark.slow
+def test_the_int8_graph_computes_what_qat_trained(trained):
+    qmodel, _, art = trained
+    graph = onnx.load(str(art.path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    plain = strip_qat(qmodel).eval()
+    conv, bn = plain.features[1][0], plain.features[1][1]
+    fold = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+    trained_grid = fake_quant_weight(conv.weight.detach(), -127, 127, True) * fold.view(-1, 1, 1, 1)
+    weight = next(n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] == "features.1.0.weight_quantized")
+    deployed = inits[weight.input[0]].astype(np.float32) * inits[weight.input[1]].reshape(-1, 1, 1, 1)
+    # BatchNorm folded after QAT leaves the trained INT8 weights unchanged, channel by channel.
+    np.testing.assert_allclose(deployed, trained_grid.numpy(), rtol=1e-4, atol=1e-6)
+
+    x = torch.cat([b[0] for b in list(bundle().test)])
+    with torch.no_grad():
+        simulated = qmodel(x)
+    deployed_out = art(x)
+    assert (deployed_out.argmax(1) == simulated.argmax(1)).float().mean() >= 0.97
+    assert (deployed_out - simulated).abs().max() <= 0.1 * simulated.abs().max()
+
+
+def test_bad_qat_input_is_named():
+    with pytest.raises(TorchSlimError, match="ranges must be one of observe, learn"):
+        prepare_qat(cnn(), ranges="learnt")
+    with pytest.raises(TorchSlimError, match="keep_fp32: no module at path 'fcc'.*Did you mean 'fc'"):
+        prepare_qat(cnn(), keep_fp32=["fcc"])
+    with pytest.raises(TorchSlimError, match="no Conv or Linear"):
+        prepare_qat(nn.Sequential(nn.ReLU()))
+    with pytest.raises(TorchSlimError, match="not a QAT model"):
+        qat_int8(cnn(), bundle().train)
+    with pytest.raises(TorchSlimError, match="yielded no batches"):
+        prepare_qat(cnn(), [], batches=2)
+    assert torch.isfinite(prepare_qat(cnn())(torch.randn(2, *SHAPE))).all()  # ranges from the first batch
