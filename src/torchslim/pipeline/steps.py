@@ -386,8 +386,11 @@ class Quantize(Step):
             result = quantize.dynamic_int8(model, out=target, example_input=_example(ctx),
                                            per_channel=params.per_channel, keep_fp32=params.keep_fp32)
         info = dict(getattr(result, "info", {}) or {})
-        return Output(onnx=target / "model.onnx", metrics={
-            k: info[k] for k in ("operands", "calibration", "mode", "sizes", "export") if k in info})
+        metrics = {k: info[k] for k in ("mode", "quantization", "kernel", "sizes") if k in info}
+        export = (info.get("source") or {}).get("export") if isinstance(info.get("source"), dict) else None
+        if export:
+            metrics["export"] = export
+        return Output(onnx=target / "model.onnx", metrics=metrics)
 
 
 class ExportParams(Strict):
