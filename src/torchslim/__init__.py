@@ -3,7 +3,7 @@
 The public API lives here; everything else may change between versions.
 """
 
-from torchslim import data, export, models, quantize, runtime, zoo
+from torchslim import data, export, models, prune, quantize, runtime, zoo
 from torchslim.core.checkpoint import load_model, save_model
 from torchslim.core.errors import (
     CheckpointError,
@@ -40,6 +40,7 @@ __all__ = [
     "measure_many",
 
     "models",
+    "prune",
     "quantize",
     "runtime",
     "save_model",

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from torchslim.cli import distill, evaluate, listings, pipeline, quantize, train
+from torchslim.cli import distill, evaluate, listings, pipeline, prune, quantize, train
 from torchslim.cli.common import Parser, err_console
 from torchslim.core.errors import TorchSlimError
 
@@ -21,6 +21,7 @@ EPILOG = """examples:
       --loss ce:weight=0.1 --epochs 10 --out runs/kd   distil the shipped teacher into a small CNN
   torchslim eval runs/teacher                        measure a trained model on its test set
   torchslim eval fashion-mnist-teacher fashion-mnist-student   the shipped defaults, side by side
+  torchslim prune fashion-mnist-teacher --ratio 0.5 --recover kd --epochs 6 --out runs/pruned   remove half the channels
   torchslim quantize fashion-mnist-teacher --mode static --calibration-batches 8 --out runs/int8
                                                      INT8 for ONNX Runtime; `torchslim eval runs/int8` measures it
   torchslim compare recipes/fashion-mnist.yaml --out runs/compare   every strategy, measured: the selection matrix
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     distill.add_parser(sub)
     evaluate.add_parser(sub)
+    prune.add_parser(sub)
     quantize.add_parser(sub)
     pipeline.add_parsers(sub)
     return parser

@@ -26,6 +26,7 @@ from torch import nn
 
 from torchslim.core.errors import CheckpointError
 from torchslim.core.io import _fsync_dir, atomic_write, atomic_write_json
+from torchslim.core.state import applied_steps, replay_steps
 
 WEIGHTS, META = "model.safetensors", "model.json"
 FORMAT_VERSION = 1
@@ -93,7 +94,9 @@ def save_model(model: nn.Module, directory: str | Path, metadata: dict[str, Any]
     Args:
         spec: how to rebuild the model (``torchslim.models.spec_of``); taken from the model
             when omitted.
-        metadata: JSON-serialisable extras (metrics, training config, applied steps).
+        metadata: JSON-serialisable extras (metrics, training config, applied steps). The
+            model's own applied steps (``torchslim.core.state``) are recorded unless
+            ``metadata`` gives ``"applied_steps"``.
     """
     from torchslim.models import spec_of  # local: models imports core
 
@@ -102,6 +105,8 @@ def save_model(model: nn.Module, directory: str | Path, metadata: dict[str, Any]
     weights = save_tensors(directory / WEIGHTS, model.state_dict())
     meta = {"format": FORMAT_VERSION, "model": spec, "sha256": sha256_file(weights),
             "bytes": weights.stat().st_size, **(metadata or {})}
+    if applied_steps(model) and "applied_steps" not in meta:
+        meta["applied_steps"] = applied_steps(model)  # how to reshape a fresh `spec` model on load
     atomic_write_json(directory / META, meta)
     return directory
 
@@ -125,11 +130,14 @@ def load_model(directory: str | Path, model: nn.Module | None = None,
                expected_sha256: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Load a model artifact; returns ``(model, metadata)``.
 
-    The model is rebuilt from its recorded spec unless ``model`` is given. The weights' SHA-256 is
-    checked against the JSON (and ``expected_sha256`` when given) before anything is read.
+    The model is rebuilt from its recorded spec unless ``model`` is given (then it must be a fresh
+    instance of the original architecture); recorded applied steps (such as pruned channels) are
+    replayed on it before the weights are copied in. The weights' SHA-256 is checked against the
+    JSON (and ``expected_sha256`` when given) before anything is read.
 
     Raises:
-        CheckpointError: missing files, a hash mismatch, or weights that do not fit the model.
+        CheckpointError: missing files, a hash mismatch, weights that do not fit the model, or
+            applied steps recorded on another architecture.
     """
     from torchslim.models import from_spec
 
@@ -150,6 +158,8 @@ def load_model(directory: str | Path, model: nn.Module | None = None,
         if not meta.get("model"):
             raise CheckpointError(f"{directory}/{META} records no model spec; pass the model to load into.")
         model = from_spec(meta["model"])
+    if meta.get("applied_steps"):  # e.g. pruned channels: reshape the fresh model before loading
+        model = replay_steps(model, meta["applied_steps"], f"{directory}/{META}")
     load_state(model, read_tensors(weights), str(weights))
     return model, meta
 

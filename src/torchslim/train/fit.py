@@ -136,6 +136,7 @@ def fit(
     progress: bool = True,
     threads: int | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    on_step_end: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs and return its :class:`History`.
@@ -147,6 +148,8 @@ def fit(
         checkpoint_dir: where to save the training state after every epoch.
         resume: continue from the state in ``checkpoint_dir`` when there is one.
         threads: ``torch.set_num_threads`` for the run (None leaves it).
+        on_step_end: called after every optimizer step with (steps done, total steps of the run),
+            e.g. to keep pruned weights at zero or to follow a sparsity schedule.
         options: any :class:`FitConfig` field (optimizer, lr, schedule, label_smoothing, seed, ...).
 
     Raises:
@@ -226,6 +229,8 @@ def fit(
                 if cfg.max_grad_norm:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
+                if on_step_end:
+                    on_step_end(global_step + 1, total_steps)
                 sums["loss"] += loss.item()
                 for name, value in parts.items():
                     sums[name] = sums.get(name, 0.0) + float(value)

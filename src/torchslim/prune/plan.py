@@ -1,0 +1,191 @@
+"""The checked plan of a ``channels`` call: ratios, what to leave alone, heads, and the model's facts.
+
+Built before torch-pruning runs, so bad input fails at once: a ratio outside (0, 1), a path that
+does not exist, a model that does not run on the example input, a layer that would lose every
+channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchslim.measure.macs import batch_size_of
+from torchslim.prune.errors import PruneError
+from torchslim.prune.steps import signature
+from torchslim.prune.targets import (
+    AttentionBlock,
+    check_ratio,
+    find_attention,
+    find_classifier,
+    resolve_ignore,
+    resolve_ratios,
+)
+from torchslim.prune.trace import run_naming_module
+
+
+@dataclass
+class Plan:
+    ratio: float
+    head_ratio: float
+    steps: int
+    round_to: int | None
+    ratio_modules: dict[nn.Module, float]
+    ignored: list[nn.Module]
+    ignored_labels: list[str]
+    classifier: str | None
+    attention: list[AttentionBlock]
+    num_heads: dict[nn.Module, int]
+    base: dict[str, Any]
+    widths: dict[str, int]
+    output_shape: tuple[int, ...] | None
+    notes: list[str] = field(default_factory=list)
+
+    def check_every_group_keeps_channels(self, pruner) -> None:
+        """Raise when uniform pruning would leave a layer (or an attention module) with nothing.
+
+        torch-pruning keeps ``int(channels * (1 - ratio))`` channels of each group (rounded down to
+        ``round_to``) and skips a group that would keep none, silently; here that is an error.
+        """
+        if pruner.global_pruning:
+            return  # the per-layer counts depend on the scores; checked while pruning
+        graph = pruner.DG
+        for group in graph.get_all_groups(ignored_layers=pruner.ignored_layers,
+                                          root_module_types=pruner.root_module_types):
+            heads = [dep.target.module for dep, _ in group
+                     if dep.target.module in self.num_heads and graph.is_out_channel_pruning_fn(dep.handler)]
+            if heads:
+                self._check_heads(heads[0])
+                continue
+            root = group[0].dep.target.module
+            channels = graph.get_out_channels(root) // pruner._get_channel_groups(group)
+            ratio = self._ratio_of(group, graph, pruner)
+            keep = int(channels * (1 - ratio))
+            keep -= keep % self.round_to if self.round_to else 0
+            if keep < 1:
+                path = graph._module2name.get(root, str(root))
+                rounding = f" rounded down to a multiple of round_to={self.round_to}" if self.round_to else ""
+                raise PruneError(
+                    f"Pruning {ratio:g} of layer {path!r} ({channels} output channels) would remove every "
+                    f"channel (it would keep {keep}{rounding}). Lower the ratio for it (ratios={{{path!r}: "
+                    f"...}}), lower round_to, or leave it alone with ignore=[{path!r}].")
+
+    def _ratio_of(self, group, graph, pruner) -> float:
+        for dep, _ in group:
+            module = dep.target.module
+            if module in pruner.pruning_ratio_dict and graph.is_out_channel_pruning_fn(dep.handler):
+                return pruner.pruning_ratio_dict[module][-1]
+        return self.ratio
+
+    def _check_heads(self, projection: nn.Module) -> None:
+        block = next(b for b in self.attention if projection in b.qkv.values())
+        if block.heads_kept(self.head_ratio) < 1:
+            raise PruneError(
+                f"Pruning {self.head_ratio:g} of the {block.heads} head(s) of attention module "
+                f"{block.path!r} would remove every head. Lower head_ratio, or leave it alone with "
+                f"ignore=[{block.path!r}].")
+
+
+def make_plan(model: nn.Module, example_input: torch.Tensor, ratio: float, ratios: Mapping[str, float] | None,
+              head_ratio: float | None, ignore: Sequence[str | type], ignore_classifier: bool, steps: int,
+              round_to: int | None) -> Plan:
+    """Check every argument against ``model`` and gather what pruning needs to know about it."""
+    ratio = check_ratio(ratio, "ratio")
+    head_ratio = ratio if head_ratio is None else check_ratio(head_ratio, "head_ratio")
+    _check_positive("steps", steps)
+    if round_to is not None:
+        _check_positive("round_to", round_to)
+    if isinstance(ignore, (str, type)):
+        ignore = [ignore]
+    batch_size_of(example_input)
+    output_shape = _output_shape(model, example_input)
+    ignored, labels = resolve_ignore(model, ignore)
+    ratio_modules = resolve_ratios(model, ratios)
+    classifier = find_classifier(model, example_input) if ignore_classifier else None
+    notes = []
+    if classifier is not None:
+        ignored.append(model.get_submodule(classifier))
+        labels.append(f"{classifier} (classifier)")
+    elif ignore_classifier:
+        notes.append("No classifier layer found: the output layer is protected only by the output-shape check.")
+    attention = find_attention(model)
+    num_heads = _protect_attention(attention, ignored, labels, notes)
+    return Plan(ratio=ratio, head_ratio=head_ratio, steps=steps, round_to=round_to, ratio_modules=ratio_modules,
+                ignored=ignored, ignored_labels=labels, classifier=classifier, attention=attention,
+                num_heads=num_heads, base=signature(model), widths=layer_widths(model),
+                output_shape=output_shape, notes=notes)
+
+
+def _protect_attention(attention: list[AttentionBlock], ignored: list[nn.Module], labels: list[str],
+                       notes: list[str]) -> dict[nn.Module, int]:
+    """Heads of each attention module go as whole heads; its output projection (which writes the
+    residual stream) is left alone, and an attention module whose heads cannot be separated is
+    left alone entirely."""
+    num_heads: dict[nn.Module, int] = {}
+    for block in attention:
+        if block.head_prunable:
+            num_heads.update({layer: block.heads for layer in block.qkv.values()})
+            ignored.extend(block.out.values())
+            labels.extend(f"{path} (attention output: residual stream)" for path in block.out)
+        else:
+            ignored.append(block.module)
+            labels.append(f"{block.path} (attention without separate head projections)")
+            notes.append(f"{block.path} ({type(block.module).__name__}): heads cannot be pruned as heads "
+                         "without changing the residual stream; left alone.")
+    return num_heads
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PruneError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _output_shape(model: nn.Module, example_input: torch.Tensor) -> tuple[int, ...] | None:
+    """Run the model once (naming the failing module), and check its output is traceable."""
+    def run():
+        was_training = model.training
+        try:
+            with torch.no_grad():
+                return model.eval()(example_input)
+        finally:
+            model.train(was_training)
+
+    out = run_naming_module(model, f"Running {type(model).__name__} on example_input", run,
+                            "Pass an example_input the model accepts (a batch, N x ...).")
+    bad = _non_tensor_leaf(out, "output")
+    if bad is not None:
+        raise PruneError(f"torch-pruning cannot trace {type(model).__name__}: its {bad[0]} is a "
+                         f"{type(bad[1]).__name__}, not a tensor. It traces models whose output is a tensor "
+                         "(or tuples, lists and dicts of tensors); wrap the model so it returns the logits.")
+    return tuple(out.shape) if isinstance(out, torch.Tensor) else None
+
+
+def _non_tensor_leaf(value: Any, where: str) -> tuple[str, Any] | None:
+    if isinstance(value, torch.Tensor):
+        return None
+    if isinstance(value, dict):
+        items = [(f"{where}[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, (tuple, list)):
+        items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return where, value
+    for path, item in items:
+        found = _non_tensor_leaf(item, path)
+        if found is not None:
+            return found
+    return None
+
+
+def layer_widths(model: nn.Module) -> dict[str, int]:
+    """Output channels of every convolution and linear layer, by path."""
+    widths = {}
+    for path, module in model.named_modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            widths[path] = module.out_channels
+        elif isinstance(module, nn.Linear):
+            widths[path] = module.out_features
+    return widths
