@@ -3,6 +3,7 @@ model.json and replayed on a fresh instance of the original architecture by ``lo
 
 import json
 
+import pytest
 import torch
 
 from torchslim import load_model, models, prune, save_model
@@ -50,3 +51,21 @@ def test_replay_from_json_then_load_weights():
     fresh = prune.replay(models.create("cnn-tiny"), as_json)
     fresh.load_state_dict(pruned.state_dict())
     assert torch.equal(fresh.eval()(X), pruned.eval()(X))
+
+
+@pytest.mark.slow
+def test_a_reloaded_pruned_model_exports_to_onnx_with_the_same_outputs(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from torchslim import export
+
+    torch.manual_seed(0)
+    pruned, _ = prune.channels(models.create("resnet8", width=0.5), X, 0.5, "l2")
+    save_model(pruned, tmp_path / "pruned")
+    loaded, _ = load_model(tmp_path / "pruned")
+    report = export.onnx(loaded, X, tmp_path / "pruned.onnx")
+    session = ort.InferenceSession(str(tmp_path / "pruned.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {"input": X.numpy()})
+    np.testing.assert_allclose(onnx_out, pruned.eval()(X).detach().numpy(), rtol=1e-5, atol=1e-5)
+    assert report.max_abs_error <= 1e-4
