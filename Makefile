@@ -55,8 +55,14 @@ test-fast: setup
 run: setup data
 	$(VENV)/bin/torchslim compare recipes/fashion-mnist.yaml --out runs/compare
 
+# Every benchmark, one after another (several hours on 2 cores; each resumes where it stopped and
+# rewrites its own section of benchmarks/RESULTS.md). Run one alone: $(PY) benchmarks/<name>.py
 bench: setup data
 	$(PY) benchmarks/train_default.py
+	$(PY) benchmarks/distill_fashion_mnist.py
+	$(PY) benchmarks/prune_fashion_mnist.py
+	$(PY) benchmarks/quantize_fashion_mnist.py
+	$(PY) benchmarks/distill_minilm.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
