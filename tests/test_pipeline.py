@@ -303,7 +303,9 @@ def test_interrupted_run_keeps_finished_steps_and_resumes(tmp_path, teacher_dir)
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "torchslim.cli", "run", str(recipe), "--out", str(out), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            # a test runner started in the background hands down SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 600  # generous: a loaded CI machine imports and trains slowly
     first = None
     while time.time() < deadline and proc.poll() is None:
@@ -316,7 +318,11 @@ def test_interrupted_run_keeps_finished_steps_and_resumes(tmp_path, teacher_dir)
         proc.kill()
         pytest.fail(f"the first step did not finish: {proc.communicate()[1][-2000:]}")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the run did not stop on SIGINT")
     assert proc.returncode == 130 and "resume" in err
     record = json.loads(first.read_text())
     assert record["step"] == "train" and not list(out.glob("steps/01-train-*/step.json"))
