@@ -9,6 +9,7 @@ parameters, same input) has already finished.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -39,7 +40,7 @@ class Output:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # saved beside the model
 
 
-class Step:
+class Step(abc.ABC):
     name: ClassVar[str]
     family: ClassVar[Family]
     Params: ClassVar[type[BaseModel]]
@@ -59,8 +60,9 @@ class Step:
             updates["calibration_batches"] = min(params.calibration_batches, quick.calibration_batches)
         return params.model_copy(update=updates)
 
-    def run(self, ctx: Any, params: Any, model: Any) -> Output:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, ctx: Any, params: Any, model: Any) -> Output:
+        """Transform ``model`` (the previous step's result, or None) into this step's output."""
 
 
 def register(cls: type[Step]) -> type[Step]:
