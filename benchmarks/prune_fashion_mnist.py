@@ -13,14 +13,17 @@ Rows, all from the shipped teacher (resnet20, seed 0, whole test set for every a
 5. **sparse**: global magnitude sparsity 50/80/90% (dense kernels: no speed-up expected).
 
 Every row is timed (torch eager, batch 1 and 64, 1 thread, median of interleaved rounds) against
-the unpruned teacher in the same ``measure_many`` call.
+the unpruned teacher in the same ``measure_many`` call, twice: as trained, and with BatchNorm folded
+into the convolutions of both models (``torchslim.export.fold_batchnorm``, how an eager model ships).
 
     python benchmarks/prune_fashion_mnist.py                         # about 35 min on 2 idle cores
     python benchmarks/prune_fashion_mnist.py --headline-epochs 8     # more recovery for the headline
     python benchmarks/prune_fashion_mnist.py --quick                 # seconds: synthetic data, stand-in
 
 The JSON is rewritten after every row; started again with the same settings, the script skips the
-rows already recorded there, so a killed benchmark resumes (``--restart`` discards them).
+rows already recorded there, so a killed benchmark resumes (``--restart`` discards them). Each
+row's model is saved under ``--work``; ``--retime`` times every saved row again (on an idle machine)
+without retraining.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ import hashlib
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
-from _common import add_output_args, display_path, now, write_section
+from _common import REPO, add_output_args, display_path, now, write_section
 from _prune_report import render_section, table_markdown
 from torch import nn
 
@@ -43,6 +47,7 @@ from torchslim import data, models, prune
 from torchslim.core.errors import TorchSlimError
 from torchslim.distill import TeacherCache
 from torchslim.distill.cache import weights_hash
+from torchslim.export import fold_batchnorm
 from torchslim.measure import count_macs, machine_info, measure_many
 from torchslim.train import evaluate, fit
 
@@ -69,8 +74,10 @@ class Settings:
     sparse_epochs: int = 0
     threads: int = 2  # training
     batch_sizes: tuple[int, ...] = (1, 64)  # timing, 1 thread
-    rounds: int = 3
-    latency: dict = dataclasses.field(default_factory=lambda: {"warmup": 5, "min_seconds": 0.5})
+    # Many short rounds (3 calls each) interleave the four timed models call by call, so a slow
+    # patch of the machine hits them alike; fewer, longer rounds gave ratios spread over ±15 %.
+    rounds: int = 20
+    latency: dict = dataclasses.field(default_factory=lambda: {"warmup": 1, "repeats": 3})
     batch_size: int = 128
     bn_batches: int = 50
     seed: int = 0
@@ -182,23 +189,33 @@ def make_model(row: Row, teacher: nn.Module, bundle: data.DataBundle, s: Setting
 
 
 def time_row(model: nn.Module, teacher: nn.Module, example: torch.Tensor, s: Settings) -> dict[str, Any]:
-    """Latency of the row's model and the teacher, interleaved in one measurement."""
+    """Latency of the row's model and the teacher, as trained and with BatchNorm folded into the
+    convolutions (how an eager model ships), all four interleaved in one measurement."""
     for m in (model, teacher):
         m.to(memory_format=torch.contiguous_format).eval()
-    records = measure_many({"teacher": teacher, "model": model}, example_input=example, batch_sizes=s.batch_sizes,
-                           threads=(1,), rounds=s.rounds, latency_kwargs=s.latency)
-    out = {"parameters": records[1].parameters, "macs": records[1].macs, "bytes": records[1].bytes,
-           "teacher_latency": [x.model_dump() for x in records[0].latency],
-           "latency": [x.model_dump() for x in records[1].latency], "notes": records[0].notes + records[1].notes}
-    out["speedup"] = {str(a.batch_size): a.median_ms / b.median_ms for a, b in zip(records[0].latency,
-                                                                                   records[1].latency, strict=True)}
+    timed = {"teacher": teacher, "model": model, "teacher-folded": fold_batchnorm(teacher),
+             "model-folded": fold_batchnorm(model)}
+    records = {r.name: r for r in measure_many(timed, example_input=example, batch_sizes=s.batch_sizes,
+                                               threads=(1,), rounds=s.rounds, latency_kwargs=s.latency)}
+    out = {"parameters": records["model"].parameters, "macs": records["model"].macs, "bytes": records["model"].bytes,
+           "notes": [n for r in records.values() for n in r.notes]}
+    for suffix in ("", "_folded"):
+        base, row = records["teacher" + suffix.replace("_", "-")], records["model" + suffix.replace("_", "-")]
+        out["teacher_latency" + suffix] = [x.model_dump() for x in base.latency]
+        out["latency" + suffix] = [x.model_dump() for x in row.latency]
+        out["speedup" + suffix] = {str(a.batch_size): a.median_ms / b.median_ms
+                                   for a, b in zip(base.latency, row.latency, strict=True)}
     return out
 
 
 def run_row(row: Row, teacher: nn.Module, bundle: data.DataBundle, s: Settings,
-            cache: TeacherCache | None) -> dict[str, Any]:
+            cache: TeacherCache | None, model_dir: Path | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     model, made = make_model(row, teacher, bundle, s, cache)
+    if model_dir is not None:
+        from torchslim.core.checkpoint import save_model
+
+        save_model(model, model_dir, {"benchmark": NAME, "row": row.spec()})
     timed = time_row(model, copy.deepcopy(teacher), bundle.example_batch(2), s)
     return {**row.spec(), "spec": row.spec(), "date": now(), **made, **timed,
             "seconds": time.perf_counter() - started}
@@ -256,15 +273,38 @@ class Run:
         if recorded is not None and recorded.get("spec") == row.spec():
             return recorded
         cache = self.cache() if row.recover == "kd" and row.epochs else None
-        record = run_row(row, self.teacher, self.bundle, self.s, cache)
+        record = run_row(row, self.teacher, self.bundle, self.s, cache, self.model_dir(row.id))
         self.result["rows"] = [r for r in self.result["rows"] if r["id"] != row.id] + [record]
         self.done[row.id] = record
         self.save()
         b64 = record["speedup"].get(str(max(self.s.batch_sizes)))
+        b64f = record["speedup_folded"].get(str(max(self.s.batch_sizes)))
         print(f"{row.id}: {record['accuracy']:.2f}% (right after pruning: {_fmt(record['accuracy_pruned'])}), "
-              f"{record['parameters']:,} parameters, batch-{max(self.s.batch_sizes)} speed-up {b64:.2f}x, "
+              f"{record['parameters']:,} parameters, batch-{max(self.s.batch_sizes)} speed-up {b64:.2f}x "
+              f"(BN folded: {b64f:.2f}x), "
               f"{record['seconds']:.0f} s")
         return record
+
+    def model_dir(self, row_id: str) -> Path:
+        """Where a row's model is saved (safetensors + applied steps), for ``--retime``."""
+        return Path(self.args.work) / row_id.replace(":", "-")
+
+    def retime(self) -> None:
+        """Time every recorded row again from its saved model, all under the same conditions."""
+        from torchslim.core.checkpoint import load_model
+
+        example = self.bundle.example_batch(2)
+        for record in self.result["rows"]:
+            directory = self.model_dir(record["id"])
+            if not (directory / "model.json").is_file():
+                print(f"{record['id']}: no saved model in {display_path(directory)}; its timing is kept")
+                continue
+            model, _ = load_model(directory)
+            record.update(time_row(model.eval(), copy.deepcopy(self.teacher), example, self.s), retimed=now())
+            self.save()
+            print(f"{record['id']}: batch-{max(self.s.batch_sizes)} speed-up "
+                  f"{record['speedup'][str(max(self.s.batch_sizes))]:.2f}x "
+                  f"(BN folded: {record['speedup_folded'][str(max(self.s.batch_sizes))]:.2f}x)")
 
     def save(self) -> None:
         from torchslim.core.io import atomic_write_json
@@ -287,6 +327,8 @@ def run_benchmark(args: argparse.Namespace, s: Settings) -> int:
         print(f"estimated time left: ~{estimate_seconds(todo, s, TEACHER_EPOCH_SECONDS) / 60:.0f} min "
               f"({TEACHER_EPOCH_SECONDS:g} s per teacher epoch at 2 threads assumed)")
     state.save()
+    if args.retime:
+        state.retime()
     screened = [state.run(row) for row in screen_rows(s)]
     best = best_criteria(screened, s)
     state.result["best"] = best
@@ -331,6 +373,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sparse-epochs", type=int, help=f"fine-tune epochs of sparse rows (default {FULL.sparse_epochs})")
     parser.add_argument("--threads", type=int, help=f"training threads (default {FULL.threads}); timing uses 1")
     parser.add_argument("--restart", action="store_true", help="ignore the rows recorded in --out")
+    parser.add_argument("--retime", action="store_true",
+                        help="time every recorded row again from its saved model (on an idle machine), then go on")
+    parser.add_argument("--work", default=str(REPO / "runs" / "bench" / NAME),
+                        help="where each row's model is saved (default: %(default)s)")
     add_output_args(parser, NAME)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

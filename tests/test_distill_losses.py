@@ -43,6 +43,7 @@ GOLDEN = {
     "crd": ({"num_data": NUM_DATA, "feat_dim": 4, "nce_k": 5, "nce_t": 0.07}, "vec"),
     "embed-cos": ({}, "logits"),
     "embed-mse": ({}, "logits"),
+    "embed-sim": ({}, "vec"),
     "hidden-mse": ({"layers": "0:0/1:2/-1:-1"}, "seq"),
     "attention-kl": ({"layers": "0:1/1:2"}, "attn"),
     "relation-kl": ({"heads": 3}, "proj"),
@@ -306,6 +307,18 @@ def _pairs(spec: str, n_s: int, n_t: int) -> list[tuple[int, int]]:
     return [(int(a) % n_s, int(b) % n_t) for a, b in (p.split(":") for p in spec.split("/"))]
 
 
+def ref_embed_sim(c):
+    def cos(a, b):
+        return np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+
+    n, total = len(c["s"]), 0.0
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                total += (cos(c["s"][i], c["s"][j]) - cos(c["t"][i], c["t"][j])) ** 2
+    return total / (n * (n - 1))
+
+
 def ref_hidden_mse(c):
     pairs = _pairs(c["layers"], c["s"].shape[1], c["t"].shape[1])
     total = 0.0
@@ -350,7 +363,7 @@ def ref_relation_kl(c):
 
 REFERENCE = {"ce": ref_ce, "kd": ref_kd, "dkd": ref_dkd, "dist": ref_dist, "fitnet": ref_fitnet, "at": ref_at,
              "sp": ref_sp, "rkd": ref_rkd, "pkt": ref_pkt, "crd": ref_crd, "embed-cos": ref_embed_cos,
-             "embed-mse": ref_embed_mse, "hidden-mse": ref_hidden_mse, "attention-kl": ref_attention_kl,
+             "embed-mse": ref_embed_mse, "embed-sim": ref_embed_sim, "hidden-mse": ref_hidden_mse, "attention-kl": ref_attention_kl,
              "relation-kl": ref_relation_kl}
 
 

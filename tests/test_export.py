@@ -118,3 +118,30 @@ def test_check_data_of_another_shape_is_named(tmp_path):
     loader = [(torch.randn(4, 1, 9, 9), torch.zeros(4, dtype=torch.long))]
     with pytest.raises(ExportError, match=r"check_data batch 0 has shape \(4, 1, 9, 9\)"):
         export_onnx(_net(nn.Identity()), torch.randn(2, 1, 8, 8), tmp_path / "m.onnx", check_data=loader)
+
+
+def test_fold_batchnorm_is_exact_and_leaves_the_input_alone():
+    from torchslim.export import count_batchnorm, fold_batchnorm
+
+    model = tiny_resnet().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    x = torch.randn(5, 1, 12, 12)
+    assert count_batchnorm(model) > 0 and count_batchnorm(folded) == 0
+    torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fold_batchnorm_names_an_untraceable_model():
+    from torchslim.export import fold_batchnorm
+
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)) if x.sum() > 0 else x
+
+    with pytest.raises(ExportError, match="Branchy.*torch.fx could not trace"):
+        fold_batchnorm(Branchy())

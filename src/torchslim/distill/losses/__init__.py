@@ -19,7 +19,7 @@ from torchslim.distill.losses.ce import CE
 from torchslim.distill.losses.crd import CRD
 from torchslim.distill.losses.dist import DIST
 from torchslim.distill.losses.dkd import DKD
-from torchslim.distill.losses.embed_cos import EmbedCos
+from torchslim.distill.losses.embed_cos import EmbedCos, EmbedSim
 from torchslim.distill.losses.embed_mse import EmbedMSE
 from torchslim.distill.losses.fitnet import FitNet
 from torchslim.distill.losses.hidden_mse import HiddenMSE
@@ -30,7 +30,7 @@ from torchslim.distill.losses.rkd import RKD
 from torchslim.distill.losses.sp import SP
 
 __all__ = ["AT", "CE", "CRD", "DIST", "DKD", "KD", "KINDS", "LOSSES", "PKT", "RKD", "SP", "AttentionKL",
-           "DistillLoss", "EmbedCos", "EmbedMSE", "FitNet", "HiddenMSE", "Outputs", "RelationKL", "TapLoss",
+           "DistillLoss", "EmbedCos", "EmbedMSE", "EmbedSim", "FitNet", "HiddenMSE", "Outputs", "RelationKL", "TapLoss",
            "create"]
 
 

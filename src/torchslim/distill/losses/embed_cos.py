@@ -66,3 +66,41 @@ class EmbedCos(_EmbeddingLoss):
     def forward(self, student: Outputs, teacher: Outputs, batch: Mapping[str, Any]) -> Tensor:
         s, t = self._embeddings(student, teacher)
         return (1 - (unit(s, dim=1) * unit(t, dim=1)).sum(dim=1)).mean()
+
+
+@LOSSES.register("embed-sim")
+class EmbedSim(TapLoss):
+    """A relational loss after Park, Kim, Lu & Cho (2019), "Relational Knowledge Distillation"
+    (CVPR), for sentence embeddings: the student's in-batch cosine
+    similarities regress onto the teacher's, the quantity that ranking and retrieval (and the
+    pairwise Spearman agreement of :mod:`torchslim.text.metrics`) read. With ``S_ij = cos(s_i,
+    s_j)`` and ``T_ij = cos(t_i, t_j)`` over the B sentences of a batch::
+
+        L = (1 / (B (B - 1))) Σ_{i≠j} (S_ij - T_ij)²
+
+    Where RKD matches normalised distances and angles and SP (Tung & Mori, 2019) row-normalised
+    Gram matrices, this matches the cosine itself, unnormalised, so a similarity of 0.8 must stay 0.8. Widths may differ (the
+    B x B matrices always match); pair it with ``embed-cos``, which aligns the vectors themselves.
+
+    Args:
+        student_tap, teacher_tap: module paths of (B, D) features, or both None (default) for the
+            models' outputs (the sentence embeddings).
+
+    Raises:
+        TorchSlimError: one tap given; at call, features that are not (B, D) or a batch of one.
+    """
+
+    kind = "relation"
+    needs_taps = False
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: Mapping[str, Any]) -> Tensor:
+        s, t = self._pair(student, teacher)
+        if s.ndim != 2 or t.ndim != 2:
+            raise self._error(f"expects (batch, width) embeddings; got student {tuple(s.shape)}, "
+                              f"teacher {tuple(t.shape)}.")
+        b = s.shape[0]
+        if b < 2:
+            raise self._error("needs at least two sentences per batch to compare their similarities; got 1.")
+        s, t = unit(s, dim=1), unit(t, dim=1)
+        diff = (s @ s.T - t @ t.T).pow(2)
+        return (diff.sum() - diff.diagonal().sum()) / (b * (b - 1))
