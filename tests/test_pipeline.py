@@ -346,7 +346,8 @@ def _row(name, steps, acc, lat, bytes_, seconds=10.0, macs_ratio=1.0, speed=None
 
 
 def _matrix(rows, **scenarios):
-    sc = {"accuracy_floor": 1.0, "resource": "latency", "latency_budget": 0.5, "size_budget": None, **scenarios}
+    sc = {"accuracy_floor": 1.0, "resource": "latency", "latency_budget": 0.5, "size_budget": None,
+          "balanced_floor": 3.0, **scenarios}
     return {"rows": rows, "baseline": "teacher", "primary": "b64_t1", "scenarios": sc}
 
 
@@ -364,6 +365,11 @@ def test_recommendations_follow_the_numbers():
     assert "92.50%" in rec["resource_limited"]["text"]
     m2 = _matrix(rows, accuracy_floor=3.5, resource="bytes")
     assert recommend(m2)["resource_limited"]["strategy"] == "student"
+    # a knee far below the teacher is left out of the balanced choice
+    far = rows + [_row("tiny", ["train"], 70.0, 1.0, 10, seconds=30, macs_ratio=100, speed=100)]
+    assert recommend(_matrix(far))["balanced"]["strategy"] != "tiny"
+    assert "leaving out tiny" in recommend(_matrix(far))["balanced"]["text"]
+    assert recommend(_matrix(far, balanced_floor=30.0))["balanced"]["front"][0] == "tiny"
     none = recommend(_matrix(rows, latency_budget=0.01))
     assert none["accuracy_sensitive"]["strategy"] is None and "raise" in none["accuracy_sensitive"]["text"]
     m["recommendations"] = rec

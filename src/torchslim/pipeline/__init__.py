@@ -5,6 +5,10 @@
     matrix = pipeline.compare(recipe, "runs/compare")           # every strategy, measured together
     pipeline.run(recipe, "runs/one", strategy="student-distilled")  # one pipeline
 
+A text recipe (``task: text``, or a text dataset: ``recipes/minilm-wordnet.yaml``) compares smaller
+sentence encoders made from a text teacher (``minilm`` or a model directory) by its own steps
+(:mod:`torchslim.pipeline.text_steps`), with agreement with the teacher in place of accuracy.
+
 Bring your own model: ``compare(recipe, out, models={"mynet": factory}, teacher=my_teacher,
 data=my_bundle)`` where ``factory(num_classes=..., in_channels=..., **kwargs)`` builds an
 ``nn.Module`` and the recipe says ``train: {model: mynet}``.

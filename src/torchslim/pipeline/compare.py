@@ -3,7 +3,8 @@
 Strategies run one after another; one that fails becomes a row holding its error while the others
 finish (the exit code says something failed). Every final model is then measured in one go on the
 same test set and machine, latencies timed in interleaved rounds against the baseline (the
-teacher), so speed-ups are ratios taken under the same conditions. The measured selection matrix,
+teacher), so speed-ups are ratios taken under the same conditions. For the text task, quality is
+agreement with the teacher (:mod:`torchslim.pipeline.text_measure`). The measured selection matrix,
 the recommendations per deployment scenario and the report files follow
 (:mod:`torchslim.report`).
 """
@@ -66,6 +67,10 @@ def measure_results(ctx: Context, results: list[StrategyResult]) -> dict[str, An
     """Measure every successful strategy's final model together; returns name -> record dict."""
     from torchslim.measure import measure_many
 
+    if ctx.recipe.task == "text":  # agreement with the teacher instead of accuracy, speed on real sentences
+        from torchslim.pipeline.text_measure import measure_text
+
+        return measure_text(ctx, results)
     cfg = ctx.recipe.measure
     runnables: dict[str, Any] = {}
     artifacts: dict[str, Path] = {}
@@ -111,9 +116,10 @@ def compare(
         models: ``{name: factory}`` for models of your own; a factory is called as
             ``factory(num_classes=..., in_channels=..., **model_kwargs)`` and a recipe refers to it
             by ``name`` (``train: {model: name}``, ``distill: {student: name}``).
-        teacher: an ``nn.Module`` used as the recipe's ``teacher`` (instead of its ``teacher:``).
+        teacher: an ``nn.Module`` used as the recipe's ``teacher`` (instead of its ``teacher:``); for
+            a text recipe a :class:`~torchslim.text.SentenceEncoder`.
         data: a ``DataBundle`` (train/val/test loaders, num_classes, input_shape) instead of the
-            recipe's ``data:`` section.
+            recipe's ``data:`` section; for a text recipe, tokenized by the teacher's tokenizer.
 
     Returns:
         The matrix (also written to ``out/matrix.json``); ``matrix["failed"]`` lists strategies

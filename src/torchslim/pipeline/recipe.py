@@ -15,6 +15,12 @@ A recipe names a teacher, a dataset and one or more *strategies*; each strategy 
         - load: teacher
         - quantize: {mode: static}
 
+A recipe's *task* is ``image`` (the default) or ``text``: ``task: text`` or a text dataset
+(``data: {name: wordnet-glosses}``) makes the teacher a sentence encoder (``minilm`` or a model
+directory) and the steps the text ones (``load``, ``layers``, ``prune`` with ``heads``/``ffn``,
+``distill``, ``quantize``, ``export``, ``evaluate``; see :mod:`torchslim.pipeline.text_steps`), and
+quality is agreement with the teacher instead of accuracy.
+
 Parsing is strict: an unknown key is an error naming its path (``strategies.x[1].prune.ratoi``),
 the closest valid key and the file and line; a wrong type names the value and the expected type.
 YAML is only ever read with ``yaml.safe_load`` semantics: a recipe never imports or runs code. A
@@ -82,6 +88,9 @@ class ScenarioConfig(Strict):
     # of the teacher's (and, when given, whose file is at most this fraction of the teacher's bytes)
     latency_budget: float = Field(0.5, gt=0)
     size_budget: float | None = Field(None, gt=0)
+    # balanced: the knee of the accuracy-latency Pareto front among strategies at most this many
+    # points below the teacher (a knee far below it is a different product, not a balance)
+    balanced_floor: float = Field(3.0, ge=0)
 
 
 class QuickConfig(Strict):
@@ -92,6 +101,15 @@ class QuickConfig(Strict):
     test_subset: int = Field(2000, gt=0)
     calibration_batches: int = Field(4, gt=0)
     rounds: int = Field(1, gt=0)
+    sample_size: int = Field(64, gt=0)  # text: sentences the layer choice and head importance read
+
+
+class TextConfig(Strict):
+    """The text task's settings: how sentences are tokenized and how agreement is measured."""
+
+    max_length: int = Field(64, ge=3)  # tokens per sentence (longer ones are truncated)
+    spearman_size: int = Field(1000, ge=3)  # pairwise Spearman over the first N test sentences
+    neighbours: int = Field(10, gt=0)  # k of the k-NN overlap
 
 
 class StepSpec(Strict):
@@ -111,6 +129,7 @@ class Recipe(Strict):
     version: Literal[1] = VERSION
     name: str = Field(min_length=1)
     description: str = ""
+    task: Literal["image", "text"] = "image"  # parse() infers it from data.name when not given
     teacher: str | None = None
     seed: int = 0
     threads: int | None = Field(None, gt=0)  # torch threads for training steps (None: torch's default)
@@ -118,6 +137,7 @@ class Recipe(Strict):
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
     scenarios: ScenarioConfig = Field(default_factory=ScenarioConfig)
     quick: QuickConfig = Field(default_factory=QuickConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
     baseline: str | None = None  # the strategy every ratio is taken against (default: the first)
     strategies: dict[str, list[StepSpec]]
     source: str = ""
@@ -143,8 +163,9 @@ class Recipe(Strict):
         return digest(self.plain(exclude={"name", "description", "source"}))
 
     def plain(self, exclude: set[str] | None = None) -> dict[str, Any]:
+        skip = {"strategies"} | ({"text"} if self.task == "image" else set())  # an image recipe has no text
         out = {k: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v)
-               for k, v in self if k not in (exclude or set()) and k != "strategies"}
+               for k, v in self if k not in (exclude or set()) and k not in skip}
         out["strategies"] = {name: [s.config() for s in steps] for name, steps in self.strategies.items()}
         return json.loads(json.dumps(out))
 
@@ -235,23 +256,77 @@ def validate_section(model: type[BaseModel], data: Any, root: tuple, lines: _Lin
         raise RecipeError("Invalid recipe — " + " | ".join(problems)) from None
 
 
-def _parse_step(item: Any, path: tuple, lines: _Lines) -> StepSpec:
-    from torchslim.pipeline.steps import STEPS
+def _parse_step(item: Any, path: tuple, lines: _Lines, task: tuple[str, str] = ("image", "")) -> StepSpec:
+    """One step of the recipe's task (``task`` = (name, why: the key that decided it))."""
+    from torchslim.pipeline.steps import steps_for
 
+    kind, why = task
+    steps = steps_for(kind)
     if isinstance(item, str):  # "- load" without parameters
         item = {item: None}
     if not isinstance(item, dict) or len(item) != 1:
         raise RecipeError(
             f"{lines.where(path)}: {dotted(path)} must be one step written as `- <step>: {{parameters}}` "
-            f"(steps: {', '.join(STEPS.list())}); got {json.dumps(item, default=str)}.")
+            f"({kind} steps: {', '.join(steps.list())}); got {json.dumps(item, default=str)}.")
     (name, params), = item.items()
-    if name not in STEPS:
+    other = "text" if kind == "image" else "image"
+    if name not in steps and name in steps_for(other):
+        raise RecipeError(
+            f"{lines.where(path)}: step {name!r} at {dotted(path)} is {_a(other)} step, but this is {_a(kind)} "
+            f"recipe ({why}). {kind.capitalize()} steps: {', '.join(steps.list())}. {other.capitalize()} steps need "
+            + ("a text dataset (data.name: wordnet-glosses) and a sentence-encoder teacher." if other == "text"
+               else "an image dataset (data.name: fashion-mnist, synthetic, ...)."))
+    if name not in steps:
         raise RecipeError(f"{lines.where(path)}: unknown step {name!r} at {dotted(path)}."
-                          f"{did_you_mean(str(name), STEPS.list())} Steps: {', '.join(STEPS.list())}.")
-    step = STEPS.get(name)
+                          f"{did_you_mean(str(name), steps.list())} {kind.capitalize()} steps: "
+                          f"{', '.join(steps.list())}.")
+    step = steps.get(name)
     params = step.shorthand(params) if params is None or not isinstance(params, dict) else params
-    validated = validate_section(step.Params, params, (*path, name), lines)
+    try:
+        validated = validate_section(step.Params, params, (*path, name), lines)
+    except RecipeError as exc:
+        if name not in steps_for(other) or not _valid(steps_for(other).get(name).Params, params):
+            raise
+        raise RecipeError(f"{exc} (These are the parameters of the {other} step {name!r}; this is {_a(kind)} "
+                          f"recipe: {why}.)") from None
     return StepSpec(name=name, params=validated, where=lines.where(path))
+
+
+def _a(task: str) -> str:
+    return f"an {task}" if task == "image" else f"a {task}"
+
+
+def _valid(model: type[BaseModel], data: Any) -> bool:
+    try:
+        model.model_validate(data)
+    except ValidationError:
+        return False
+    return True
+
+
+def _task(data: dict, lines: _Lines) -> tuple[str, str]:
+    """The recipe's task and why: ``task:`` when given (checked against the dataset), else
+    ``text`` for a text dataset and ``image`` for any other."""
+    from torchslim.data.registry import TEXT_DATASETS
+
+    section = data.get("data")
+    name = section.get("name") if isinstance(section, dict) else None
+    inferred = "text" if name in TEXT_DATASETS else "image"
+    given = data.get("task")
+    if given is None:
+        return inferred, f"data.name {name!r}" if name is not None else "the default: no `task:`, no data.name"
+    where = lines.where(("task",))
+    if given not in ("image", "text"):
+        raise RecipeError(f"{where}: task = {json.dumps(given, default=str)} is invalid: a recipe's task is "
+                          "'image' or 'text'.")
+    if name is None and given == "text":
+        raise RecipeError(f"{where}: task: text needs a text dataset: set data.name (text datasets: "
+                          f"{', '.join(TEXT_DATASETS)}).")
+    if name is not None and given != inferred:
+        raise RecipeError(f"{where}: task {given!r} does not fit data.name {name!r}, "
+                          + ("a text dataset; drop `task:` or set task: text." if inferred == "text" else
+                             f"an image dataset; text datasets: {', '.join(TEXT_DATASETS)}."))
+    return given, f"task: {given}"
 
 
 def parse(data: Any, source: str = "<recipe>", text: str | None = None) -> Recipe:
@@ -279,15 +354,40 @@ def parse(data: Any, source: str = "<recipe>", text: str | None = None) -> Recip
     if not isinstance(raw, dict):
         raise RecipeError(f"{lines.where(root)}: `strategies` must map a strategy name to its list of "
                           f"steps; got {type(raw).__name__}.")
+    task = _task(data, lines)
+    data["task"] = task[0]
     strategies: dict[str, list[StepSpec]] = {}
     for name, steps in raw.items():
         path = root if pipeline is not None else (*root, name)
         if not isinstance(steps, list) or not steps:
             raise RecipeError(f"{lines.where(path)}: {dotted(path)} must be a non-empty list of steps; "
                               f"got {json.dumps(steps, default=str)}.")
-        strategies[str(name)] = [_parse_step(item, (*path, i), lines) for i, item in enumerate(steps)]
+        strategies[str(name)] = [_parse_step(item, (*path, i), lines, task) for i, item in enumerate(steps)]
     data["strategies"], data["source"] = strategies, source
-    return validate_section(Recipe, data, (), lines)
+    recipe = validate_section(Recipe, data, (), lines)
+    _check_task_sections(recipe, lines)
+    return recipe
+
+
+def _check_task_sections(recipe: Recipe, lines: _Lines) -> None:
+    """Sections and keys that only one task reads, and the text task's test-set size."""
+    if recipe.task == "image":
+        if "text" in recipe.model_fields_set:
+            raise RecipeError(f"{lines.where(('text',))}: the `text:` section configures text recipes, but this is "
+                              f"an image recipe (data.name {recipe.data.name!r}); drop it, or use a text dataset.")
+        return
+    image_only = sorted({"val_size", "augment"} & recipe.data.model_fields_set)
+    if image_only:
+        raise RecipeError(f"{lines.where(('data', image_only[0]))}: data.{image_only[0]} applies to image datasets; "
+                          f"{recipe.data.name!r} is a text dataset (its held-out fractions are data.options "
+                          "val_fraction and test_fraction).")
+    largest = max(recipe.measure.batch_sizes)
+    for path, n in ((("data", "test_subset"), recipe.data.test_subset),
+                    (("quick", "test_subset"), recipe.quick.test_subset)):
+        if n is not None and n < largest:
+            raise RecipeError(f"{lines.where(path)}: {dotted(path)} = {n} is smaller than the largest "
+                              f"measure.batch_sizes ({largest}): text models are timed on that many real test "
+                              "sentences.")
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -309,4 +409,4 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 __all__ = ["DataConfig", "MeasureConfig", "QuickConfig", "Recipe", "RecipeError", "ScenarioConfig",
-           "StepSpec", "VERSION", "digest", "load_recipe", "parse", "validate_section"]
+           "StepSpec", "TextConfig", "VERSION", "digest", "load_recipe", "parse", "validate_section"]

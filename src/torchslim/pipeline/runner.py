@@ -2,7 +2,8 @@
 
 Every step is keyed by a hash of its parameters and of its input (the key of the step before it,
 down to the dataset, seed and teacher): ``DIR/steps/<step>-<key>/`` holds its model
-(``model/`` or ``model.onnx``), ``step.json`` (written last: a step without it did not finish) and
+(``model/``: a torch checkpoint or, for the text task, a sentence-encoder directory; or
+``model.onnx``), ``step.json`` (written last: a step without it did not finish) and
 ``work/`` (training checkpoints and caches, so a step interrupted mid-training resumes at its last
 finished epoch). Two strategies that begin with the same steps share them; a run started again
 reuses every finished step whose key is unchanged and redoes only the rest.
@@ -30,7 +31,7 @@ from torch import nn
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.io import atomic_write_json
 from torchslim.pipeline.recipe import Recipe, RecipeError, digest
-from torchslim.pipeline.steps import STEPS, Output
+from torchslim.pipeline.steps import Output, steps_for
 
 STEP_FILE = "step.json"
 FACTORY_KEY = "factory"
@@ -150,6 +151,9 @@ class Context:
             from torchslim import data as datasets
 
             cfg = self.recipe.data
+            if self.recipe.task == "text":  # sizes go to the loader: token ids are not an image dataset
+                self._data = self.data_override if self.data_override is not None else self._text_data()
+                return self._data
             if self.data_override is not None:
                 bundle = self.data_override
             else:
@@ -160,13 +164,34 @@ class Context:
                     if cfg.root:
                         kwargs["root"] = cfg.root
                 bundle = datasets.load(cfg.name, **kwargs)
-            train_n, test_n = cfg.train_subset, cfg.test_subset
-            if self.quick:
-                q = self.recipe.quick
-                train_n = min(train_n or q.train_subset, q.train_subset)
-                test_n = min(test_n or q.test_subset, q.test_subset)
-            self._data = subset_bundle(bundle, train_n, test_n, self.recipe.seed)
+            self._data = subset_bundle(bundle, *self._subset_sizes(), self.recipe.seed)
         return self._data
+
+    def _subset_sizes(self) -> tuple[int | None, int | None]:
+        cfg, q = self.recipe.data, self.recipe.quick
+        if not self.quick:
+            return cfg.train_subset, cfg.test_subset
+        return min(cfg.train_subset or q.train_subset, q.train_subset), min(cfg.test_subset or q.test_subset,
+                                                                             q.test_subset)
+
+    def _text_data(self) -> Any:
+        """The text dataset tokenized by the teacher's tokenizer (every model derives from it)."""
+        from torchslim import data as datasets
+
+        cfg = self.recipe.data
+        teacher, _ = self.load_model("teacher")
+        train_n, test_n = self._subset_sizes()
+        kwargs = {"batch_size": cfg.batch_size, "seed": self.recipe.seed, "tokenizer": teacher.tokenizer,
+                  "train_size": train_n, "test_size": test_n, **cfg.options}
+        if cfg.root:
+            kwargs["root"] = cfg.root
+        bundle = datasets.load(cfg.name, **kwargs)
+        largest = max(self.recipe.measure.batch_sizes)
+        if len(bundle.test.dataset) < largest:
+            raise RecipeError(f"{self.recipe.source}: the {cfg.name} test split has {len(bundle.test.dataset)} "
+                              f"sentences, fewer than the largest measure.batch_sizes ({largest}) that text models "
+                              "are timed on; raise data.test_subset or the test fraction.")
+        return bundle
 
     def data_key(self) -> str:
         return bundle_fingerprint(self.data)
@@ -186,6 +211,8 @@ class Context:
             if self.teacher_override is not None:
                 return self.teacher_override, {"source": "teacher given by the caller"}
             source = self.teacher_source()
+        if self.recipe.task == "text":
+            return self._load_encoder(source)
         if source in zoo.ZOO:
             return zoo.load(source)
         path = Path(source)
@@ -198,11 +225,22 @@ class Context:
             return load_model(path, model=self.build_factory(meta_spec))
         return load_model(path)
 
+    def _load_encoder(self, source: str) -> tuple[nn.Module, dict]:
+        from torchslim.text import load_encoder
+
+        try:
+            encoder = load_encoder(source, max_length=self.recipe.text.max_length, log=self.log)
+        except TorchSlimError as exc:
+            raise TorchSlimError(f"{self.where or self.recipe.source}: text model source {source!r}: {exc}") from None
+        return encoder, {"source": source, "path": getattr(encoder, "source", source)}
+
     def load_model(self, source: str) -> tuple[nn.Module, dict]:
         """A private copy of a model source (``teacher``, a shipped name or a checkpoint)."""
         if source not in self._sources:
             self._sources[source] = self._load_source(source)
         model, meta = self._sources[source]
+        if hasattr(model, "rewrap"):  # a sentence encoder: its tokenizer is shared, not copied
+            return model.rewrap(copy.deepcopy(model.bert)).eval(), meta
         return copy.deepcopy(model).eval(), meta
 
     def source_key(self, source: str) -> str:
@@ -236,6 +274,10 @@ class Context:
         """An ``nn.Module`` as is; an ONNX file as an ONNX Runtime session wrapper."""
         if isinstance(model, nn.Module):
             return model
+        if self.recipe.task == "text":  # token ids in: the text runtime, not the image one
+            from torchslim.text import OrtEncoder
+
+            return OrtEncoder(model, threads=self.recipe.threads or 1)
         from torchslim import runtime
 
         return runtime.load(model)
@@ -249,20 +291,24 @@ class Saved:
     """A finished step's model on disk, loaded only when a later step or the measurement needs it."""
 
     directory: Path
-    kind: str  # "torch" or "onnx"
+    kind: str  # "torch", "text" (a sentence-encoder directory) or "onnx"
 
     @property
     def path(self) -> Path:
-        return self.directory / ("model" if self.kind == "torch" else "model.onnx")
+        return self.directory / artifact_name(self.kind)
 
     @property
     def weights(self) -> Path:
         """The file whose size is the model's size: the safetensors weights or the .onnx file."""
-        return self.path / "model.safetensors" if self.kind == "torch" else self.path
+        return self.path if self.kind == "onnx" else self.path / "model.safetensors"
 
     def materialise(self, ctx: Context) -> Any:
         if self.kind == "onnx":
             return self.path
+        if self.kind == "text":
+            from torchslim.text import load_encoder
+
+            return load_encoder(self.path, log=ctx.log)
         from torchslim.core.checkpoint import load_model
 
         spec = json.loads((self.path / "model.json").read_text()).get("model")
@@ -276,12 +322,24 @@ class Saved:
         return model
 
 
+def artifact_name(kind: str) -> str:
+    return "model.onnx" if kind == "onnx" else "model"
+
+
 def _save_output(out: Output, step_dir: Path, record: dict) -> str:
     from torchslim.core.checkpoint import save_model
     from torchslim.models import spec_of
+    from torchslim.text.encoder import SentenceEncoder
 
     if out.model is not None and out.onnx is not None:
         raise TorchSlimError("A step returned both a torch model and an ONNX file.")
+    if isinstance(out.model, SentenceEncoder):
+        from torchslim.text import save_encoder
+
+        target = step_dir / "model"
+        shutil.rmtree(target, ignore_errors=True)
+        save_encoder(out.model.cpu(), target, _plain({"pipeline_step": record, **out.meta}))
+        return "text"
     if out.model is not None:
         target = step_dir / "model"
         shutil.rmtree(target, ignore_errors=True)
@@ -308,6 +366,7 @@ class StrategyResult:
     final: Saved | None = None
     error: str | None = None
     model: Any = None  # the final model when it was produced in this process
+    task: str = "image"
 
     @property
     def ok(self) -> bool:
@@ -323,7 +382,8 @@ class StrategyResult:
                 "reused_steps": sum(1 for s in self.steps if s.get("reused"))}
 
     def families(self) -> list[str]:
-        return sorted({STEPS.get(s["step"]).family for s in self.steps})
+        steps = steps_for(self.task)
+        return sorted({steps.get(s["step"]).family for s in self.steps})
 
 
 def run_strategy(ctx: Context, name: str) -> StrategyResult:
@@ -333,11 +393,13 @@ def run_strategy(ctx: Context, name: str) -> StrategyResult:
     base = {"data": ctx.data_key(), "seed": recipe.seed, "threads": recipe.threads, "quick": ctx.quick}
     key, current = digest(base), None
     records: list[dict] = []
+    registry = steps_for(recipe.task)
     for i, spec in enumerate(specs):
-        step = STEPS.get(spec.name)()
+        step = registry.get(spec.name)()
         params = step.quicken(spec.params, recipe.quick) if ctx.quick else spec.params
         config = {"step": spec.name, **params.model_dump(mode="json")}
-        key = digest({"input": key, "config": config, "sources": _source_keys(ctx, config)})
+        key = digest({"input": key, "config": config,
+                      "sources": {n: ctx.source_key(n) for n in step.sources(params)}})
         step_dir = ctx.out / "steps" / f"{i:02d}-{spec.name}-{key[:12]}"
         ctx.where = f"{name}[{i}] {spec.name}" + (f" ({spec.where})" if spec.where else "")
         done = _finished(step_dir, key)
@@ -369,16 +431,7 @@ def run_strategy(ctx: Context, name: str) -> StrategyResult:
         current = out.model if out.model is not None else step_dir / "model.onnx"
     final = Saved(ctx.out / "steps" / f"{len(specs) - 1:02d}-{specs[-1].name}-{key[:12]}", records[-1]["kind"])
     return StrategyResult(name=name, steps=records, final=final,
-                          model=current if not isinstance(current, Saved) else None)
-
-
-def _source_keys(ctx: Context, config: dict) -> dict[str, str]:
-    """Weights hashes of the models a step reads by name (so a changed checkpoint is a new key)."""
-    names = []
-    if config["step"] == "load":
-        names.append(config["source"])
-    names += config.get("teachers", []) if config["step"] == "distill" else []
-    return {n: ctx.source_key(n) for n in names}
+                          model=current if not isinstance(current, Saved) else None, task=recipe.task)
 
 
 def _finished(step_dir: Path, key: str) -> dict | None:
@@ -391,7 +444,7 @@ def _finished(step_dir: Path, key: str) -> dict | None:
         return None
     if record.get("key") != key:
         return None
-    artifact = step_dir / ("model" if record.get("kind") == "torch" else "model.onnx")
+    artifact = step_dir / artifact_name(record.get("kind", "onnx"))
     return record if artifact.exists() else None
 
 

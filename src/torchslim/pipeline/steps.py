@@ -5,6 +5,9 @@ A step is a class with a pydantic ``Params`` (its recipe keys, unknown keys reje
 or for steps after ``quantize``/``export`` an ONNX file. Steps never save anything themselves: the
 runner saves their output, records their cost and skips them when an identical step (same
 parameters, same input) has already finished.
+
+These are the image task's steps (:data:`STEPS`); the text task's are in
+:mod:`torchslim.pipeline.text_steps` (:func:`steps_for` picks the registry of a recipe's task).
 """
 
 from __future__ import annotations
@@ -58,7 +61,14 @@ class Step(abc.ABC):
             updates["epochs"] = min(params.epochs, quick.epochs)
         if getattr(params, "calibration_batches", None):
             updates["calibration_batches"] = min(params.calibration_batches, quick.calibration_batches)
+        if getattr(params, "sample_size", None):
+            updates["sample_size"] = min(params.sample_size, quick.sample_size)
         return params.model_copy(update=updates)
+
+    def sources(self, params: Any) -> list[str]:
+        """The model sources (``teacher``, a shipped name, a directory) the step reads by name: their
+        weights' hashes are part of the step's key, so a changed checkpoint is a new step."""
+        return []
 
     @abc.abstractmethod
     def run(self, ctx: Any, params: Any, model: Any) -> Output:
@@ -68,6 +78,15 @@ class Step(abc.ABC):
 def register(cls: type[Step]) -> type[Step]:
     STEPS.register(cls.name, cls)
     return cls
+
+
+def steps_for(task: str) -> Registry:
+    """The step registry of a recipe's task: ``"image"`` (:data:`STEPS`) or ``"text"``."""
+    if task == "text":
+        from torchslim.pipeline.text_steps import TEXT_STEPS
+
+        return TEXT_STEPS
+    return STEPS
 
 
 def need_module(step: str, model: Any, where: str = "") -> nn.Module:
@@ -97,6 +116,9 @@ class Load(Step):
     @staticmethod
     def shorthand(value: Any) -> Any:
         return {"source": value} if isinstance(value, str) else ({} if value is None else value)
+
+    def sources(self, params: LoadParams) -> list[str]:
+        return [params.source]
 
     def run(self, ctx: Any, params: LoadParams, model: Any) -> Output:
         if model is not None:
@@ -212,6 +234,9 @@ class Distill(Step):
     (after pruning: the unpruned model of the strategy's first step can be named ``teacher``)."""
 
     name, family, Params = "distill", "distillation", DistillParams
+
+    def sources(self, params: DistillParams) -> list[str]:
+        return list(params.teachers)
 
     def run(self, ctx: Any, params: DistillParams, model: Any) -> Output:
         from torchslim.distill import DistillTask
@@ -448,4 +473,4 @@ class Evaluate(Step):
         return out
 
 
-__all__ = ["STEPS", "Output", "Step", "need_module", "register"]
+__all__ = ["STEPS", "LossItem", "Output", "Step", "need_module", "register", "steps_for"]

@@ -37,6 +37,57 @@ COLUMNS = [
 ]
 
 
+# What the quality column ("accuracy" in rows) measures, per task. A text model has no labels to be
+# accurate on: its quality is agreement with the teacher's embeddings, pairwise Spearman ×100 (the
+# order of the similarities, which search and ranking read); mean cosine and k-NN overlap are kept
+# beside it in every row.
+QUALITY = {
+    "image": {"name": "test accuracy", "short": "accuracy", "heading": "test acc %", "unit": "%", "axis": "test accuracy (%)",
+              "phrase": "{:.2f}% test accuracy",
+              "description": "top-1 on the test set"},
+    "text": {"name": "agreement (pairwise Spearman ×100)", "short": "agreement", "heading": "Spearman ×100", "unit": "",
+             "axis": "agreement with the teacher: pairwise Spearman ×100",
+             "phrase": "agreement {:.2f} (pairwise Spearman ×100)",
+             "description": "agreement with the teacher on held-out sentences: Spearman's rho between this "
+                            "model's and the teacher's cosine similarities over all sentence pairs, ×100 (the "
+                            "teacher: 100)"},
+}
+TEXT_COLUMNS = [
+    ("mean_cosine", "cosine", "mean cosine between this model's and the teacher's embedding of each held-out "
+                              "sentence"),
+    ("knn_overlap", "k-NN overlap", "fraction of each sentence's k nearest neighbours (cosine) shared with the "
+                                    "teacher's, averaged"),
+    ("sentences_per_second", "sent/s", "sentences per second at each setting (a batch of real test sentences "
+                                       "padded to its longest)"),
+]
+
+
+def quality(matrix: dict) -> dict:
+    """The quality metric of ``matrix`` (test accuracy unless its task says otherwise)."""
+    return QUALITY[matrix.get("task", "image")]
+
+
+def columns_for(task: str) -> list[tuple[str, str, str]]:
+    """The matrix columns of ``task``: the text task names its quality column for what it is and
+    adds the other two agreement metrics and the throughput."""
+    if task != "text":
+        return list(COLUMNS)
+    q, out = QUALITY["text"], []
+    for key, heading, description in COLUMNS:
+        if key == "accuracy":
+            out.append((key, q["heading"], q["description"]))
+        elif key in ("accuracy_delta", "retention"):
+            out.append((key, heading, description.replace("accuracy", "Spearman ×100")))
+        elif key == "macs":
+            out.append((key, heading, "multiply-accumulates per sentence as long as the largest timing batch's "
+                                      "longest (attention grows with its square)"))
+        else:
+            out.append((key, heading, description))
+        if key == "retention":
+            out += TEXT_COLUMNS
+    return out
+
+
 def setting_key(batch_size: int, threads: int) -> str:
     return f"b{batch_size}_t{threads}"
 
@@ -88,6 +139,12 @@ def build_matrix(recipe: Any, results: list[Any], records: dict[str, dict], ctx:
             "peak_memory_mb": cost["peak_memory_bytes"] / 2**20 if cost["peak_memory_bytes"] else None,
             "reused_steps": cost["reused_steps"], "notes": list(rec.get("notes", [])),
         })
+        agreement = (rec.get("extra") or {}).get("agreement")
+        if agreement is not None:  # text: all three agreement metrics and the throughput
+            row.update({"agreement": agreement, "mean_cosine": agreement["mean_cosine"],
+                        "knn_overlap": agreement["knn_overlap"], "pairwise_spearman": agreement["pairwise_spearman"],
+                        "sentences_per_second": {k: v["sentences_per_second"]
+                                                 for k, v in rec["extra"]["speed"].items()}})
         for s in r.steps:
             m = s.get("metrics") or {}
             for note in m.get("notes", []) if isinstance(m.get("notes"), list) else []:
@@ -102,14 +159,17 @@ def build_matrix(recipe: Any, results: list[Any], records: dict[str, dict], ctx:
             row["speedup"] = {k: _ratio(base_lat.get(k), v) for k, v in row["latency"].items()}
         rows.append(row)
     data = ctx.data
+    task = getattr(recipe, "task", "image")
     matrix: dict[str, Any] = {
         "format": 1, "recipe": recipe.name, "source": recipe.source, "quick": quick,
+        "task": task, "quality": QUALITY[task],
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": wall_seconds,
         "baseline": baseline, "settings": [setting_key(b, t) for b, t in settings],
         "primary": setting_key(max(cfg.batch_sizes), min(cfg.threads)),
         "data": {"name": data.name, "train_samples": len(data.train.dataset), "test_samples": len(data.test.dataset)},
         "scenarios": recipe.scenarios.model_dump(mode="json"),
-        "machine": machine_info(), "columns": [{"key": k, "heading": h, "description": d} for k, h, d in COLUMNS],
+        "machine": machine_info(),
+        "columns": [{"key": k, "heading": h, "description": d} for k, h, d in columns_for(task)],
         "rows": rows, "failed": [r["strategy"] for r in rows if r["status"] != "ok"],
     }
     matrix["recommendations"] = recommend(matrix)
@@ -119,7 +179,10 @@ def build_matrix(recipe: Any, results: list[Any], records: dict[str, dict], ctx:
 
 def families(steps: list[str]) -> list[str]:
     out = []
-    if STRUCTURAL_STEPS & set(steps):
+    # Dropping layers is structural on its own, but before distillation it is how the distilled
+    # student is made (DistilBERT's initialisation), so that strategy counts as distillation.
+    layers_alone = "layers" in steps and "distill" not in steps
+    if STRUCTURAL_STEPS & set(steps) or layers_alone:
         out.append("structural")
     if "distill" in steps:
         out.append("distillation")
@@ -173,7 +236,7 @@ def knee(front: list[dict], matrix: dict) -> dict | None:
 def _describe(row: dict, matrix: dict) -> str:
     lat, speed = _lat(row, matrix), (row.get("speedup") or {}).get(matrix["primary"])
     batch = matrix["primary"].split("_")[0][1:]
-    parts = [f"{row['accuracy']:.2f}% test accuracy"]
+    parts = [quality(matrix)["phrase"].format(row["accuracy"])]
     if row.get("accuracy_delta") is not None:
         parts[-1] += f" ({row['accuracy_delta']:+.2f} points vs the teacher)"
     parts.append(f"{lat:.3g} ms per batch of {batch}" + (f" ({speed:.2f}× the teacher's speed)" if speed else ""))
@@ -200,7 +263,8 @@ def recommend(matrix: dict) -> dict[str, dict]:
     pick = min(within, key=key) if within else None
     out["resource_limited"] = {
         "strategy": pick and pick["strategy"], "criterion": f"{'fastest' if metric == 'latency' else 'smallest'} "
-        f"with accuracy ≥ {floor:.2f}% (teacher − {sc['accuracy_floor']:g} point)",
+        f"with {quality(matrix)['name']} ≥ {floor:.2f}{quality(matrix)['unit']} (teacher − {sc['accuracy_floor']:g} "
+        "point)",
         "text": (f"Resource-limited: **{pick['strategy']}**, the {'fastest' if metric == 'latency' else 'smallest'} "
                  f"strategy within {sc['accuracy_floor']:g} point of the teacher — {_describe(pick, matrix)}."
                  if pick else f"Resource-limited: no strategy stays within {sc['accuracy_floor']:g} point of the "
@@ -218,12 +282,17 @@ def recommend(matrix: dict) -> dict[str, dict]:
                  if best else f"Accuracy-sensitive: nothing runs within {sc['latency_budget']:g}× the teacher's "
                  "latency; raise `scenarios.latency_budget`.")}
     front = pareto_front(rows, matrix)
-    k = knee(front, matrix)
+    balanced_floor = sc.get("balanced_floor", 3.0)
+    near = [r for r in front if r["accuracy"] >= base["accuracy"] - balanced_floor]
+    k = knee(near, matrix)
+    left = [r["strategy"] for r in front if r not in near]
     out["balanced"] = {
         "strategy": k and k["strategy"], "front": [r["strategy"] for r in front],
-        "criterion": "the knee of the accuracy–latency Pareto front",
+        "criterion": f"the knee of the accuracy–latency Pareto front, within {balanced_floor:g} points of the teacher",
         "text": (f"Balanced: **{k['strategy']}**, the knee of the accuracy–latency Pareto front "
-                 f"({' → '.join(r['strategy'] for r in front)}) — {_describe(k, matrix)}." if k else
+                 f"({' → '.join(r['strategy'] for r in near)})"
+                 + (f", leaving out {', '.join(left)} (more than {balanced_floor:g} points below the teacher)"
+                    if left else "") + f" — {_describe(k, matrix)}." if k else
                  "Balanced: no Pareto front (nothing measured).")}
     return out
 
@@ -319,5 +388,5 @@ def human_bytes(n: float | None) -> str:
     return f"{n:.1f} GB"
 
 
-__all__ = ["COLUMNS", "build_matrix", "families", "human_bytes", "knee", "pareto_front", "recommend",
-           "rule_of_thumb", "setting_key"]
+__all__ = ["COLUMNS", "QUALITY", "build_matrix", "columns_for", "families", "human_bytes", "knee", "pareto_front",
+           "quality", "recommend", "rule_of_thumb", "setting_key"]

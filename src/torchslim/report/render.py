@@ -13,7 +13,7 @@ from typing import Any
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from torchslim.report.matrix import COLUMNS, human_bytes, pareto_front
+from torchslim.report.matrix import COLUMNS, human_bytes, pareto_front, quality
 
 
 def _num(value: Any, fmt: str) -> str:
@@ -27,6 +27,12 @@ def _human(n: float | None) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"
     return f"{n:.0f}"
+
+
+def columns(matrix: dict) -> list[tuple[str, str, str]]:
+    """``(key, heading, description)`` of the matrix's columns (as saved; older files: the image ones)."""
+    saved = matrix.get("columns")
+    return [(c["key"], c["heading"], c["description"]) for c in saved] if saved else list(COLUMNS)
 
 
 def _setting_label(key: str) -> str:
@@ -53,6 +59,10 @@ def cells(row: dict, matrix: dict) -> dict[str, str]:
         "train_seconds": _num(row.get("train_seconds"), ".0f"), "epochs": str(row.get("epochs", "—")),
         "needs_teacher": "yes" if row.get("needs_teacher") else "no",
         "peak_memory_mb": _num(row.get("peak_memory_mb"), ".0f"),
+        "mean_cosine": _num(row.get("mean_cosine"), ".4f"), "knn_overlap": _num(row.get("knn_overlap"), ".3f"),
+        "sentences_per_second": " · ".join(
+            f"{_setting_label(k)} {row['sentences_per_second'][k]:.0f}" for k in matrix["settings"]
+            if k in (row.get("sentences_per_second") or {})) or "—",
     }
 
 
@@ -67,18 +77,27 @@ def _machine_line(matrix: dict) -> str:
             f"Python {m.get('python', '?')}; {ver}")
 
 
+def _quality_line(matrix: dict) -> str:
+    """For a task whose quality is not accuracy, what the quality column holds."""
+    if matrix.get("task", "image") == "image":
+        return ""
+    return f"Quality is not accuracy here: **{quality(matrix)['heading']}** is {quality(matrix)['description']}."
+
+
 def to_markdown(matrix: dict) -> str:
-    heads = [h for _, h, _ in COLUMNS]
+    cols = columns(matrix)
+    heads = [h for _, h, _ in cols]
     lines = [f"# Selection matrix — {matrix['recipe']}{' (quick)' if matrix['quick'] else ''}", "",
              f"Measured {matrix['date']} on: {_machine_line(matrix)}.", "",
              f"Data: {matrix['data']['name']}, {matrix['data']['train_samples']} training and "
              f"{matrix['data']['test_samples']} test samples. Ratios and speed-ups are against "
              f"`{matrix['baseline']}`, timed in the same run (interleaved rounds); latency is the median per "
              f"batch, `bN/Tt` = batch N on T thread(s). Whole run: {matrix['wall_seconds'] / 60:.1f} min.", "",
+             *([_quality_line(matrix), ""] if _quality_line(matrix) else []),
              "| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
     for row in matrix["rows"]:
         c = cells(row, matrix)
-        lines.append("| " + " | ".join(c.get(k, "") for k, _, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(c.get(k, "") for k, _, _ in cols) + " |")
     lines += ["", "## Recommendations", ""]
     for rec in matrix["recommendations"].values():
         lines.append(f"- {rec['text']}")
@@ -89,7 +108,7 @@ def to_markdown(matrix: dict) -> str:
     notes = [f"{r['strategy']}: {n}" for r in matrix["rows"] for n in r.get("notes", [])]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    lines += ["", "## Columns", ""] + [f"- **{h}**: {d}" for _, h, d in COLUMNS]
+    lines += ["", "## Columns", ""] + [f"- **{h}**: {d}" for _, h, d in cols]
     return "\n".join(lines) + "\n"
 
 
@@ -119,8 +138,8 @@ def pareto_png(matrix: dict) -> bytes:
         ax.legend(loc="lower right", fontsize=8)
     batch, threads = matrix["primary"].split("_")
     ax.set_xlabel(f"latency per batch of {batch[1:]}, {threads[1:]} thread(s) (ms, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{matrix['recipe']}: accuracy vs latency (marker area ~ bytes; blue structural, green "
+    ax.set_ylabel(quality(matrix)["axis"])
+    ax.set_title(f"{matrix['recipe']}: {quality(matrix)['short']} vs latency (marker area ~ bytes; blue structural, green "
                  "distilled, purple both)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     buf = io.BytesIO()
@@ -139,12 +158,13 @@ th{background:#f2f2f2}td:first-child,td:nth-child(2){text-align:left}.failed td{
 
 def to_html(matrix: dict, png: bytes) -> str:
     e = html.escape
-    head = "".join(f"<th title='{e(d)}'>{e(h)}</th>" for _, h, d in COLUMNS)
+    cols = columns(matrix)
+    head = "".join(f"<th title='{e(d)}'>{e(h)}</th>" for _, h, d in cols)
     body = []
     for row in matrix["rows"]:
         c = cells(row, matrix)
         cls = " class='failed'" if row["status"] != "ok" else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{e(c.get(k, ''))}</td>" for k, _, _ in COLUMNS) + "</tr>")
+        body.append(f"<tr{cls}>" + "".join(f"<td>{e(c.get(k, ''))}</td>" for k, _, _ in cols) + "</tr>")
 
     def bold(text: str) -> str:
         parts = e(text).split("**")
@@ -162,6 +182,7 @@ def to_html(matrix: dict, png: bytes) -> str:
 {matrix['data']['train_samples']} training / {matrix['data']['test_samples']} test samples. Ratios and speed-ups
 against <b>{e(matrix['baseline'])}</b>, timed in the same run; latency = median per batch (bN/Tt: batch N,
 T threads). Whole run {matrix['wall_seconds'] / 60:.1f} min.</p>
+{f"<p>{bold(_quality_line(matrix))}</p>" if _quality_line(matrix) else ""}
 <table><tr>{head}</tr>{''.join(body)}</table>
 <h2>Recommendations</h2><ul>{recs}</ul>
 <img alt="accuracy vs latency" src="data:image/png;base64,{image}">
@@ -199,4 +220,4 @@ def rerender(out: str | Path) -> dict:
     return matrix
 
 
-__all__ = ["cells", "pareto_png", "rerender", "to_html", "to_markdown", "write_report"]
+__all__ = ["cells", "columns", "pareto_png", "rerender", "to_html", "to_markdown", "write_report"]

@@ -1,0 +1,300 @@
+"""The text task's pipeline steps: a sentence-encoder teacher made smaller, step by step.
+
+A recipe whose data is a text dataset (``wordnet-glosses``) runs these steps instead of the image
+ones; its teacher is ``minilm`` (all-MiniLM-L6-v2) or a BERT-family model directory::
+
+    strategies:
+      teacher-fp32: [load]
+      student-3l-distilled:
+        - load: teacher
+        - layers: {keep: 3}          # the 3 teacher layers that agree best, measured before training
+        - distill: {epochs: 2}       # embed-cos on cached teacher embeddings
+      teacher-pruned-distilled:
+        - load: teacher
+        - prune: {heads: 0.5, ffn: 0.5}
+        - distill: {epochs: 2}
+      teacher-int8:
+        - load: teacher
+        - quantize                   # ONNX Runtime dynamic INT8, per-channel weights
+
+Between steps a model is a :class:`~torchslim.text.SentenceEncoder` (saved with ``save_encoder``)
+or, after ``quantize``/``export``, an ONNX file that takes token ids. ``layers`` and ``prune``
+measure on the first ``sample_size`` validation sentences; ``evaluate`` (and the comparison's
+matrix) measures agreement with the recipe's teacher on the test sentences.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from torchslim.core.errors import TorchSlimError
+from torchslim.core.registry import Registry
+from torchslim.pipeline.recipe import Strict
+from torchslim.pipeline.steps import Load, LossItem, Output, Step
+from torchslim.text.distill import FIT
+
+TEXT_STEPS: Registry = Registry("text pipeline step")
+TEXT_STEPS.register("load", Load)  # the teacher, ``minilm`` or a model directory (Context loads encoders)
+
+
+def register(cls: type[Step]) -> type[Step]:
+    TEXT_STEPS.register(cls.name, cls)
+    return cls
+
+
+def need_encoder(step: str, model: Any, where: str) -> nn.Module:
+    if model is None:
+        raise TorchSlimError(f"{where}: step {step!r} needs a sentence encoder from an earlier step; start the "
+                             "strategy with `- load: teacher`.")
+    if not isinstance(model, nn.Module):
+        raise TorchSlimError(f"{where}: step {step!r} needs a torch encoder, but the previous step produced an "
+                             f"ONNX file ({model}); put {step!r} before `quantize`/`export`.")
+    return model
+
+
+def _sample(ctx: Any, size: int) -> torch.Tensor:
+    """The first ``size`` validation sentences (training ones when there is no validation split)."""
+    loader = ctx.data.val if ctx.data.val is not None else ctx.data.train
+    return loader.dataset.ids[:size]
+
+
+def _example(ctx: Any, n: int = 4) -> torch.Tensor:
+    """``n`` test sentences, padded only to their longest, to export with."""
+    ids = ctx.data.test.dataset.ids[:n]
+    width = max(int((ids != ctx.data.test.dataset.pad_token_id).sum(dim=1).max()), 1)
+    return ids[:, :width].contiguous()
+
+
+def _located(ctx: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` with the step's place in the recipe prefixed to a TorchSlimError."""
+    try:
+        return fn(*args, **kwargs)
+    except TorchSlimError as exc:
+        raise TorchSlimError(f"{ctx.where}: {exc}") from None
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# -- students made from the teacher ----------------------------------------------------------------
+
+
+class LayersParams(Strict):
+    keep: int | None = Field(None, gt=0)  # this many layers, the best-agreeing ones (measured)
+    layers: list[int] | None = Field(None, min_length=1)  # or these layer indices, e.g. [0, 4, 5]
+    sample_size: int = Field(256, ge=2)  # validation sentences the choice is measured on
+
+    @model_validator(mode="after")
+    def _one(self) -> LayersParams:
+        if (self.keep is None) == (self.layers is None):
+            raise ValueError("give exactly one of keep (how many layers: the best-agreeing ones are chosen) "
+                             "or layers (the layer indices to keep, e.g. [0, 4, 5])")
+        return self
+
+
+@register
+class Layers(Step):
+    """A student with fewer layers, initialised from the current encoder's: the ``keep`` layers whose
+    layer-dropped model agrees best with it (``choose_layers``, measured before training) or the
+    given ``layers``. ``- layers: 3`` is ``{keep: 3}``; ``- layers: [0, 5]`` is ``{layers: [0, 5]}``."""
+
+    name, family, Params = "layers", "structural", LayersParams
+
+    @staticmethod
+    def shorthand(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"keep": value}
+        return {"layers": value} if isinstance(value, list) else ({} if value is None else value)
+
+    def run(self, ctx: Any, params: LayersParams, model: Any) -> Output:
+        from torchslim.text import choose_layers, layer_student
+
+        encoder = need_encoder("layers", model, ctx.where)
+        metrics: dict[str, Any] = {"parameters_before": _params(encoder)}
+        layers = params.layers
+        if params.keep is not None:
+            choice = _located(ctx, choose_layers, encoder, _sample(ctx, params.sample_size), params.keep)
+            ctx.log(f"{ctx.where}: keep layers {choice.layers} ({choice.method}; agreement {choice.score:.4f} "
+                    f"before training, every other {choice.every_other[0]}: {choice.every_other[1]:.4f})")
+            layers, metrics["choice"] = choice.layers, choice.to_dict()
+        student = _located(ctx, layer_student, encoder, layers)
+        metrics.update(layers=list(layers), parameters_after=_params(student))
+        return Output(model=student, metrics=metrics, meta={"teacher_layers": list(layers)})
+
+
+class PruneParams(Strict):
+    heads: float = Field(0.5, ge=0, lt=1)  # fraction of every layer's attention heads removed
+    ffn: float = Field(0.5, ge=0, lt=1)  # fraction of every layer's FFN units removed
+    sample_size: int = Field(256, gt=0)  # validation sentences the importance is measured on
+
+    @model_validator(mode="after")
+    def _something(self) -> PruneParams:
+        if not self.heads and not self.ffn:
+            raise ValueError("heads and ffn are both 0: nothing would be pruned")
+        return self
+
+
+@register
+class Prune(Step):
+    """Attention heads and FFN units removed physically, the least important first (their
+    contribution to the residual stream on a sample): a smaller dense encoder."""
+
+    name, family, Params = "prune", "structural", PruneParams
+
+    def run(self, ctx: Any, params: PruneParams, model: Any) -> Output:
+        from torchslim.text import prune_encoder
+
+        encoder = need_encoder("prune", model, ctx.where)
+        pruned, report = _located(ctx, prune_encoder, encoder, _sample(ctx, params.sample_size),
+                                  heads=params.heads, ffn=params.ffn)
+        for layer in report["layers"]:
+            layer.pop("head_importance", None)  # per-head scores: noise in step.json
+        return Output(model=pruned, metrics=report)
+
+
+# -- distillation ----------------------------------------------------------------------------------
+
+
+class DistillParams(Strict):
+    epochs: int = Field(gt=0)
+    optimizer: Literal["adamw", "sgd"] = FIT["optimizer"]
+    lr: float = Field(FIT["lr"], gt=0)
+    schedule: Literal["cosine", "onecycle", "constant"] = FIT["schedule"]
+    warmup_epochs: float = Field(FIT["warmup_epochs"], ge=0)
+    weight_decay: float = Field(FIT["weight_decay"], ge=0)
+    max_grad_norm: float | None = Field(FIT["max_grad_norm"], gt=0)
+    losses: list[LossItem] = Field(default_factory=lambda: [LossItem(name="embed-cos", weight=1.0)], min_length=1)
+    teacher: str = "teacher"  # the recipe's teacher, ``minilm`` or a model directory
+    cache: Literal["memory", "disk", "none"] = "disk"  # the teacher's embeddings, computed once
+    seed: int | None = None  # default: the recipe's seed
+
+    @model_validator(mode="after")
+    def _check_losses(self) -> DistillParams:
+        from torchslim.distill import losses as L
+
+        for item in self.losses:
+            L.LOSSES.get(item.name)  # unknown names fail at parse time with the valid ones listed
+            if item.teacher is not None:
+                raise ValueError(f"loss {item.name!r} names teacher {item.teacher!r}, but text distillation has "
+                                 "one teacher (set it with the step's `teacher:`)")
+        return self
+
+
+@register
+class Distill(Step):
+    """Train the current encoder (a layer-dropped or pruned student) to reproduce the teacher's
+    embeddings (``distill_encoder``: AdamW, cached teacher embeddings unless a loss taps it)."""
+
+    name, family, Params = "distill", "distillation", DistillParams
+
+    def sources(self, params: DistillParams) -> list[str]:
+        return [params.teacher]
+
+    def run(self, ctx: Any, params: DistillParams, model: Any) -> Output:
+        from torchslim.text import distill_encoder
+
+        student = need_encoder("distill", model, ctx.where)
+        teacher, _ = ctx.load_model(params.teacher)
+        losses = [(item.name, item.arguments(), item.weight) for item in params.losses]
+        history = _located(
+            ctx, distill_encoder, student, teacher, ctx.data.train, epochs=params.epochs, losses=losses,
+            cache=None if params.cache == "none" else params.cache, cache_dir=ctx.work / "cache",
+            checkpoint_dir=ctx.work / "checkpoints", threads=ctx.recipe.threads, progress=ctx.progress,
+            log=ctx.log, seed=params.seed if params.seed is not None else ctx.recipe.seed,
+            optimizer=params.optimizer, lr=params.lr, schedule=params.schedule, warmup_epochs=params.warmup_epochs,
+            weight_decay=params.weight_decay, max_grad_norm=params.max_grad_norm)
+        metrics = {"train_seconds": history.seconds, "final_epoch": history.epochs[-1] if history.epochs else None}
+        return Output(model=student, metrics=metrics, epochs=params.epochs, used_teacher=True,
+                      meta={"distill": {"teacher": params.teacher, "cache": params.cache,
+                                        "losses": [i.model_dump(mode="json") for i in params.losses]}})
+
+
+# -- deployment ------------------------------------------------------------------------------------
+
+
+class QuantizeParams(Strict):
+    # Text encoders are quantized dynamically (activations per batch at run time, no calibration):
+    # static QDQ calibration of attention's activations is not implemented for them.
+    mode: Literal["dynamic"] = "dynamic"
+
+
+@register
+class Quantize(Step):
+    """ONNX export, then ONNX Runtime dynamic INT8 (per-channel int8 weights). The result is an
+    ``.onnx`` file taking token ids."""
+
+    name, family, Params = "quantize", "structural", QuantizeParams
+
+    @staticmethod
+    def shorthand(value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else ({} if value is None else value)
+
+    def run(self, ctx: Any, params: QuantizeParams, model: Any) -> Output:
+        from torchslim.runtime.graph import kernel_of, read_model
+        from torchslim.text import export_onnx, quantize_int8
+
+        encoder = need_encoder("quantize", model, ctx.where)
+        fp32 = _located(ctx, export_onnx, encoder, ctx.work / "fp32.onnx", _example(ctx))
+        int8 = quantize_int8(fp32, ctx.work / "model.onnx")
+        metrics = {"mode": params.mode, "kernel": kernel_of(read_model(int8)),
+                   "sizes": {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}}
+        fp32.unlink()  # only the INT8 model is kept (the teacher's FP32 graph is ~90 MB)
+        return Output(onnx=int8, metrics=metrics)
+
+
+class ExportParams(Strict):
+    pass
+
+
+@register
+class Export(Step):
+    """ONNX FP32 export of the encoder (token ids in, embeddings out), checked against torch."""
+
+    name, family, Params = "export", "deployment", ExportParams
+
+    def run(self, ctx: Any, params: ExportParams, model: Any) -> Output:
+        from torchslim.text import export_onnx
+
+        encoder = need_encoder("export", model, ctx.where)
+        path = _located(ctx, export_onnx, encoder, ctx.work / "model.onnx", _example(ctx))
+        return Output(onnx=path, metrics={"bytes": path.stat().st_size})
+
+
+# -- evaluate --------------------------------------------------------------------------------------
+
+
+class EvaluateParams(Strict):
+    split: Literal["test", "val"] = "test"
+
+
+@register
+class Evaluate(Step):
+    """Record the current model's agreement with the teacher on a split (the model passes through):
+    mean cosine, k-NN overlap and pairwise Spearman of the embeddings."""
+
+    name, family, Params = "evaluate", "measurement", EvaluateParams
+    takes_onnx = True
+
+    def run(self, ctx: Any, params: EvaluateParams, model: Any) -> Output:
+        from torchslim.pipeline.text_measure import agreement_with_teacher
+
+        if model is None:
+            need_encoder("evaluate", model, ctx.where)
+        loader = ctx.data.test if params.split == "test" else ctx.data.val
+        if loader is None:
+            raise TorchSlimError(f"{ctx.where}: the dataset has no {params.split!r} split; use split: test.")
+        metrics = agreement_with_teacher(ctx, {"model": ctx.runnable(model)}, loader.dataset.ids)["model"]
+        out = Output(metrics={params.split: metrics})
+        if isinstance(model, nn.Module):
+            out.model = model
+        else:
+            out.onnx = model
+        return out
+
+
+__all__ = ["TEXT_STEPS", "need_encoder"]
