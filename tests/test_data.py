@@ -460,3 +460,27 @@ def test_synthetic_rejects_bad_arguments(kwargs):
     key = next(iter(kwargs))
     with pytest.raises(TorchSlimError, match=key):
         data.load("synthetic", **kwargs)
+
+
+def test_from_loaders_wraps_plain_dataloaders():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from torchslim.core.errors import TorchSlimError
+    from torchslim.data import from_loaders
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 1, 6, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
+    y[0] = 2
+    bundle = from_loaders(DataLoader(TensorDataset(x[:30], y[:30]), batch_size=7, shuffle=True),
+                          DataLoader(TensorDataset(x[30:], y[30:]), batch_size=4), batch_size=8)
+    assert bundle.num_classes == 3 and bundle.input_shape == (1, 6, 6) and bundle.val is None
+    xb, yb, index = bundle.example_batch(2), *next(iter(bundle.test))[1:]
+    torch.testing.assert_close(xb, x[30:32])  # the images as the user's loader gave them
+    assert torch.equal(yb, y[30:38]) and torch.equal(index, torch.arange(8))
+    assert sum(len(b[1]) for b in bundle.train) == 24  # 30 samples, full batches of 8 when training
+    with pytest.raises(TorchSlimError, match="label 2 is not below num_classes=2"):
+        from_loaders([(x[:4], y[:4])], [(x[4:8], torch.full((4,), 2))], num_classes=2)
+    with pytest.raises(TorchSlimError, match="test loader's batch 0 labels"):
+        from_loaders([(x[:4], y[:4])], [(x[4:8], torch.rand(4))])
+    with pytest.raises(TorchSlimError, match="train loader yielded no batches"):
+        from_loaders([], [(x[:4], y[:4])])

@@ -8,6 +8,7 @@ from torchslim.data import fashion_mnist as _fashion_mnist  # noqa: F401  (regis
 from torchslim.data import synthetic as _synthetic  # noqa: F401  (registers)
 from torchslim.data import wordnet as _wordnet  # noqa: F401  (registers)
 from torchslim.data.base import ArrayImageDataset, Augment, DataBundle, EpochBatchSampler
+from torchslim.data.custom import from_loaders
 from torchslim.data.registry import DATASETS
 
 
@@ -21,4 +22,4 @@ def list() -> list[str]:  # noqa: A001  (mirrors models.list)
     return DATASETS.list()
 
 
-__all__ = ["DATASETS", "ArrayImageDataset", "Augment", "DataBundle", "EpochBatchSampler", "load", "list"]
+__all__ = ["DATASETS", "ArrayImageDataset", "Augment", "DataBundle", "EpochBatchSampler", "from_loaders", "load", "list"]
