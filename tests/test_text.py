@@ -3,6 +3,8 @@ slow check of the real all-MiniLM-L6-v2 against sentence-transformers."""
 
 from __future__ import annotations
 
+import copy
+
 import json
 import sys
 
@@ -129,6 +131,8 @@ def test_layer_student_copies_the_chosen_layers(tiny):
             assert torch.equal(p, q), name
             assert p.data_ptr() != q.data_ptr()  # a copy, not shared
     assert len(tiny.layers) == 4  # the teacher is untouched
+    frozen = copy.deepcopy(tiny).requires_grad_(False)  # as a distillation leaves its teacher
+    assert all(p.requires_grad for p in layer_student(frozen, [0, 2]).parameters())
     everything = layer_student(tiny, [0, 1, 2, 3])
     with torch.no_grad():
         assert torch.allclose(everything(ids_of(tiny)), tiny(ids_of(tiny)), atol=1e-6)

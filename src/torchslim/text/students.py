@@ -65,6 +65,7 @@ def layer_student(teacher: SentenceEncoder, layers: Sequence[int]) -> SentenceEn
                 module.layer_idx = index
     student = teacher.rewrap(bert)
     student.teacher_layers = layers
+    student.requires_grad_(True)  # trainable even when copied from a teacher a distillation froze
     return student.train(teacher.training)
 
 
