@@ -117,7 +117,15 @@ def best_criteria(rows: list[dict], s: Settings) -> list[str]:
     ``random`` control is never chosen."""
     screened = [r for r in rows if r["group"] == "screen" and r["criterion"] != "random"]
     screened.sort(key=lambda r: (r["accuracy"], r["accuracy_pruned"]), reverse=True)
-    return [r["criterion"] for r in screened]
+    # A criterion that kept exactly the channels of a better one (LAMP ranks each layer as L2 does)
+    # would only repeat its rows: the next distinct one is taken instead.
+    seen: set[str] = set()
+    distinct = []
+    for r in screened:
+        if r.get("kept_channels_sha256") not in seen:
+            distinct.append(r["criterion"])
+        seen.add(r.get("kept_channels_sha256"))
+    return distinct + [r["criterion"] for r in screened if r["criterion"] not in distinct]
 
 
 def later_rows(best: list[str], s: Settings) -> list[Row]:
