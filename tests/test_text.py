@@ -4,7 +4,6 @@ slow check of the real all-MiniLM-L6-v2 against sentence-transformers."""
 from __future__ import annotations
 
 import copy
-
 import json
 import sys
 

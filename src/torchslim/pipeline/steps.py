@@ -454,18 +454,22 @@ class Evaluate(Step):
     name, family, Params = "evaluate", "measurement", EvaluateParams
     takes_onnx = True
 
-    def run(self, ctx: Any, params: EvaluateParams, model: Any) -> Output:
-        from torchslim.train import evaluate
-
+    def check(self, ctx: Any, model: Any) -> None:
         if model is None:
             need_module("evaluate", model, ctx.where)
+
+    def metrics(self, ctx: Any, runnable: Any, loader: Any) -> dict[str, Any]:
+        from torchslim.train import evaluate
+
+        return evaluate(runnable, loader)
+
+    def run(self, ctx: Any, params: EvaluateParams, model: Any) -> Output:
+        self.check(ctx, model)
         loader = ctx.data.test if params.split == "test" else ctx.data.val
         if loader is None:
             raise TorchSlimError(f"{ctx.where}: the dataset has no {params.split!r} split "
                                  "(data.val_size is 0?); use split: test.")
-        runnable = ctx.runnable(model)
-        metrics = evaluate(runnable, loader)
-        out = Output(metrics={params.split: metrics})
+        out = Output(metrics={params.split: self.metrics(ctx, ctx.runnable(model), loader)})
         if isinstance(model, nn.Module):
             out.model = model
         else:
@@ -473,4 +477,4 @@ class Evaluate(Step):
         return out
 
 
-__all__ = ["STEPS", "LossItem", "Output", "Step", "need_module", "register", "steps_for"]
+__all__ = ["STEPS", "Evaluate", "EvaluateParams", "LossItem", "Output", "Step", "need_module", "register", "steps_for"]

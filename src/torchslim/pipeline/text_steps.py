@@ -34,6 +34,7 @@ from torch import nn
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import Registry
 from torchslim.pipeline.recipe import Strict
+from torchslim.pipeline.steps import Evaluate as ImageEvaluate
 from torchslim.pipeline.steps import Load, LossItem, Output, Step
 from torchslim.text.distill import FIT
 
@@ -218,8 +219,8 @@ class Distill(Step):
 
 
 class QuantizeParams(Strict):
-    # Text encoders are quantized dynamically (activations per batch at run time, no calibration):
-    # static QDQ calibration of attention's activations is not implemented for them.
+    # Text encoders are quantized dynamically: activation ranges are taken per batch at run time,
+    # so no calibration set is needed (the only mode offered for them).
     mode: Literal["dynamic"] = "dynamic"
 
 
@@ -268,33 +269,19 @@ class Export(Step):
 # -- evaluate --------------------------------------------------------------------------------------
 
 
-class EvaluateParams(Strict):
-    split: Literal["test", "val"] = "test"
-
-
 @register
-class Evaluate(Step):
+class Evaluate(ImageEvaluate):
     """Record the current model's agreement with the teacher on a split (the model passes through):
     mean cosine, k-NN overlap and pairwise Spearman of the embeddings."""
 
-    name, family, Params = "evaluate", "measurement", EvaluateParams
-    takes_onnx = True
-
-    def run(self, ctx: Any, params: EvaluateParams, model: Any) -> Output:
-        from torchslim.pipeline.text_measure import agreement_with_teacher
-
+    def check(self, ctx: Any, model: Any) -> None:
         if model is None:
             need_encoder("evaluate", model, ctx.where)
-        loader = ctx.data.test if params.split == "test" else ctx.data.val
-        if loader is None:
-            raise TorchSlimError(f"{ctx.where}: the dataset has no {params.split!r} split; use split: test.")
-        metrics = agreement_with_teacher(ctx, {"model": ctx.runnable(model)}, loader.dataset.ids)["model"]
-        out = Output(metrics={params.split: metrics})
-        if isinstance(model, nn.Module):
-            out.model = model
-        else:
-            out.onnx = model
-        return out
+
+    def metrics(self, ctx: Any, runnable: Any, loader: Any) -> dict[str, Any]:
+        from torchslim.pipeline.text_measure import agreement_with_teacher
+
+        return agreement_with_teacher(ctx, {"model": runnable}, loader.dataset.ids)["model"]
 
 
 __all__ = ["TEXT_STEPS", "need_encoder"]
