@@ -8,6 +8,7 @@ and detaches the teacher's tensors itself.
 from __future__ import annotations
 
 import inspect
+
 from typing import Any
 
 from torchslim.core.errors import TorchSlimError
@@ -31,7 +32,7 @@ from torchslim.distill.losses.sp import SP
 
 __all__ = ["AT", "CE", "CRD", "DIST", "DKD", "KD", "KINDS", "LOSSES", "PKT", "RKD", "SP", "AttentionKL",
            "DistillLoss", "EmbedCos", "EmbedMSE", "EmbedSim", "FitNet", "HiddenMSE", "Outputs", "RelationKL", "TapLoss",
-           "create"]
+           "create", "describe_problems"]
 
 
 def create(name: str, teacher: str | None = None, **kwargs: Any) -> DistillLoss:
@@ -55,7 +56,37 @@ def create(name: str, teacher: str | None = None, **kwargs: Any) -> DistillLoss:
     missing = [p for p, spec in params.items() if spec.default is inspect.Parameter.empty and p not in kwargs]
     if missing:
         raise TorchSlimError(f"Distillation loss {name!r} needs {', '.join(missing)}. Its arguments: {valid}.")
+    problems = cls.check_options(kwargs)
+    if problems:
+        _own_message(cls, kwargs)
+        raise TorchSlimError(f"{name}: {describe_problems(cls, problems)}")
     loss = cls(**kwargs)
     if teacher is not None:
         loss.teacher = str(teacher)
     return loss
+
+
+def _own_message(cls: type[DistillLoss], kwargs: dict[str, Any]) -> None:
+    """Raises the loss's own message when its constructor rejects ``kwargs`` (it words bounds and
+    half-given taps best); the typed options then catch what it lets through (NaN, infinity, types)."""
+    try:
+        cls(**kwargs)
+    except TorchSlimError:
+        raise
+    except Exception:  # noqa: BLE001 - a wrong type may fail anywhere inside; the typed check names it
+        return
+
+
+def describe_problems(cls: type[DistillLoss], problems: list[dict]) -> str:
+    """One sentence per bad option (its value and what is valid), then the loss's options."""
+    options = list(cls.options_model().model_fields)
+    parts = []
+    for error in problems:
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        if error["type"] == "extra_forbidden":
+            parts.append(f"it takes no option {key!r}.{did_you_mean(key, options)}")
+        elif error["type"] == "missing":
+            parts.append(f"option {key!r} is required.")
+        else:
+            parts.append(f"option {key} = {error.get('input')!r} is invalid: {error['msg']}.")
+    return " ".join(parts) + f" Its options: {cls.describe_options()}."

@@ -11,17 +11,34 @@ even when its outputs were computed with autograd on. Half-precision inputs are 
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from torch import Tensor, nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import Registry
 
 KINDS = ("logits", "features", "relation", "contrastive", "labels")
+
+# The bounds of loss options, by option name: the names mean the same in every loss that takes
+# them (a loss with a different meaning declares its own in ``DistillLoss.option_bounds``). The
+# types come from the constructor's signature; together they are each loss's typed options, checked
+# by ``create`` and by recipes at load time, before any training.
+OPTION_BOUNDS: dict[str, dict[str, Any]] = {
+    "T": {"gt": 0}, "p": {"gt": 0}, "nce_t": {"gt": 0},
+    "alpha": {"ge": 0}, "beta": {"ge": 0}, "gamma": {"ge": 0}, "w_d": {"ge": 0}, "w_a": {"ge": 0},
+    "momentum": {"ge": 0, "lt": 1}, "label_smoothing": {"ge": 0, "lt": 1},
+    "num_data": {"ge": 2}, "feat_dim": {"ge": 1}, "nce_k": {"ge": 1}, "heads": {"ge": 1},
+    "student_tap": {"min_length": 1}, "teacher_tap": {"min_length": 1},
+}
+_SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "min_length": "length >="}
 
 
 @dataclass(eq=False)  # tensors have no truth value, so a generated __eq__ would raise
@@ -53,6 +70,28 @@ class DistillLoss(nn.Module):
 
     kind: ClassVar[str] = ""
     registered_name: ClassVar[str] = ""
+    option_bounds: ClassVar[dict[str, dict[str, Any]]] = {}  # overrides of OPTION_BOUNDS for this loss
+
+    @classmethod
+    def options_model(cls) -> type[BaseModel]:
+        """The loss's options as a pydantic model: types from ``__init__``, bounds from
+        :data:`OPTION_BOUNDS` (NaN and infinity refused, numbers not coerced from strings)."""
+        return _options_model(cls)
+
+    @classmethod
+    def describe_options(cls) -> str:
+        """``"T: float > 0 (default 4.0)"``-style text of every option, for messages and listings."""
+        return ", ".join(_describe_option(cls, name, param) for name, param in _params(cls).items()) or "(none)"
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any], supplied: tuple[str, ...] = ()) -> list[dict]:
+        """The pydantic errors of ``options`` (empty when valid); ``supplied`` options are filled in
+        by the caller later (e.g. CRD's ``num_data``), so their absence is not an error."""
+        try:
+            cls.options_model().model_validate(dict(options))
+        except ValidationError as exc:
+            return [e for e in exc.errors() if not (e["type"] == "missing" and e["loc"][0] in supplied)]
+        return []
 
     def forward(self, student: Outputs, teacher: Outputs, batch: Mapping[str, Any]) -> Tensor:
         raise NotImplementedError
@@ -151,6 +190,36 @@ class TapLoss(DistillLoss):
             t = _feature(self, teacher, self.teacher_tap, "teacher")
         _same_batch(self, s, t)
         return full_precision(s), full_precision(t.detach())
+
+
+def _params(cls: type) -> dict[str, inspect.Parameter]:
+    return {n: p for n, p in inspect.signature(cls).parameters.items()
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+
+
+def _bounds(cls: type, name: str) -> dict[str, Any]:
+    return {**OPTION_BOUNDS.get(name, {}), **getattr(cls, "option_bounds", {}).get(name, {})}
+
+
+@functools.cache
+def _options_model(cls: type) -> type[BaseModel]:
+    hints = typing.get_type_hints(cls.__init__)
+    fields = {}
+    for name, param in _params(cls).items():
+        annotation = hints.get(name, Any)
+        numeric = annotation in (int, float)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[name] = (annotation, Field(default, strict=numeric or None, **_bounds(cls, name)))
+    config = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
+    return create_model(f"{cls.__name__}Options", __config__=config, **fields)
+
+
+def _describe_option(cls: type, name: str, param: inspect.Parameter) -> str:
+    annotation = typing.get_type_hints(cls.__init__).get(name)
+    kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "").replace("collections.abc.", "")
+    bounds = " ".join(f"{_SYMBOLS[k]} {v}" for k, v in _bounds(cls, name).items() if k != "min_length")
+    default = "required" if param.default is inspect.Parameter.empty else f"default {param.default!r}"
+    return f"{name}: {kind}{' ' + bounds if bounds else ''} ({default})"
 
 
 def _number(value: Any) -> bool:
