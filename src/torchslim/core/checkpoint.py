@@ -25,7 +25,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from torchslim.core.errors import CheckpointError
-from torchslim.core.io import _fsync_dir, atomic_write, atomic_write_json
+from torchslim.core.io import (
+    atomic_write,
+    atomic_write_json,
+    disk_full_guard,
+    fsync_dir,
+    fsync_file,
+    remove_stale,
+    stage_path,
+)
 from torchslim.core.state import applied_steps, replay_steps
 
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -166,6 +174,9 @@ def load_model(directory: str | Path, model: nn.Module | None = None,
 
 # --- training state ----------------------------------------------------------------------------
 
+STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
+_RESTART = "pass --restart (CLI) or delete that folder to start the training afresh"
+
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     tensors, plain = {}, {"param_groups": state["param_groups"], "state": {}}
@@ -190,53 +201,105 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
 
 def save_training_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                         info: dict[str, Any]) -> Path:
-    """Save everything needed to continue training into ``directory/last`` atomically."""
+    """Save everything needed to continue training into ``directory/last`` atomically.
+
+    The files are staged in ``directory/.stage-<pid>`` and renamed into place; staging folders of
+    killed runs are removed first.
+
+    Raises:
+        DiskFullError: no space for the state (the staging folder is removed, ``last`` kept).
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    stage = directory / f".stage-{os.getpid()}"
+    with disk_full_guard(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+    remove_stale(directory)
+    _recover_old(directory)
+    optim_tensors, optim_plain = _flatten_optimizer(optimizer.state_dict())
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(optim_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors = _contiguous(tensors)
+    text = json.dumps({"format": FORMAT_VERSION, "optimizer": optim_plain, **info}, default=str)
+    need = sum(t.numel() * t.element_size() for t in tensors.values()) + len(text) + (1 << 16)
+    stage = stage_path(directory)
     shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
     try:
-        optim_tensors, optim_plain = _flatten_optimizer(optimizer.state_dict())
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        tensors.update(optim_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
-        save_file(_contiguous(tensors), str(stage / "state.safetensors"))
-        (stage / "state.json").write_text(
-            json.dumps({"format": FORMAT_VERSION, "optimizer": optim_plain, **info}, default=str))
-        for name in ("state.safetensors", "state.json"):
-            with open(stage / name, "rb+") as handle:
-                os.fsync(handle.fileno())
-        last, old = directory / "last", directory / "last.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if last.exists():
-            os.replace(last, old)
-        os.replace(stage, last)
-        _fsync_dir(directory)
-        shutil.rmtree(old, ignore_errors=True)
+        with disk_full_guard(directory / "last", need):
+            stage.mkdir()
+            save_file(tensors, str(stage / STATE_TENSORS))
+            (stage / STATE_JSON).write_text(text, encoding="utf-8")
+            for name in (STATE_TENSORS, STATE_JSON):
+                fsync_file(stage / name)
+        _swap_in(stage, directory)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return directory / "last"
 
 
+def _swap_in(stage: Path, directory: Path) -> None:
+    # Two renames: a kill between them leaves only `last.old`, which _recover_old renames back.
+    last, old = directory / "last", directory / "last.old"
+    if last.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(last, old)
+    os.replace(stage, last)
+    fsync_dir(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _complete(path: Path) -> bool:
+    return (path / STATE_JSON).is_file() and (path / STATE_TENSORS).is_file()
+
+
+def _recover_old(directory: Path) -> None:
+    """Rename ``last.old`` back to ``last`` when a kill landed between the two renames."""
+    last, old = directory / "last", directory / "last.old"
+    if not last.exists() and _complete(old):
+        os.replace(old, last)
+        fsync_dir(directory)
+
+
 def find_training_state(directory: str | Path) -> Path | None:
     """The newest complete training state under ``directory`` (``last``, or ``last.old`` when a
-    kill landed between the two renames), or None."""
+    kill landed between the two renames of :func:`save_training_state`), or None.
+
+    Staging folders that killed runs left in ``directory`` are removed.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    remove_stale(directory)
     for name in ("last", "last.old"):
-        candidate = Path(directory) / name
-        if (candidate / "state.json").is_file() and (candidate / "state.safetensors").is_file():
-            return candidate
+        if _complete(directory / name):
+            return directory / name
     return None
 
 
 def load_training_state(path: str | Path, model: nn.Module,
                         optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model, optimizer and RNG from :func:`save_training_state`; returns its info dict."""
+    """Restore model, optimizer and RNG from :func:`save_training_state`; returns its info dict.
+
+    Raises:
+        CheckpointError: a damaged state (unreadable files, missing entries, or a model or
+            optimizer it does not fit), naming the folder and how to start afresh.
+    """
     path = Path(path)
-    tensors = read_tensors(path / "state.safetensors")
-    info = json.loads((path / "state.json").read_text())
+    tensors = read_tensors(path / STATE_TENSORS)
+    try:
+        info = json.loads((path / STATE_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"The training state {path / STATE_JSON} is damaged ({exc}); {_RESTART}.") from None
+    missing = [k for k in ("optimizer", "epoch", "config", "history") if not isinstance(info, dict) or k not in info]
+    missing += ["rng.torch"] if "rng.torch" not in tensors else []
+    if missing:
+        raise CheckpointError(f"The training state in {path} is incomplete: it has no {', '.join(missing)}; "
+                              f"{_RESTART}.")
     load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, info.pop("optimizer")))
-    torch.set_rng_state(tensors["rng.torch"])
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, info.pop("optimizer")))
+        torch.set_rng_state(tensors["rng.torch"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"The optimizer or RNG state in {path} does not fit this run ({exc}); "
+                              f"{_RESTART}.") from None
     return info

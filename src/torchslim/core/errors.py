@@ -32,3 +32,7 @@ class CheckpointError(TorchSlimError):
 
 class NonFiniteLossError(TorchSlimError, FloatingPointError):
     """Training produced a NaN or Inf loss."""
+
+
+class DiskFullError(TorchSlimError, OSError):
+    """A write failed for lack of space (or quota); its partial file was removed."""

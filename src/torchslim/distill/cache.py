@@ -13,6 +13,7 @@ with another key is rebuilt, with a message, never reused.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -22,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.core.io import atomic_write_json
+from torchslim.core.io import atomic_write_json, disk_full_guard, remove_stale
 from torchslim.train.batch import as_batch
 
 
@@ -80,11 +82,24 @@ class TeacherCache:
         self.values: torch.Tensor | None = None
         self.indices: torch.Tensor | None = None
         self.directory = Path(directory) if directory else None
+        self._attached, self._previous_cycle = False, None  # what attach() replaced on the sampler
         if self.directory is not None and self._load():
             return
         self._build(teacher, adaptor or (lambda out: out))
 
     # -- building ----------------------------------------------------------------------------------
+
+    def _private_loader(self):
+        """A loader over the same data with its own copy of the sampler.
+
+        Building the cache sets the sampler's epoch to each recorded draw; doing that on a copy
+        leaves the caller's loader exactly as it was (a later step sharing it sees no trace).
+        """
+        sampler = copy.copy(self.loader.sampler)
+        sampler.cycle = None
+        loader = DataLoader(self.loader.dataset, batch_size=None, sampler=sampler, num_workers=0,
+                            collate_fn=self.loader.collate_fn)
+        return loader, sampler
 
     @torch.no_grad()
     def _build(self, teacher: nn.Module, adaptor) -> None:
@@ -92,11 +107,11 @@ class TeacherCache:
         teacher.eval()
         device = next(teacher.parameters()).device
         n = len(self.loader.dataset)
-        sampler = self.loader.sampler
+        loader, sampler = self._private_loader()
         try:
             for draw in range(self.draws):
                 sampler.set_epoch(draw)
-                for raw in self.loader:
+                for raw in loader:
                     batch = as_batch(raw, device)
                     logits = adaptor(teacher(batch["x"])).float().cpu()
                     if self.values is None:
@@ -112,38 +127,70 @@ class TeacherCache:
                         self.values[draw, idx] = logits
         finally:
             teacher.train(was_training)
-            sampler.set_epoch(0)
         if self.directory is not None:
             self._save()
 
     def _save(self) -> None:
+        """Write the cache into ``directory/<key>`` through a staging folder renamed into place.
+
+        Raises:
+            DiskFullError: no space for it (the staging folder is removed; nothing is half written).
+        """
         target = self.directory / self.key
         stage = self.directory / f".{self.key}.{os.getpid()}.tmp"
+        need = self.values.numel() * 4 + (self.indices.numel() * 4 if self.indices is not None else 0)
+        remove_stale(self.directory)
         shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir(parents=True)
-        np.save(stage / "values.npy", self.values.numpy())
-        if self.indices is not None:
-            np.save(stage / "indices.npy", self.indices.numpy())
-        atomic_write_json(stage / "meta.json", {"key": self.key, "draws": self.draws, "topk": self.topk,
-                                                 "num_classes": self.num_classes})
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(stage, target)
+        try:
+            with disk_full_guard(target, need):
+                stage.mkdir(parents=True)
+                np.save(stage / "values.npy", self.values.numpy())
+                if self.indices is not None:
+                    np.save(stage / "indices.npy", self.indices.numpy())
+                atomic_write_json(stage / "meta.json", {"key": self.key, "draws": self.draws, "topk": self.topk,
+                                                         "num_classes": self.num_classes})
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(stage, target)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
 
     def _load(self) -> bool:
+        """Reuse ``directory/<key>`` when it is there and whole; a damaged one is rebuilt."""
         target = self.directory / self.key
+        if not self.directory.is_dir():
+            return False
+        remove_stale(self.directory)
         stale = [p.name for p in self.directory.glob("*") if p.is_dir() and p.name != self.key
-                 and (p / "meta.json").exists()] if self.directory.is_dir() else []
+                 and (p / "meta.json").exists()]
         if stale:
             self.log(f"teacher cache: {', '.join(stale)} in {self.directory} belong to another teacher, "
                      f"dataset or transform; building a fresh cache {self.key}.")
-        if not (target / "meta.json").is_file():
+        if not target.exists():
             return False
-        self.num_classes = json.loads((target / "meta.json").read_text())["num_classes"]
-        self.values = torch.from_numpy(np.load(target / "values.npy", mmap_mode="r"))
-        if (target / "indices.npy").is_file():
-            self.indices = torch.from_numpy(np.load(target / "indices.npy", mmap_mode="r"))
+        problem = self._read(target)
+        if problem:
+            self.log(f"teacher cache: {target} is damaged ({problem}); rebuilding it.")
+            self.values = self.indices = None
+            return False
         self.log(f"teacher cache: reusing {target}")
         return True
+
+    def _read(self, target: Path) -> str | None:
+        """Memory-map the cache in ``target``; what is wrong with it, or None when it is whole."""
+        try:
+            meta = json.loads((target / "meta.json").read_text(encoding="utf-8"))
+            self.num_classes = int(meta["num_classes"])
+            self.values = torch.from_numpy(np.load(target / "values.npy", mmap_mode="r"))
+            if self.topk:
+                self.indices = torch.from_numpy(np.load(target / "indices.npy", mmap_mode="r"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            return f"{type(exc).__name__}: {exc}"
+        want = (self.draws, len(self.loader.dataset), self.topk or self.num_classes)
+        for name, array in (("values", self.values), ("indices", self.indices)):
+            if array is not None and tuple(array.shape) != want:
+                return f"{name}.npy has shape {tuple(array.shape)}, expected {want}"
+        return None
 
     # -- lookup ------------------------------------------------------------------------------------
 
@@ -158,5 +205,18 @@ class TeacherCache:
         return full.scatter_(1, self.indices[draw][idx].long(), values)
 
     def attach(self) -> None:
-        """Make the training loader replay the recorded draws: epoch e serves draw e % draws."""
-        self.loader.sampler.cycle = self.draws
+        """Make the training loader replay the recorded draws: epoch e serves draw e % draws.
+
+        This changes the loader's sampler; :meth:`detach` puts back what it was (``DistillTask``
+        does when it closes), so nothing outlives the cache's use.
+        """
+        sampler = self.loader.sampler
+        if not self._attached:
+            self._attached, self._previous_cycle = True, getattr(sampler, "cycle", None)
+        sampler.cycle = self.draws
+
+    def detach(self) -> None:
+        """Undo :meth:`attach`: the loader serves fresh augmentation every epoch again."""
+        if self._attached:
+            self.loader.sampler.cycle = self._previous_cycle
+            self._attached, self._previous_cycle = False, None

@@ -92,6 +92,7 @@ class DistillTask(nn.Module):
         self.progress = 0.0
         self.epoch = 0
         self.caches: dict[str, TeacherCache] = {}
+        self._attached: list[TeacherCache] = []  # caches replaying the loader, undone by close()
         self.prepared = False
         if example_input is not None:
             self.prepare({"x": example_input})
@@ -154,7 +155,8 @@ class DistillTask(nn.Module):
     def use_cache(self, loader, *, draws: int = 1, directory=None, topk: int | None = None,
                   log=print) -> None:
         """Compute every teacher's logits over ``draws`` replayed epochs of ``loader`` once and
-        serve them from the cache from now on (see :mod:`torchslim.distill.cache`).
+        serve them from the cache from now on (see :mod:`torchslim.distill.cache`). Until
+        :meth:`close`, ``loader`` replays the recorded draws (epoch e serves draw e % draws).
 
         Raises:
             TorchSlimError: a feature loss needs a teacher's live features, or mixing is on (mixed
@@ -172,6 +174,7 @@ class DistillTask(nn.Module):
             self.caches[name] = TeacherCache(teacher, loader, draws=draws, directory=directory_t,
                                              topk=topk, adaptor=self.teacher_adaptor, log=log)
             self.caches[name].attach()
+            self._attached.append(self.caches[name])
 
     def set_epoch(self, epoch: int) -> None:
         """The training epoch (``fit`` calls this): picks the cached augmentation draw."""
@@ -228,7 +231,10 @@ class DistillTask(nn.Module):
         return loss(student, _mean_of_softened(teachers, self.teacher_weights, getattr(loss, "T", 1.0)), batch)
 
     def close(self) -> None:
-        """Remove every forward hook this task installed."""
+        """Remove every forward hook this task installed and give the training loader back as it
+        was (a cache makes it replay recorded draws only while this task uses it)."""
+        while self._attached:  # newest first: each restores what the one before it found
+            self._attached.pop().detach()
         self._student_taps.close()
         for taps in self._teacher_taps.values():
             taps.close()
