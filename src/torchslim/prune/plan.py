@@ -14,17 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchslim.core.errors import TorchSlimError
 from torchslim.measure.macs import batch_size_of
 from torchslim.prune.errors import PruneError
 from torchslim.prune.steps import signature
-from torchslim.prune.targets import (
-    AttentionBlock,
-    check_ratio,
-    find_attention,
-    find_classifier,
-    resolve_ignore,
-    resolve_ratios,
-)
+from torchslim.prune.heads import AttentionBlock, check_heads_arg, find_attention, refuse_unknown_heads, unresolved
+from torchslim.prune.targets import check_ratio, find_classifier, resolve_ignore, resolve_ratios
 from torchslim.prune.trace import run_naming_module
 
 
@@ -82,7 +77,7 @@ class Plan:
         return self.ratio
 
     def _check_heads(self, projection: nn.Module) -> None:
-        block = next(b for b in self.attention if projection in b.qkv.values())
+        block = next(b for b in self.attention if any(projection is m for m in b.qkv.values()))
         if block.heads_kept(self.head_ratio) < 1:
             raise PruneError(
                 f"Pruning {self.head_ratio:g} of the {block.heads} head(s) of attention module "
@@ -92,8 +87,12 @@ class Plan:
 
 def make_plan(model: nn.Module, example_input: torch.Tensor, ratio: float, ratios: Mapping[str, float] | None,
               head_ratio: float | None, ignore: Sequence[str | type], ignore_classifier: bool, steps: int,
-              round_to: int | None) -> Plan:
-    """Check every argument against ``model`` and gather what pruning needs to know about it."""
+              round_to: int | None, heads: Mapping[str, int] | None = None) -> Plan:
+    """Check every argument against ``model`` and gather what pruning needs to know about it.
+
+    Cheap checks (numbers, paths) come first; then the model runs on ``example_input`` once to
+    check the input, once to find the classifier and once to find the attention blocks.
+    """
     ratio = check_ratio(ratio, "ratio")
     head_ratio = ratio if head_ratio is None else check_ratio(head_ratio, "head_ratio")
     _check_positive("steps", steps)
@@ -101,10 +100,11 @@ def make_plan(model: nn.Module, example_input: torch.Tensor, ratio: float, ratio
         _check_positive("round_to", round_to)
     if isinstance(ignore, (str, type)):
         ignore = [ignore]
-    batch_size_of(example_input)
-    output_shape = _output_shape(model, example_input)
     ignored, labels = resolve_ignore(model, ignore)
     ratio_modules = resolve_ratios(model, ratios)
+    check_heads_arg(model, heads)
+    _check_example_input(example_input)
+    output_shape = _output_shape(model, example_input)
     classifier = find_classifier(model, example_input) if ignore_classifier else None
     notes = []
     if classifier is not None:
@@ -112,7 +112,9 @@ def make_plan(model: nn.Module, example_input: torch.Tensor, ratio: float, ratio
         labels.append(f"{classifier} (classifier)")
     elif ignore_classifier:
         notes.append("No classifier layer found: the output layer is protected only by the output-shape check.")
-    attention = find_attention(model)
+    attention = find_attention(model, example_input, heads)
+    refuse_unknown_heads(model, unresolved(attention, ignored))
+    attention = [block for block in attention if block.heads is not None]
     num_heads = _protect_attention(attention, ignored, labels, notes)
     return Plan(ratio=ratio, head_ratio=head_ratio, steps=steps, round_to=round_to, ratio_modules=ratio_modules,
                 ignored=ignored, ignored_labels=labels, classifier=classifier, attention=attention,
@@ -144,6 +146,13 @@ def _check_positive(name: str, value: Any) -> None:
         raise PruneError(f"{name} must be a positive integer, got {value!r}.")
 
 
+def _check_example_input(example_input: Any) -> None:
+    try:
+        batch_size_of(example_input)
+    except TorchSlimError as exc:
+        raise PruneError(str(exc)) from None
+
+
 def _output_shape(model: nn.Module, example_input: torch.Tensor) -> tuple[int, ...] | None:
     """Run the model once (naming the failing module), and check its output is traceable."""
     def run():
@@ -154,14 +163,68 @@ def _output_shape(model: nn.Module, example_input: torch.Tensor) -> tuple[int, .
         finally:
             model.train(was_training)
 
-    out = run_naming_module(model, f"Running {type(model).__name__} on example_input", run,
-                            "Pass an example_input the model accepts (a batch, N x ...).")
+    what = f"Running {type(model).__name__} on example_input of shape {tuple(example_input.shape)}"
+    with _LayerInputs(model) as inputs:
+        try:
+            out = run_naming_module(model, what, run, "Pass an example_input the model accepts (a batch, N x ...).")
+        except PruneError as exc:
+            raise inputs.mismatch(example_input) or exc from None
     bad = _non_tensor_leaf(out, "output")
     if bad is not None:
         raise PruneError(f"torch-pruning cannot trace {type(model).__name__}: its {bad[0]} is a "
                          f"{type(bad[1]).__name__}, not a tensor. It traces models whose output is a tensor "
                          "(or tuples, lists and dicts of tensors); wrap the model so it returns the logits.")
     return tuple(out.shape) if isinstance(out, torch.Tensor) else None
+
+
+class _LayerInputs:
+    """Input shapes of the convolutions and Linears that started but did not finish: when the
+    example input has the wrong channels, the layer that refused it and what it expects."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.running: dict[str, tuple[nn.Module, tuple[int, ...]]] = {}
+        self._handles = []
+        for path, module in model.named_modules():
+            if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+                self._handles.append(module.register_forward_pre_hook(self._enter(path)))
+                self._handles.append(module.register_forward_hook(self._leave(path)))
+
+    def _enter(self, path: str):
+        def hook(module: nn.Module, args: Any) -> None:
+            if args and isinstance(args[0], torch.Tensor):
+                self.running[path] = (module, tuple(args[0].shape))
+
+        return hook
+
+    def _leave(self, path: str):
+        def hook(_module: nn.Module, _args: Any, _output: Any) -> None:
+            self.running.pop(path, None)  # returning it would replace the layer's output
+
+        return hook
+
+    def mismatch(self, example_input: torch.Tensor) -> PruneError | None:
+        if not self.running:
+            return None
+        path, (layer, shape) = next(reversed(self.running.items()))
+        if isinstance(layer, nn.Linear):
+            if shape and shape[-1] == layer.in_features:
+                return None
+            want = f"(..., {layer.in_features}) (in_features={layer.in_features})"
+        else:
+            rank = len(layer.kernel_size)
+            if len(shape) in (rank + 1, rank + 2) and shape[-rank - 1] == layer.in_channels:
+                return None
+            want = (f"(N, {layer.in_channels}, {', '.join('HWD'[:rank])}) (in_channels={layer.in_channels})")
+        return PruneError(f"example_input of shape {tuple(example_input.shape)} does not fit the model: layer "
+                          f"{path!r} ({type(layer).__name__}) received an input of shape {shape} but expects "
+                          f"{want}. Pass a batch of the model's real input (e.g. next(iter(loader))[0]).")
+
+    def __enter__(self) -> _LayerInputs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 def _non_tensor_leaf(value: Any, where: str) -> tuple[str, Any] | None:

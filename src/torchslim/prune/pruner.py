@@ -15,6 +15,7 @@ from torch import nn
 
 from torchslim.prune import importance as imp
 from torchslim.prune.errors import PruneError
+from torchslim.prune.heads import check_whole_heads
 from torchslim.prune.plan import Plan
 from torchslim.prune.steps import SetAttr, Slice, apply_set, apply_slice, layer_kind
 from torchslim.prune.trace import run_naming_module
@@ -96,7 +97,8 @@ def prune_step(pruner, model: nn.Module, plan: Plan) -> list[Slice | SetAttr]:
             if op.layer == "PARAMETER":
                 _track_new_parameter(pruner.DG, model, op.module, old)
             ops.append(op)
-    return ops + _update_heads(pruner, model, plan)
+    check_whole_heads(ops, plan.attention)
+    return ops + _update_heads(model, plan)
 
 
 def _slice_of(graph, dep, idxs) -> Slice | None:
@@ -126,13 +128,14 @@ def _track_new_parameter(graph, model: nn.Module, path: str, old: nn.Parameter) 
     graph.module2node[new].module = new
 
 
-def _update_heads(pruner, model: nn.Module, plan: Plan) -> list[SetAttr]:
-    """Set each attention module's head count (and sizes derived from it) to what is left."""
+def _update_heads(model: nn.Module, plan: Plan) -> list[SetAttr]:
+    """Set each attention module's head count (and sizes derived from it) to what is left; a block
+    without a head-count attribute derives it from its projections' width in its forward."""
     ops = []
     for block in plan.attention:
-        if not block.head_prunable:
+        if not block.head_prunable or block.heads_attr is None:
             continue
-        heads = pruner.num_heads[next(iter(block.qkv.values()))]
+        heads = block.heads_now()
         old = getattr(block.module, block.heads_attr)
         if heads == old:
             continue

@@ -44,6 +44,7 @@ def channels(
     *,
     ratios: Mapping[str, float] | None = None,
     head_ratio: float | None = None,
+    heads: Mapping[str, int] | None = None,
     global_ranking: bool = False,
     round_to: int | None = None,
     ignore: Sequence[str | type] = (),
@@ -71,6 +72,10 @@ def channels(
             bn_scale, lamp, random).
         ratios: per-layer ratios by module path (a container path covers its layers).
         head_ratio: fraction of attention heads to remove (default ``ratio``).
+        heads: head count per attention block, by the path of the module that directly owns its
+            q/k/v Linear layers: ``{"blocks.0.attn": 4}``. Needed for blocks without a
+            ``num_heads``/``heads``/``n_heads`` attribute of their own; such a block with no count
+            is refused, since pruning its channels one by one would split heads.
         global_ranking: rank channels of all layers together (layers prune unevenly) instead of
             removing ``ratio`` of each layer.
         round_to: keep channel counts multiples of this (hardware-friendly widths).
@@ -91,15 +96,18 @@ def channels(
 
     Raises:
         PruneError: a ratio outside (0, 1), an unknown criterion or ignored path (closest real
-            paths listed), a model torch-pruning cannot trace (the module named), a layer that
-            would lose every channel.
+            paths listed), a ``heads`` entry that is not an attention block or does not divide its
+            width, an attention block whose head count is unknown, pruning that would split a
+            head, a model torch-pruning cannot trace (the module named), a layer that would lose
+            every channel.
     """
     started = time.perf_counter()
     recovery = _recovery(recover, epochs, recovery_options, data)
     imp.IMPORTANCE.get(importance)  # an unknown name fails before any work
     work = copy.deepcopy(model)
     was_training = work.training
-    plan = make_plan(work, example_input, ratio, ratios, head_ratio, ignore, ignore_classifier, steps, round_to)
+    plan = make_plan(work, example_input, ratio, ratios, head_ratio, ignore, ignore_classifier, steps, round_to,
+                     heads)
     teacher = copy.deepcopy(model).eval() if recovery.mode == "kd" else None
     before = measure_size(work, example_input)
     record_ops: list[Slice | SetAttr] = []
@@ -189,8 +197,7 @@ def _recover_step(step: int, model: nn.Module, teacher: nn.Module | None, data: 
 
 
 def _heads(plan: Plan, model: nn.Module) -> dict[str, dict[str, int]]:
-    return {b.path: {"before": b.heads, "after": getattr(b.module, b.heads_attr) if b.heads_attr else b.heads}
-            for b in plan.attention}
+    return {b.path: {"before": b.heads, "after": b.heads_now()} for b in plan.attention}
 
 
 def _widths(plan: Plan, model: nn.Module) -> dict[str, list[int]]:

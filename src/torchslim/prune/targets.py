@@ -1,4 +1,4 @@
-"""What to prune and what to leave alone: ratios, ignored layers, the classifier, attention heads.
+"""What to prune and what to leave alone: ratios, ignored layers, the classifier.
 
 Everything a user names (a path, a ratio) is checked here, before torch-pruning sees the model, so
 a typo fails at once with the closest real paths.
@@ -6,9 +6,7 @@ a typo fails at once with the closest real paths.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,12 +15,6 @@ from torch import nn
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.taps import first_tensor, resolve
 from torchslim.prune.errors import PruneError
-
-# Attributes under which attention modules keep their head count (timm, Hugging Face, hand-written).
-HEAD_ATTRS = ("num_heads", "n_heads", "num_attention_heads", "n_head", "heads")
-# Child Linear layers that project the input into per-head queries, keys and values.
-QKV_NAMES = frozenset({"q", "k", "v", "qkv", "q_proj", "k_proj", "v_proj", "query", "key", "value",
-                       "to_q", "to_k", "to_v", "to_qkv", "wq", "wk", "wv"})
 
 
 def check_ratio(value: Any, where: str) -> float:
@@ -38,7 +30,10 @@ def check_ratio(value: Any, where: str) -> float:
     return float(value)
 
 
-def _resolve(model: nn.Module, path: str, where: str) -> nn.Module:
+def resolve_path(model: nn.Module, path: str, where: str) -> nn.Module:
+    """The submodule at ``path``; a PruneError naming ``where`` and the closest real paths if none."""
+    if not isinstance(path, str):
+        raise PruneError(f"{where}: module paths are strings such as 'layer1.0.conv1', got {path!r}.")
     try:
         return resolve(model, path)
     except TorchSlimError as exc:
@@ -63,7 +58,7 @@ def resolve_ignore(model: nn.Module, items: Iterable[str | type]) -> tuple[list[
         elif isinstance(item, str) and item not in named and item in class_names:
             kind = class_names[item]
         elif isinstance(item, str):
-            modules.append(_resolve(model, item, f"ignore={item!r}"))
+            modules.append(resolve_path(model, item, f"ignore={item!r}"))
             labels.append(item)
             continue
         else:
@@ -76,7 +71,9 @@ def resolve_ignore(model: nn.Module, items: Iterable[str | type]) -> tuple[list[
 
 def resolve_ratios(model: nn.Module, ratios: Mapping[str, float] | None) -> dict[nn.Module, float]:
     """``{module path: ratio}`` as ``{module: ratio}``, every path and ratio checked."""
-    return {_resolve(model, path, f"ratios[{path!r}]"): check_ratio(r, f"ratios[{path!r}]")
+    if ratios is not None and not isinstance(ratios, Mapping):
+        raise PruneError(f"ratios must be a mapping {{module path: ratio}}, got {type(ratios).__name__} {ratios!r}.")
+    return {resolve_path(model, path, f"ratios[{path!r}]"): check_ratio(r, f"ratios[{path!r}]")
             for path, r in (ratios or {}).items()}
 
 
@@ -101,49 +98,3 @@ def find_classifier(model: nn.Module, example_input: torch.Tensor) -> str | None
             return path
     linears = [p for p, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == out.shape[-1]]
     return linears[-1] if linears else None
-
-
-@dataclass
-class AttentionBlock:
-    """An attention module found in the model: its head count and its projections."""
-
-    path: str
-    module: nn.Module
-    heads_attr: str | None
-    heads: int
-    qkv: dict[str, nn.Linear] = field(default_factory=dict)  # path -> per-head projection
-    out: dict[str, nn.Linear] = field(default_factory=dict)  # path -> output projection
-
-    @property
-    def head_prunable(self) -> bool:
-        """Heads can go as whole heads: per-head projections are Linear layers and an output
-        projection maps the heads back to the residual stream (which then stays untouched)."""
-        return bool(self.qkv) and bool(self.out) and self.heads_attr is not None
-
-    def heads_kept(self, ratio: float) -> int:
-        """Heads left after removing ``ratio`` of them (torch-pruning rounds the removal up)."""
-        return self.heads - math.ceil(ratio * self.heads)
-
-
-def find_attention(model: nn.Module) -> list[AttentionBlock]:
-    """Every attention module: ``nn.MultiheadAttention`` and any module with an integer head count
-    (``num_heads``, ``n_heads``, ...) among its attributes."""
-    found = []
-    for path, module in model.named_modules():
-        if isinstance(module, nn.MultiheadAttention):
-            found.append(AttentionBlock(path, module, None, module.num_heads))
-            continue
-        attr = next((a for a in HEAD_ATTRS if _positive_int(getattr(module, a, None))), None)
-        if attr is None:
-            continue
-        block = AttentionBlock(path, module, attr, getattr(module, attr))
-        for name, child in module.named_children():
-            if isinstance(child, nn.Linear):
-                target = block.qkv if name in QKV_NAMES else block.out
-                target[f"{path}.{name}" if path else name] = child
-        found.append(block)
-    return found
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
