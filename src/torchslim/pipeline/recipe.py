@@ -36,22 +36,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import did_you_mean
+from torchslim.pipeline.recipe_yaml import RecipeError, non_finite, read_text, read_yaml
 
 VERSION = 1
 
 
-class RecipeError(TorchSlimError):
-    """A recipe that does not parse or validate; the message names the path, value and line."""
-
-
 class Strict(BaseModel):
-    """Base of every recipe section: unknown keys are errors, values are not coerced silently."""
+    """Base of every recipe section: unknown keys are errors, values are not coerced silently, and
+    no number is NaN or infinite (one setting for every float of every section and step)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(Strict):
@@ -141,6 +138,11 @@ class Recipe(Strict):
     baseline: str | None = None  # the strategy every ratio is taken against (default: the first)
     strategies: dict[str, list[StepSpec]]
     source: str = ""
+    _lines: Any = PrivateAttr(default=None)  # key path -> line, for messages of checks made later
+
+    def where(self, *path: Any) -> str:
+        """``file:line`` of the key at ``path`` (e.g. ``where("teacher")``), or the recipe's source."""
+        return self._lines.where(tuple(path)) if self._lines is not None else (self.source or "<recipe>")
 
     @model_validator(mode="after")
     def _check(self) -> Recipe:
@@ -180,12 +182,8 @@ def digest(obj: Any) -> str:
 class _Lines:
     """Maps a key path (tuple of keys and list indices) to its line in the YAML source."""
 
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(self, node: yaml.Node | None, source: str) -> None:
         self.source, self.lines = source, {}
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError:
-            node = None
         if node is not None:
             self._walk(node, ())
 
@@ -193,7 +191,9 @@ class _Lines:
         self.lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                k = key.value
+                if not isinstance(key, yaml.ScalarNode):
+                    continue
+                k = _key(key)
                 self.lines[(*path, k)] = key.start_mark.line + 1
                 self._walk(value, (*path, k))
                 self.lines[(*path, k)] = key.start_mark.line + 1
@@ -206,6 +206,16 @@ class _Lines:
             path = path[:-1]
         line = self.lines.get(path)
         return f"{self.source}:{line}" if line else self.source
+
+
+def _key(node: yaml.ScalarNode) -> Any:
+    """A mapping key as the data holds it (``1:`` is the int 1, as YAML constructs it)."""
+    if node.tag == "tag:yaml.org,2002:int":
+        try:
+            return int(node.value)
+        except ValueError:
+            return node.value
+    return node.value
 
 
 def dotted(path: tuple) -> str:
@@ -244,7 +254,8 @@ def _describe(error: dict, root: tuple, model: type[BaseModel], lines: _Lines) -
         return f"{lines.where(path)}: {dotted(path)} is required."
     value = error.get("input")
     shown = json.dumps(value, default=str) if not isinstance(value, dict) else "a mapping"
-    return f"{lines.where(path)}: {dotted(path)} = {shown} is invalid: {error['msg']}."
+    message = error["msg"].removeprefix("Value error, ").rstrip(".")
+    return f"{lines.where(path)}: {dotted(path)} = {shown} is invalid: {message}."
 
 
 def validate_section(model: type[BaseModel], data: Any, root: tuple, lines: _Lines) -> BaseModel:
@@ -289,6 +300,9 @@ def _parse_step(item: Any, path: tuple, lines: _Lines, task: tuple[str, str] = (
             raise
         raise RecipeError(f"{exc} (These are the parameters of the {other} step {name!r}; this is {_a(kind)} "
                           f"recipe: {why}.)") from None
+    from torchslim.pipeline.recipe_checks import check_losses
+
+    check_losses(validated, (*path, name), lines, params if isinstance(params, dict) else {})
     return StepSpec(name=name, params=validated, where=lines.where(path))
 
 
@@ -329,9 +343,20 @@ def _task(data: dict, lines: _Lines) -> tuple[str, str]:
     return given, f"task: {given}"
 
 
-def parse(data: Any, source: str = "<recipe>", text: str | None = None) -> Recipe:
-    """Validate the already-loaded YAML/JSON mapping ``data`` into a :class:`Recipe`."""
-    lines = _Lines(text or "", source)
+def parse(data: Any, source: str = "<recipe>", text: str | None = None, node: yaml.Node | None = None) -> Recipe:
+    """Validate the already-loaded YAML/JSON mapping ``data`` into a :class:`Recipe`.
+
+    ``text`` (the YAML it was read from) or ``node`` (its node graph) give messages their lines.
+    """
+    from torchslim.pipeline.recipe_checks import check_sequence, check_strategy_name
+
+    if node is None and text:
+        node = read_yaml(text, source)[1]
+    lines = _Lines(node, source)
+    bad = non_finite(data)
+    if bad is not None:
+        raise RecipeError(f"{lines.where(bad[0])}: {dotted(bad[0])} = {bad[1]} is not a finite number; every number "
+                          "in a recipe is finite (no .nan, .inf or -.inf).")
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a mapping with keys version, name, teacher, data, "
                           f"strategies, ...; got {type(data).__name__}.")
@@ -359,13 +384,16 @@ def parse(data: Any, source: str = "<recipe>", text: str | None = None) -> Recip
     strategies: dict[str, list[StepSpec]] = {}
     for name, steps in raw.items():
         path = root if pipeline is not None else (*root, name)
+        check_strategy_name(name, ("name",) if pipeline is not None else path, lines)
         if not isinstance(steps, list) or not steps:
             raise RecipeError(f"{lines.where(path)}: {dotted(path)} must be a non-empty list of steps; "
                               f"got {json.dumps(steps, default=str)}.")
         strategies[str(name)] = [_parse_step(item, (*path, i), lines, task) for i, item in enumerate(steps)]
+        check_sequence(str(name), strategies[str(name)], path, lines, task[0])
     data["strategies"], data["source"] = strategies, source
     recipe = validate_section(Recipe, data, (), lines)
     _check_task_sections(recipe, lines)
+    recipe._lines = lines
     return recipe
 
 
@@ -394,18 +422,17 @@ def load_recipe(path: str | Path) -> Recipe:
     """Read and validate the recipe at ``path``.
 
     Raises:
-        RecipeError: the file is missing, is not valid YAML, or does not validate (the message names
-            every bad key or value with its path and line).
+        RecipeError: the file is missing, over 1 MiB, not UTF-8, not valid YAML, beyond the YAML limits
+            (duplicate keys, alias expansion, nesting: :mod:`torchslim.pipeline.recipe_yaml`), or does
+            not validate (the message names every bad key or value with its path and line).
     """
     path = Path(path)
     if not path.is_file():
-        raise RecipeError(f"No recipe at {path}; shipped recipes are in the repository's recipes/ folder.")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path} is not valid YAML: {exc}") from None
-    return parse(data, str(path), text)
+        what = "a directory" if path.is_dir() else "no such file"
+        raise RecipeError(f"No recipe at {path} ({what}); a recipe is a YAML file, and the shipped ones are in the "
+                          "repository's recipes/ folder.")
+    data, node = read_yaml(read_text(path), str(path))
+    return parse(data, str(path), node=node)
 
 
 __all__ = ["DataConfig", "MeasureConfig", "QuickConfig", "Recipe", "RecipeError", "ScenarioConfig",

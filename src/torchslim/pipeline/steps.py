@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 from torchslim.core.errors import TorchSlimError
@@ -48,6 +48,13 @@ class Step(abc.ABC):
     family: ClassVar[Family]
     Params: ClassVar[type[BaseModel]]
     takes_onnx: ClassVar[bool] = False  # whether the step accepts an ONNX model as input
+    makes: ClassVar[str] = "module"  # its output: "module" (torch), "onnx", or "same" (its input passes through)
+    restart_hint: ClassVar[str] = ""  # for a step that starts a model but is given one
+
+    def needs(self, params: Any) -> str:
+        """What the step takes (checked when the recipe is parsed): ``"nothing"`` (it starts a
+        model), ``"module"`` (a torch model) or ``"any"`` (a torch model or an ONNX file)."""
+        return "any" if self.takes_onnx else "module"
 
     @staticmethod
     def shorthand(value: Any) -> Any:
@@ -112,6 +119,10 @@ class Load(Step):
     """Start from an existing model: the recipe's teacher, a shipped model or a checkpoint."""
 
     name, family, Params = "load", "source", LoadParams
+    restart_hint = "`load` must be the first step of a strategy; start another strategy for this model."
+
+    def needs(self, params: Any) -> str:
+        return "nothing"
 
     @staticmethod
     def shorthand(value: Any) -> Any:
@@ -132,6 +143,13 @@ class Load(Step):
 # -- train and distill -----------------------------------------------------------------------------
 
 
+def check_warmup(params: Any) -> Any:
+    if params.warmup_epochs and params.warmup_epochs >= params.epochs:
+        raise ValueError(f"warmup_epochs = {params.warmup_epochs} must be less than epochs = {params.epochs} "
+                         "(the warm-up is part of the training, not longer than it)")
+    return params
+
+
 class FitParams(Strict):
     epochs: int = Field(gt=0)
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -142,6 +160,8 @@ class FitParams(Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     channels_last: bool = True
     seed: int | None = None  # default: the recipe's seed
+
+    _warmup = model_validator(mode="after")(check_warmup)
 
     def fit_options(self, seed: int) -> dict[str, Any]:
         return dict(optimizer=self.optimizer, lr=self.lr, schedule=self.schedule,
@@ -179,6 +199,10 @@ class Train(Step):
     """Train a fresh registered model (``model:``), or fine-tune the current model (no ``model``)."""
 
     name, family, Params = "train", "training", TrainParams
+    restart_hint = "`train` with `model:` starts a fresh model; drop `model:` to fine-tune the one made so far."
+
+    def needs(self, params: TrainParams) -> str:
+        return "nothing" if params.model is not None else "module"
 
     def run(self, ctx: Any, params: TrainParams, model: Any) -> Output:
         if params.model is None:
@@ -194,10 +218,18 @@ class Train(Step):
 class LossItem(BaseModel):
     """``{name: kd, weight: 0.9, T: 4}``: the loss name, its weight, and its own arguments."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True, allow_inf_nan=False)
     name: str
     weight: float = Field(1.0, ge=0)
     teacher: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from torchslim.distill import losses as L
+
+        L.LOSSES.get(name)  # an unknown name fails at parse time with the valid ones and the closest
+        return name
 
     def arguments(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -218,13 +250,17 @@ class DistillParams(FitParams):
     mix: Literal["mixup", "cutmix"] | None = None
 
     @model_validator(mode="after")
-    def _check_losses(self) -> DistillParams:
-        from torchslim.distill import losses as L
-
-        for item in self.losses:
-            L.LOSSES.get(item.name)  # unknown names fail at parse time with the valid ones listed
+    def _check_teachers(self) -> DistillParams:
         if self.mix and self.cache != "none":
             raise ValueError(f"mix={self.mix!r} needs the live teacher: set cache: none")
+        weights = self.teacher_weights
+        if weights is not None and (len(weights) != len(self.teachers) or min(weights) < 0 or not sum(weights)):
+            raise ValueError(f"teacher_weights {weights} must give one non-negative weight per teacher "
+                             f"({len(self.teachers)}: {', '.join(self.teachers)}), not all zero")
+        named = {i.teacher for i in self.losses if i.teacher is not None} - set(self.teachers)
+        if named:
+            raise ValueError(f"a loss names teacher {sorted(named)[0]!r}, which is not among teachers: "
+                             f"{', '.join(self.teachers)}")
         return self
 
 
@@ -234,6 +270,10 @@ class Distill(Step):
     (after pruning: the unpruned model of the strategy's first step can be named ``teacher``)."""
 
     name, family, Params = "distill", "distillation", DistillParams
+    restart_hint = "`distill` with `student:` starts a fresh student; drop `student:` to distil into the model made so far."
+
+    def needs(self, params: DistillParams) -> str:
+        return "nothing" if params.student is not None else "module"
 
     def sources(self, params: DistillParams) -> list[str]:
         return list(params.teachers)
@@ -308,6 +348,12 @@ class PruneParams(Strict):
         IMPORTANCE.get(self.importance)  # unknown criteria fail at parse time, the valid ones listed
         if self.recover != "none" and not self.epochs:
             raise ValueError(f"recover={self.recover!r} needs epochs > 0")
+        if self.recover == "none" and self.epochs:
+            raise ValueError(f"epochs = {self.epochs} recovery epochs with recover: none would never run; set "
+                             "recover: finetune or kd, or drop epochs")
+        bad = {k: v for k, v in self.ratios.items() if not 0 < v < 1}
+        if bad:
+            raise ValueError(f"ratios {bad} must each be a fraction of channels in (0, 1)")
         return self
 
 
@@ -397,6 +443,7 @@ class Quantize(Step):
     weights, operand types chosen for this CPU) or dynamic. The result is an ``.onnx`` file."""
 
     name, family, Params = "quantize", "structural", QuantizeParams
+    makes = "onnx"
 
     def run(self, ctx: Any, params: QuantizeParams, model: Any) -> Output:
         from torchslim import quantize
@@ -429,6 +476,7 @@ class Export(Step):
     """ONNX FP32 export, checked against the torch model on real test batches."""
 
     name, family, Params = "export", "deployment", ExportParams
+    makes = "onnx"
 
     def run(self, ctx: Any, params: ExportParams, model: Any) -> Output:
         from torchslim import export
@@ -453,6 +501,7 @@ class Evaluate(Step):
 
     name, family, Params = "evaluate", "measurement", EvaluateParams
     takes_onnx = True
+    makes = "same"
 
     def check(self, ctx: Any, model: Any) -> None:
         if model is None:

@@ -35,7 +35,7 @@ from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import Registry
 from torchslim.pipeline.recipe import Strict
 from torchslim.pipeline.steps import Evaluate as ImageEvaluate
-from torchslim.pipeline.steps import Load, LossItem, Output, Step
+from torchslim.pipeline.steps import Load, LossItem, Output, Step, check_warmup
 from torchslim.text.distill import FIT
 
 TEXT_STEPS: Registry = Registry("text pipeline step")
@@ -174,12 +174,11 @@ class DistillParams(Strict):
     cache: Literal["memory", "disk", "none"] = "disk"  # the teacher's embeddings, computed once
     seed: int | None = None  # default: the recipe's seed
 
+    _warmup = model_validator(mode="after")(check_warmup)
+
     @model_validator(mode="after")
     def _check_losses(self) -> DistillParams:
-        from torchslim.distill import losses as L
-
         for item in self.losses:
-            L.LOSSES.get(item.name)  # unknown names fail at parse time with the valid ones listed
             if item.teacher is not None:
                 raise ValueError(f"loss {item.name!r} names teacher {item.teacher!r}, but text distillation has "
                                  "one teacher (set it with the step's `teacher:`)")
@@ -230,6 +229,7 @@ class Quantize(Step):
     ``.onnx`` file taking token ids."""
 
     name, family, Params = "quantize", "structural", QuantizeParams
+    makes = "onnx"
 
     @staticmethod
     def shorthand(value: Any) -> Any:
@@ -257,6 +257,7 @@ class Export(Step):
     """ONNX FP32 export of the encoder (token ids in, embeddings out), checked against torch."""
 
     name, family, Params = "export", "deployment", ExportParams
+    makes = "onnx"
 
     def run(self, ctx: Any, params: ExportParams, model: Any) -> Output:
         from torchslim.text import export_onnx

@@ -1,0 +1,74 @@
+"""Checks of a recipe's strategies that need more than one key: names that become folder names,
+the order of steps, and each distillation loss's typed options.
+
+Each raises :class:`RecipeError` naming the value, the strategy, ``file:line`` and what is valid,
+while the recipe is parsed (before anything runs or is written).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from torchslim.pipeline.recipe_yaml import RecipeError
+
+# A strategy's name is a file name (OUT/strategies/<name>.json): letters, digits, '.', '_', '-',
+# starting with a letter or digit, so it can never climb out of OUT ('..', '/') or hide ('.x').
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+MAX_NAME = 100
+
+
+def check_strategy_name(name: Any, path: tuple, lines: Any) -> None:
+    """Raises unless ``name`` is a safe strategy name (:data:`NAME_PATTERN`, no ``..``, <= 100 chars)."""
+    text = str(name) if isinstance(name, (str, int)) and not isinstance(name, bool) else None
+    if text is not None and re.fullmatch(NAME_PATTERN, text) and ".." not in text and len(text) <= MAX_NAME:
+        return
+    raise RecipeError(f"{lines.where(path)}: strategy name {name!r} is not allowed: a strategy's name becomes a file "
+                      f"name in the output directory, so it must match {NAME_PATTERN} (letters, digits, '.', '_', "
+                      f"'-'; starting with a letter or digit), contain no '..' and be at most {MAX_NAME} "
+                      "characters, e.g. student-distilled.")
+
+
+def check_sequence(strategy: str, specs: list, path: tuple, lines: Any, task: str) -> None:
+    """Each step gets the input it takes: nothing for a step that starts a model, a torch model for
+    one that transforms it, a model of either kind for ``evaluate``."""
+    from torchslim.pipeline.steps import steps_for
+
+    registry = steps_for(task)
+    have, made_by = "nothing", ""
+    start = "`- load: teacher`" if task == "text" else "`load`, `train: {model: ...}` or `distill: {student: ...}`"
+    for i, spec in enumerate(specs):
+        step = registry.get(spec.name)()
+        need = step.needs(spec.params)
+        where = f"{lines.where((*path, i))}: strategy {strategy!r}, step {i + 1} ({spec.name})"
+        if need == "nothing" and have != "nothing":
+            raise RecipeError(f"{where} starts a new model, but step {made_by} already made one. "
+                              f"{step.restart_hint}")
+        if need in ("module", "any") and have == "nothing":
+            raise RecipeError(f"{where} needs a model from an earlier step; start the strategy with {start}.")
+        if need == "module" and have == "onnx":
+            raise RecipeError(f"{where} needs a torch model, but step {made_by} produced an ONNX file; put "
+                              f"{spec.name!r} before `quantize`/`export`.")
+        made = step.makes
+        if made != "same":
+            have, made_by = made, f"{i + 1} ({spec.name})"
+
+
+def check_losses(params: Any, path: tuple, lines: Any, raw: dict) -> None:
+    """Every loss's options against the loss's typed options (its name is checked by ``LossItem``)."""
+    from torchslim.distill.losses import LOSSES, describe_problems
+    from torchslim.pipeline.recipe import dotted
+
+    for i, item in enumerate(getattr(params, "losses", None) or []):
+        cls = LOSSES.get(item.name)
+        supplied = ("num_data",) if item.name == "crd" else ()
+        problems = cls.check_options(item.arguments(), supplied)
+        if not problems:
+            continue
+        first = problems[0]
+        at = (*path, "losses", i, *first["loc"][:1]) if first["type"] != "missing" else (*path, "losses", i)
+        shown = f"{dotted(at)}" if "losses" in raw else f"{dotted((*path, 'losses', i))} (the default losses)"
+        raise RecipeError(f"{lines.where(at)}: {shown}: loss {item.name!r}: {describe_problems(cls, problems)}")
+
+
+__all__ = ["MAX_NAME", "NAME_PATTERN", "check_losses", "check_sequence", "check_strategy_name"]
