@@ -229,8 +229,10 @@ def test_missing_teacher_checkpoint(tmp_path):
         """)
     with pytest.raises(TorchSlimError, match="no-such-teacher"):
         run(recipe, tmp_path / "out", progress=False, log=lambda _: None)
-    matrix = compare(recipe, tmp_path / "out2", progress=False, log=lambda _: None)
-    assert matrix["failed"] == ["teacher"] and "no-such-teacher" in matrix["rows"][0]["error"]
+    # found before anything runs or is written, for the comparison too
+    with pytest.raises(RecipeError, match=r"recipe.yaml:4: teacher .*no-such-teacher"):
+        compare(recipe, tmp_path / "out2", progress=False, log=lambda _: None)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
 
 
 def test_run_one_strategy_and_finetune_continues_the_model(tmp_path, teacher_dir):

@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from torchslim.core.io import atomic_write_json
+from torchslim.pipeline.preflight import check_out, preflight
 from torchslim.pipeline.recipe import Recipe, RecipeError, load_recipe
 from torchslim.pipeline.runner import Context, StrategyResult, format_error, run_strategy
 
@@ -29,7 +30,8 @@ RUN_FILE = "run.json"
 
 def prepare_out(out: Path, recipe: Recipe, quick: bool, resume: bool, force: bool, log: Callable) -> None:
     """Claim ``out`` for this recipe: a directory holding another recipe's run is refused unless
-    ``resume`` (reuse whatever steps still match) or ``force`` (delete it and start afresh)."""
+    ``resume`` (reuse whatever steps still match) or ``force`` (delete it and start afresh). A run
+    that finished no step protects nothing: the next command claims it (a fixed recipe reruns)."""
     identity = {"recipe": recipe.name, "fingerprint": recipe.fingerprint(), "quick": quick}
     marker = out / RUN_FILE
     if marker.is_file():
@@ -39,12 +41,10 @@ def prepare_out(out: Path, recipe: Recipe, quick: bool, resume: bool, force: boo
             previous = {}
         same = {k: previous.get(k) for k in identity} == identity
         if not same:
-            if force:
-                log(f"{out} held a run of another recipe ({previous.get('recipe')!r}"
-                    f"{', quick' if previous.get('quick') else ''}); --force: starting afresh.")
-                for child in ("steps", "strategies", "report.html", "matrix.md", "matrix.json", "pareto.png"):
-                    target = out / child
-                    shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+            if force or not _finished_steps(out):
+                log(f"{out} held a run of {'another recipe' if force else 'a recipe that finished no step'} "
+                    f"({previous.get('recipe')!r}{', quick' if previous.get('quick') else ''}); starting afresh.")
+                _clear(out)
             elif resume:
                 log(f"{out} holds a run of recipe {previous.get('recipe')!r} with other settings; --resume: "
                     "reusing every step whose configuration still matches.")
@@ -61,6 +61,32 @@ def prepare_out(out: Path, recipe: Recipe, quick: bool, resume: bool, force: boo
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(marker, {**identity, "source": recipe.source, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                "recipe_config": recipe.plain()})
+
+
+def _clear(out: Path) -> None:
+    for child in ("steps", "strategies", "report.html", "matrix.md", "matrix.json", "pareto.png"):
+        target = out / child
+        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+def _finished_steps(out: Path) -> bool:
+    """Whether any step of a run in ``out`` finished (a run that failed before its first step
+    finished holds nothing worth protecting, so the same command may claim it again)."""
+    return any((out / "steps").glob("*/step.json"))
+
+
+def _claim(recipe: Recipe, out: str | Path, chosen: list[str], resume: bool, force: bool, ctx_kwargs: dict,
+           quick: bool, log: Callable) -> tuple[Path, Context]:
+    """The checks before any work, then ``out`` claimed: flags, the output directory, and every
+    strategy's data, models and taps (:func:`~torchslim.pipeline.preflight.preflight`)."""
+    if resume and force:
+        raise RecipeError("--resume and --force contradict each other (resume=True, force=True): --resume reuses "
+                          "the matching steps in OUT, --force deletes them; give one.")
+    out = check_out(out)
+    ctx = Context(recipe=recipe, out=out, quick=quick, log=log, **ctx_kwargs)
+    preflight(ctx, chosen)
+    prepare_out(out, recipe, quick, resume, force, log)
+    return out, ctx
 
 
 def measure_results(ctx: Context, results: list[StrategyResult]) -> dict[str, Any]:
@@ -129,7 +155,6 @@ def compare(
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
-    out = Path(out)
     chosen = list(recipe.strategies) if strategies is None else list(strategies)
     unknown = [s for s in chosen if s not in recipe.strategies]
     if unknown:
@@ -139,9 +164,9 @@ def compare(
                           f"Strategies of {recipe.name!r}: {', '.join(recipe.strategies)}.")
     if recipe.baseline_name not in chosen:
         chosen.insert(0, recipe.baseline_name)
-    prepare_out(out, recipe, quick, resume, force, log)
-    ctx = Context(recipe=recipe, out=out, quick=quick, progress=progress, log=log, factories=dict(models or {}),
-                  allow_imports=tuple(allow_imports), data_override=data, teacher_override=teacher)
+    out, ctx = _claim(recipe, out, chosen, resume, force, dict(
+        progress=progress, factories=dict(models or {}), allow_imports=tuple(allow_imports), data_override=data,
+        teacher_override=teacher), quick, log)
     started = time.perf_counter()
     results: list[StrategyResult] = []
     for name in chosen:
@@ -183,11 +208,10 @@ def run(recipe: Recipe | str | Path, out: str | Path, *, strategy: str | None = 
 
         raise RecipeError(f"Unknown strategy {strategy!r}.{did_you_mean(strategy, list(recipe.strategies))} "
                           f"Strategies: {', '.join(recipe.strategies)}.")
-    out = Path(out)
-    prepare_out(out, recipe, quick, resume, force, log)
-    ctx = Context(recipe=recipe, out=out, quick=quick, progress=progress, log=log,
-                  factories=dict(kwargs.get("models") or {}), allow_imports=tuple(kwargs.get("allow_imports", ())),
-                  data_override=kwargs.get("data"), teacher_override=kwargs.get("teacher"))
+    out, ctx = _claim(recipe, out, [strategy], resume, force, dict(
+        progress=progress, factories=dict(kwargs.get("models") or {}),
+        allow_imports=tuple(kwargs.get("allow_imports", ())), data_override=kwargs.get("data"),
+        teacher_override=kwargs.get("teacher")), quick, log)
     result = run_strategy(ctx, strategy)
     atomic_write_json(out / "strategies" / f"{strategy}.json", {
         "name": strategy, "ok": True, "error": None, "steps": result.steps, "final": str(result.final.path)})
