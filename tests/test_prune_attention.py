@@ -112,3 +112,143 @@ def test_multihead_attention_module_is_left_alone():
 def test_removing_every_head_is_refused():
     with pytest.raises(prune.PruneError, match=r"1 head\(s\) of attention module 'blocks.0.attn' would remove every head"):
         prune.channels(fresh(heads=1, depth=1), X, 0.5, "l2")
+
+
+# -- a hand-written ViT whose attention blocks carry no head count, under a root that does ----------
+
+
+class BareAttention(nn.Module):
+    """q/k/v/o projections and a head size, but no head-count attribute: the count follows from the
+    width in forward (reshape with -1), so whole-head pruning needs no attribute update."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.head_dim = dim // heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(b, n, -1, self.head_dim).transpose(1, 2)
+
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        attn = (q @ k.transpose(-2, -1) * self.head_dim**-0.5).softmax(-1)
+        return self.o((attn @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+class UserBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, attention: type[nn.Module]) -> None:
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), attention(dim, heads)
+        self.norm2, self.fc1, self.fc2 = nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.Linear(2 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm2(x))))
+
+
+class UserViT(nn.Module):
+    """The reported model: the root keeps ``self.heads``; its attention blocks keep none."""
+
+    def __init__(self, dim: int = 32, heads: int = 4, depth: int = 2, attention: type[nn.Module] = BareAttention):
+        super().__init__()
+        self.heads = heads
+        self.embed = nn.Conv2d(1, dim, 7, 7)
+        self.blocks = nn.Sequential(*[UserBlock(dim, heads, attention) for _ in range(depth)])
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x).flatten(2).transpose(1, 2)
+        return self.head(self.norm(self.blocks(x)).mean(1))
+
+
+def user_vit(**kwargs) -> UserViT:
+    torch.manual_seed(0)
+    return UserViT(**kwargs).eval()
+
+
+HEADS = {"blocks.0.attn": 4, "blocks.1.attn": 4}
+
+
+def test_unknown_head_count_is_refused_naming_each_block_and_the_fix():
+    with pytest.raises(prune.PruneError) as info:
+        prune.channels(user_vit(), X, 0.5)
+    message = str(info.value)
+    assert "head count of attention block(s) 'blocks.0.attn', 'blocks.1.attn' is unknown" in message
+    assert "q, k, v of 32 channels" in message and "1, 2, 4, 8, 16, 32" in message
+    assert "heads={'blocks.0.attn': n, 'blocks.1.attn': n}" in message
+    assert "ignore=['blocks.0.attn', 'blocks.1.attn']" in message
+    assert "Nothing was pruned" not in message  # the root's `heads` no longer hides the whole model
+
+
+def test_ignoring_the_blocks_prunes_the_rest():
+    pruned, record = prune.channels(user_vit(), X, 0.5, ignore=["blocks.0.attn", "blocks.1.attn"])
+    assert all(b.attn.q.out_features == 32 for b in pruned.blocks)
+    assert all(b.fc1.out_features == 32 for b in pruned.blocks)  # the MLPs are still pruned
+    assert record.attention == {}
+
+
+def test_given_head_counts_prune_whole_heads_under_a_root_with_heads():
+    model = user_vit()
+    pruned, record = prune.channels(model, X, 0.5, heads=HEADS)
+    assert record.attention == {"blocks.0.attn": {"before": 4, "after": 2}, "blocks.1.attn": {"before": 4, "after": 2}}
+    assert pruned.heads == 4  # the root's attribute describes the model; it is not touched
+    for block in pruned.blocks:
+        widths = {block.attn.q.out_features, block.attn.k.out_features, block.attn.v.out_features}
+        assert widths == {16} and block.attn.head_dim == 8  # two whole heads of 8
+        assert block.attn.o.out_features == 32 and block.fc1.out_features == 32
+    for op in record.steps.ops:
+        if op.op == "slice" and (op.module.endswith((".q", ".k", ".v")) and op.dim == "out"
+                                 or op.module.endswith(".o") and op.dim == "in"):
+            runs = [op.kept[i:i + 8] for i in range(0, len(op.kept), 8)]
+            assert all(r == list(range(r[0], r[0] + 8)) and r[0] % 8 == 0 for r in runs), op
+
+
+def test_given_heads_equal_removing_the_same_heads_by_hand():
+    """Only the heads are pruned (the MLPs left alone): the pruned model computes exactly what the
+    unpruned one computes after slicing the same heads out of q, k, v and o by hand."""
+    model = user_vit()
+    mlps = [f"blocks.{i}.{name}" for i in range(2) for name in ("fc1", "fc2")]
+    pruned, record = prune.channels(model, X, 0.5, heads=HEADS, ignore=mlps)
+    by_hand = user_vit()
+    for i, block in enumerate(by_hand.blocks):
+        (op,) = [o for o in record.steps.ops if o.op == "slice" and o.module == f"blocks.{i}.attn.q" and o.dim == "out"]
+        keep = torch.tensor(op.kept)
+        with torch.no_grad():
+            for name in "qkv":
+                layer = getattr(block.attn, name)
+                layer.weight = nn.Parameter(layer.weight[keep])
+                layer.bias = nn.Parameter(layer.bias[keep])
+            block.attn.o.weight = nn.Parameter(block.attn.o.weight[:, keep])
+    torch.testing.assert_close(pruned(X), by_hand(X), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(pruned(X), model(X))  # heads really went
+
+
+def test_blocks_with_their_own_head_count_are_found_under_a_root_with_heads():
+    """The reported refusal ('every prunable layer is ignored'): the root's `heads` is not a block."""
+    pruned, record = prune.channels(user_vit(attention=Attention), X, 0.5)
+    assert record.attention == {"blocks.0.attn": {"before": 4, "after": 2}, "blocks.1.attn": {"before": 4, "after": 2}}
+    assert pruned.blocks[0].attn.num_heads == 2 and pruned(X).shape == (3, 10)
+
+
+def test_given_heads_round_trip_through_a_checkpoint(tmp_path):
+    pruned, _ = prune.channels(user_vit(), X, 0.5, heads=HEADS)
+    save_model(pruned, tmp_path)
+    loaded, _ = load_model(tmp_path, model=user_vit())
+    assert torch.equal(loaded(X), pruned(X))
+
+
+def test_a_step_that_would_split_a_head_is_refused():
+    from torchslim.prune.heads import check_whole_heads, find_attention
+    from torchslim.prune.steps import Slice
+
+    blocks = find_attention(user_vit(), X, HEADS)
+    whole = Slice(module="blocks.0.attn.q", layer="LINEAR", dim="out", axis=0, size=32, kept=list(range(8, 24)))
+    check_whole_heads([whole], blocks)  # heads 1 and 2: fine
+    split = Slice(module="blocks.0.attn.q", layer="LINEAR", dim="out", axis=0, size=32, kept=list(range(4, 20)))
+    with pytest.raises(prune.PruneError, match=r"split the heads of attention block 'blocks.0.attn'.*not whole heads of 8"):
+        check_whole_heads([split], blocks)
+    other = Slice(module="blocks.0.attn.k", layer="LINEAR", dim="out", axis=0, size=32, kept=list(range(16)))
+    with pytest.raises(prune.PruneError, match=r"different heads from its sibling projections"):
+        check_whole_heads([whole, other], blocks)

@@ -2,12 +2,15 @@
 
 ``Taps(model, ["layer2.1", "layer3"])`` records each named module's output on every forward while
 it is open; paths are checked up front, and a wrong one fails at once naming the closest real
-paths. Hooks are removed when the context closes (or on ``close()``).
+paths. A module that runs several times per forward is never recorded silently as its last call:
+the tap warns, keeps every call or refuses, as chosen (``calls=``). Hooks are removed when the
+context closes (or on ``close()``).
 """
 
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,6 +31,8 @@ def resolve(model: nn.Module, path: str, owner: str = "model") -> nn.Module:
     Raises:
         TorchSlimError: no such path; the message lists the closest real paths.
     """
+    if not isinstance(path, str):
+        raise TorchSlimError(f"Module paths of the {owner} are strings such as 'layer2.1', got {path!r}.")
     modules = dict(model.named_modules())
     if path in modules and path:
         return modules[path]
@@ -56,33 +61,94 @@ def first_tensor(output: Any) -> torch.Tensor:
                          "pass a select function to Taps to pick one.")
 
 
+CALL_MODES = ("warn", "last", "all", "error")
+
+
 class Taps:
-    """Forward hooks on ``paths`` of ``model``; ``taps.outputs[path]`` is the latest output.
+    """Forward hooks on ``paths`` of ``model``; ``taps.outputs[path]`` is what the module produced.
+
+    A module can run more than once per forward pass (a weight-shared block applied twice). What
+    a tap then keeps is ``calls``:
+
+    - ``"warn"`` (default): the last call's output, and a ``UserWarning`` naming the module path
+      and its call count (once per path), since the earlier calls are dropped;
+    - ``"last"``: the last call's output, silently (the user chose it);
+    - ``"all"``: a tuple of every call's output, in call order, for every tapped path (a tuple
+      of one tensor when the module ran once);
+    - ``"error"``: a :class:`TorchSlimError` at the second call.
+
+    A forward pass is one call of ``model`` itself: call counts (and ``"all"`` tuples) restart there.
 
     Args:
         model: the module to observe.
         paths: module paths such as ``"layer2.1"``.
         owner: "student" or "teacher", used in messages.
         select: maps a module's raw output to the tensor to keep (default :func:`first_tensor`).
+        calls: what to keep of a module that runs several times per forward (above).
+
+    Raises:
+        TorchSlimError: a path that does not exist (the closest real paths listed), an unknown
+            ``calls`` mode.
     """
 
     def __init__(self, model: nn.Module, paths: Iterable[str], owner: str = "model",
-                 select: Callable[[Any], torch.Tensor] = first_tensor) -> None:
+                 select: Callable[[Any], torch.Tensor] = first_tensor, calls: str = "warn") -> None:
+        if calls not in CALL_MODES:
+            near = difflib.get_close_matches(str(calls), CALL_MODES, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise TorchSlimError(f"Taps calls={calls!r} is not a mode{hint}; valid: "
+                                 f"{', '.join(map(repr, CALL_MODES))}.")
+        if isinstance(paths, str):
+            paths = [paths]
         self.paths = list(dict.fromkeys(paths))
-        self.outputs: dict[str, torch.Tensor] = {}
+        self.owner, self.calls = owner, calls
+        self.outputs: dict[str, torch.Tensor | tuple[torch.Tensor, ...]] = {}
+        self.counts: dict[str, int] = {}  # calls of each tapped module in the current forward pass
+        self._warned: set[str] = set()
         self._handles = []
         modules = [resolve(model, p, owner) for p in self.paths]  # all checked before any hook
         for path, module in zip(self.paths, modules, strict=True):
             self._handles.append(module.register_forward_hook(self._hook(path, select)))
+        if self.paths:
+            self._handles.append(model.register_forward_pre_hook(self._start))
+            self._handles.append(model.register_forward_hook(self._finish))
+
+    def _start(self, _model: nn.Module, _inputs: Any) -> None:
+        self.counts = {}
+        if self.calls == "all":
+            self.outputs = {}
 
     def _hook(self, path: str, select: Callable[[Any], torch.Tensor]):
         def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            self.outputs[path] = select(output)
+            count = self.counts[path] = self.counts.get(path, 0) + 1
+            if count > 1 and self.calls == "error":
+                raise TorchSlimError(
+                    f"Tap on {path!r} of the {self.owner}: the module ran {count} times in one forward pass (a "
+                    "weight-shared module called more than once) and the tap was opened with calls='error'. Tap a module that "
+                    "runs once, or open the tap with calls='all' (every call, a tuple) or calls='last'.")
+            value = select(output)
+            if self.calls == "all":
+                self.outputs[path] = (*self.outputs.get(path, ()), value)
+            else:
+                self.outputs[path] = value
 
         return record
 
+    def _finish(self, _model: nn.Module, _inputs: Any, _output: Any) -> None:
+        if self.calls != "warn":
+            return
+        for path, count in self.counts.items():
+            if count > 1 and path not in self._warned:
+                self._warned.add(path)
+                warnings.warn(
+                    f"Tap on {path!r} of the {self.owner}: the module ran {count} times in one forward pass and "
+                    "the tap keeps only the last call's output. Tap a module that runs once, or open the tap with "
+                    "calls='all' (every call, a tuple) or calls='last' (this, without the warning).",
+                    UserWarning, stacklevel=2)
+
     def clear(self) -> None:
         self.outputs = {}
+        self.counts = {}
 
     def close(self) -> None:
         for handle in self._handles:

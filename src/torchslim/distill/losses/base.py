@@ -232,7 +232,12 @@ def _feature(loss: DistillLoss, outputs: Outputs, tap: str, owner: str) -> Tenso
         there = ", ".join(map(repr, outputs.features)) or "(none)"
         raise loss._error(f"the {owner} tap {tap!r} is not among the {owner}'s features; "
                           f"available: {there}.")
-    return outputs.features[tap]
+    value = outputs.features[tap]
+    if isinstance(value, (tuple, list)):  # Taps(calls="all"): one tensor per call of the module
+        raise loss._error(f"the {owner} tap {tap!r} holds {len(value)} outputs (one per call of a module that "
+                          "runs several times per forward, Taps(calls='all')), but this loss compares one "
+                          "tensor. Tap a module that runs once, or pick one call, e.g. features[tap][-1].")
+    return value
 
 
 def _same_batch(loss: DistillLoss, s: Tensor, t: Tensor) -> None:
