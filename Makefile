@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet "$(TORCH)" -e ".[dev,text]"
+	$(PIP) install --quiet "$(TORCH)" -e ".[dev,text,federated]"
 	touch $(STAMP)
 
 # Debian's dataset-fashion-mnist puts the IDX files in $(DATA_DIR). Elsewhere the loader downloads
