@@ -196,6 +196,10 @@ def check_heads_arg(model: nn.Module, heads: Any) -> dict[str, int]:
         raise PruneError(f"heads must be a mapping {{module path: head count}} such as {{'blocks.0.attn': 4}}, "
                          f"got {type(heads).__name__} {heads!r}.")
     for path, count in heads.items():
+        if path == "":
+            raise PruneError(f"heads['']: the model ({type(model).__name__}) itself is never pruned as one attention "
+                             "block; key heads by the path of the submodule that owns the q/k/v projections, "
+                             "e.g. {'blocks.0.attn': 4}.")
         resolve_path(model, path, f"heads[{path!r}]")
         if not _positive_int(count):
             raise PruneError(f"heads[{path!r}] must be a positive integer (the number of attention heads of "

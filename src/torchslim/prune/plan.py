@@ -116,6 +116,7 @@ def make_plan(model: nn.Module, example_input: torch.Tensor, ratio: float, ratio
     refuse_unknown_heads(model, unresolved(attention, ignored))
     attention = [block for block in attention if block.heads is not None]
     num_heads = _protect_attention(attention, ignored, labels, notes)
+    _refuse_nothing_prunable(model, ignored, labels)
     return Plan(ratio=ratio, head_ratio=head_ratio, steps=steps, round_to=round_to, ratio_modules=ratio_modules,
                 ignored=ignored, ignored_labels=labels, classifier=classifier, attention=attention,
                 num_heads=num_heads, base=signature(model), widths=layer_widths(model),
@@ -139,6 +140,18 @@ def _protect_attention(attention: list[AttentionBlock], ignored: list[nn.Module]
             notes.append(f"{block.path} ({type(block.module).__name__}): heads cannot be pruned as heads "
                          "without changing the residual stream; left alone.")
     return num_heads
+
+
+def _refuse_nothing_prunable(model: nn.Module, ignored: list[nn.Module], labels: list[str]) -> None:
+    """Fail before tracing when every convolution and Linear layer is ignored or protected."""
+    left_alone = {id(m) for root in ignored for m in root.modules()}
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+    if any(id(m) not in left_alone for m in layers):
+        return
+    what = f"its {len(layers)} convolution/Linear layer(s) are all left alone: {', '.join(labels)}" if layers \
+        else "it has no convolution or Linear layer"
+    raise PruneError(f"Nothing to prune in {type(model).__name__}: {what}. Channel pruning removes output channels "
+                     "of convolutions and Linear layers; ignore fewer layers, or prune a model that has some.")
 
 
 def _check_positive(name: str, value: Any) -> None:
