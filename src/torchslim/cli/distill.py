@@ -12,7 +12,7 @@ from typing import Any
 
 from torchslim.cli.common import console, positive_int
 from torchslim.cli.text import add_text_args, cmd_text_distill, is_text
-from torchslim.cli.train import add_data_args, add_fit_args, data_kwargs, prepare_out, train_and_save
+from torchslim.cli.train import add_data_args, add_fit_args, data_kwargs, open_run, train_and_save
 from torchslim.core.errors import TorchSlimError
 
 
@@ -108,7 +108,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     args.optimizer = args.optimizer or "sgd"
     args.schedule = args.schedule or "onecycle"
     args.weight_decay = 5e-4 if args.weight_decay is None else args.weight_decay
-    out = prepare_out(args)
+    out = open_run(args)
+    if out is None:  # this very run already finished
+        return 0
     bundle = data.load(args.data, **data_kwargs(args))
     teachers = {}
     for i, target in enumerate(args.teacher):

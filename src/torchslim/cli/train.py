@@ -6,6 +6,7 @@ The training options and the train-then-save flow are shared with `torchslim dis
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -48,8 +49,9 @@ def add_parser(sub: Any) -> None:
         "train", help="train a model and save a checkpoint",
         description="Train a registered model on a registered dataset. Progress is checkpointed every "
                     "epoch in OUT/checkpoints: run the same command again after an interruption and it "
-                    "resumes from the last finished epoch. Writes OUT/model.safetensors, OUT/model.json "
-                    "and OUT/metrics.json.")
+                    "resumes from the last finished epoch; run it after it finished and it says so. Writes "
+                    "OUT/metrics.json, OUT/model.safetensors and OUT/model.json (last: the run is finished "
+                    "when it is there).")
     train.add_argument("--model", required=True, help="model name (see `torchslim models`)")
     train.add_argument("--width", type=float, default=None, help="channel width multiplier of the model family")
     add_data_args(train)
@@ -83,26 +85,140 @@ def prepare_out(args: argparse.Namespace) -> Path:
     return out
 
 
+# -- the run's record: complete or absent ---------------------------------------------------------
+#
+# A run commits its record in this order: metrics.json, model.safetensors, model.json. model.json is
+# written last (atomically, naming the weights' hash), so it is the commit marker: a folder with it
+# holds a finished run; a folder without it holds an unfinished one, which the same command resumes
+# from OUT/checkpoints. OUT/checkpoints/run.json names the options of an unfinished run.
+
+RUN_FILE = "run.json"
+# Options that change where output goes or how it is shown, not what the run computes.
+_NOT_IDENTITY = {"func", "out", "restart", "quiet", "threads", "data_root"}
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that decide what a run computes, as plain JSON (compared on every rerun)."""
+    chosen = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_IDENTITY}
+    return json.loads(json.dumps(chosen, default=str))
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    return "; ".join(f"--{k.replace('_', '-')}: {saved.get(k)!r} there, {now.get(k)!r} now" for k in keys)
+
+
+def _finished_record(out: Path) -> dict[str, Any]:
+    """model.json of a finished run in ``out``, checked against its weights."""
+    from torchslim.core.checkpoint import WEIGHTS, read_meta, sha256_file
+
+    meta = read_meta(out)
+    weights = out / WEIGHTS
+    if not weights.is_file() or meta.get("sha256") != sha256_file(weights):
+        problem = "is missing" if not weights.is_file() else "does not match the SHA-256 in model.json"
+        raise TorchSlimError(f"{out} holds a damaged record of a finished run: {weights} {problem}. Pass "
+                             "--restart to discard it and train again, or choose another --out.")
+    return meta
+
+
+def open_run(args: argparse.Namespace) -> Path | None:
+    """The output directory to train into, or None when it already holds this very run, finished.
+
+    A finished run of other options, or an unfinished one of other options, is refused with the
+    options that differ; ``--restart`` discards whatever ``OUT`` holds. Leftover temporary files of
+    killed runs are removed.
+
+    Raises:
+        TorchSlimError: ``--out`` is a file, holds another run, or holds a damaged record.
+    """
+    from torchslim.core.io import sweep
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise TorchSlimError(f"--out {out} is a file; give a directory (it is created when missing).")
+    sweep(out)
+    if args.restart:
+        discard_run(out)
+        return out
+    now = run_options(args)
+    if (out / "model.json").exists():
+        meta = _finished_record(out)
+        if not isinstance(meta.get("run"), dict):
+            raise TorchSlimError(f"{out} already holds a trained model whose options were not recorded; "
+                                 "pass --restart to train it again from scratch, or choose another --out.")
+        if differ := _differences(meta["run"], now):
+            raise TorchSlimError(f"{out} already holds a finished run with other options ({differ}). Pass "
+                                 "--restart to discard it and train again, or choose another --out.")
+        accuracy = ((meta.get("metrics") or {}).get("test") or {}).get("accuracy")
+        shown = f" (test accuracy {accuracy:.2f}%)" if isinstance(accuracy, (int, float)) else ""
+        console.print(f"{out} already holds this run, finished{shown}: nothing to do. Pass --restart "
+                      "to train it again.")
+        return None
+    saved = _unfinished_options(out)
+    if saved is not None and (differ := _differences(saved, now)):
+        raise TorchSlimError(f"{out} holds an unfinished run with other options ({differ}). Run the same "
+                             "command as before to resume it, pass --restart to discard it, or choose "
+                             "another --out.")
+    return out
+
+
+def _unfinished_options(out: Path) -> dict[str, Any] | None:
+    path = out / "checkpoints" / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TorchSlimError(f"{path} is damaged ({exc}); pass --restart to discard the unfinished run "
+                             "in it, or choose another --out.") from None
+    if not isinstance(saved, dict):
+        raise TorchSlimError(f"{path} holds {type(saved).__name__}, not the options of a run; pass "
+                             "--restart to discard the unfinished run in it, or choose another --out.")
+    return saved
+
+
+def discard_run(out: Path) -> None:
+    """Remove a run's record and training state from ``out`` (the commit marker first)."""
+    from torchslim.core.checkpoint import META, WEIGHTS
+
+    for name in (META, "metrics.json", WEIGHTS):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+
+
+def check_fit_flags(args: argparse.Namespace) -> None:
+    """Flags of the fit loop that contradict each other."""
+    warmup, epochs = getattr(args, "warmup_epochs", None), getattr(args, "epochs", None)
+    if warmup and epochs is not None and warmup >= epochs:
+        conflict(f"--warmup-epochs {warmup:g} is not less than --epochs {epochs}: the warm-up is part of the "
+                 "training; give a shorter warm-up or more epochs.")
+
+
 def train_and_save(trainee: nn.Module, export: nn.Module, bundle: Any, args: argparse.Namespace,
                    out: Path, extra: dict | None = None) -> dict:
-    """Fit ``trainee`` (a model or a task), then save ``export`` with its record; returns metrics."""
+    """Fit ``trainee`` (a model or a task), then save ``export`` with its record; returns metrics.
+
+    The record is committed metrics first and ``model.json`` last (see above), so a kill or a full
+    disk at any instant leaves a folder that the same command resumes.
+    """
     from torchslim.core.checkpoint import save_model
     from torchslim.core.io import atomic_write_json
     from torchslim.train import evaluate, fit
 
     options = fit_options(args)
+    atomic_write_json(out / "checkpoints" / RUN_FILE, run_options(args))
     history = fit(trainee, bundle, args.epochs, checkpoint_dir=out / "checkpoints", resume=True,
                   threads=args.threads, progress=not args.quiet, **options)
     val = evaluate(export, bundle.val) if bundle.val is not None else None
     metrics = {"test": history.test, "val": val, "train_seconds": history.seconds, "epochs": args.epochs,
                "resumed_from_epoch": history.resumed_from_epoch}
+    atomic_write_json(out / "metrics.json", metrics)
     save_model(export, out, {
         "data": {"name": args.data, "kwargs": data_kwargs(args)},
         "fit": {"epochs": args.epochs, "threads": args.threads, **options},
-        "history": history.to_dict(), "metrics": metrics,
+        "history": history.to_dict(), "metrics": metrics, "run": run_options(args),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {}),
     })
-    atomic_write_json(out / "metrics.json", metrics)
     console.print(f"test accuracy [bold]{history.test['accuracy']:.2f}%[/bold] after "
                   f"{history.seconds / 60:.1f} min of training; saved {out}/model.safetensors")
     return metrics
@@ -113,7 +229,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from torchslim import data, models
 
-    out = prepare_out(args)
+    out = open_run(args)
+    if out is None:  # this very run already finished
+        return 0
     bundle = data.load(args.data, **data_kwargs(args))
     torch.manual_seed(args.seed)  # the initial weights follow --seed too
     model = models.create(args.model, num_classes=bundle.num_classes, in_channels=bundle.input_shape[0],

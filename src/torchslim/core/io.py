@@ -49,6 +49,12 @@ def fsync_dir(directory: Path) -> None:
 _fsync_dir = fsync_dir  # the name older callers import
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # -- temporary names and their leftovers -----------------------------------------------------------
 
 
@@ -196,6 +202,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], need: int | No
     try:
         with disk_full_guard(path, need):
             write(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # some writers make 0600 files; the user's umask decides
             fsync_file(tmp)
             os.replace(tmp, path)
     except BaseException:

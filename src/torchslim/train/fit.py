@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -154,7 +155,9 @@ def fit(
 
     Raises:
         TorchSlimError: bad options, or resuming a run whose configuration differs.
-        NonFiniteLossError: a NaN/Inf loss; the last good checkpoint is kept.
+        NonFiniteLossError: a NaN/Inf loss; the message says whether a training state was kept
+            (the last good one, in ``checkpoint_dir``) and where.
+        DiskFullError: no space for a checkpoint.
     """
     unknown = sorted(set(options) - set(FitConfig.__dataclass_fields__))
     if unknown:
@@ -187,18 +190,21 @@ def fit(
         runner.torchslim_task = _is_task(model)  # type: ignore[attr-defined]
 
     history = History(config=asdict(cfg))
-    start_epoch = 0
+    start_epoch, kept = 0, None  # kept: the newest training state on disk, for the NaN message
     if resume and checkpoint_dir and (state := find_training_state(checkpoint_dir)):
         info = load_training_state(state, model, optimizer)
         _check_same_config(info["config"], history.config, state)
         history.epochs, start_epoch = info["history"], info["epoch"] + 1
         history.seconds, history.resumed_from_epoch = info.get("seconds", 0.0), info["epoch"]
+        kept = state
 
     steps_per_epoch = len(train)
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
     bar = Progress(enabled=progress and dist_info.is_main, total_epochs=cfg.epochs)
-    with bar:
+    # The loader may be shared with later runs: give its sampler back at the epoch it came with.
+    sampler_epoch = getattr(sampler, "epoch", None)
+    with bar, _restoring_epoch(sampler, sampler_epoch):
         for epoch in range(start_epoch, cfg.epochs):
             began = time.perf_counter()
             if hasattr(sampler, "set_epoch"):
@@ -219,11 +225,8 @@ def fit(
                 batch = as_batch(raw, device, memory_format)
                 loss, parts, logits = _loss(runner, batch, cfg)
                 if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"The training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                        f"(lr {lr:.4g}). Lower the learning rate or check the data; the last good "
-                        f"checkpoint{' in ' + str(checkpoint_dir) if checkpoint_dir else ''} is kept."
-                    )
+                    raise NonFiniteLossError(_non_finite_message(loss.item(), epoch, step, lr, kept,
+                                                                 checkpoint_dir))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm:
@@ -252,7 +255,7 @@ def fit(
             history.epochs.append(record)
             bar.end_epoch(record)
             if checkpoint_dir and dist_info.is_main:
-                save_training_state(checkpoint_dir, model, optimizer, {
+                kept = save_training_state(checkpoint_dir, model, optimizer, {
                     "epoch": epoch, "config": history.config, "history": history.epochs,
                     "seconds": history.seconds})
             if on_epoch_end:
@@ -261,6 +264,28 @@ def fit(
         history.test = evaluate(_eval_target(model), test, device)
         bar.log(f"test accuracy {history.test['accuracy']:.2f}%  ({history.test['n']} samples)")
     return history
+
+
+@contextmanager
+def _restoring_epoch(sampler: Any, epoch: int | None):
+    try:
+        yield
+    finally:
+        if epoch is not None and hasattr(sampler, "epoch"):
+            sampler.epoch = epoch
+
+
+def _non_finite_message(value: float, epoch: int, step: int, lr: float, kept: Path | None,
+                        checkpoint_dir: Any) -> str:
+    """What happened and, truthfully, whether a training state was kept and where."""
+    text = (f"The training loss became {value} at epoch {epoch + 1}, step {step + 1} (lr {lr:.4g}). "
+            "Lower the learning rate or check the data. ")
+    if kept is None:
+        why = "it failed before the first epoch ended" if checkpoint_dir else "no checkpoint directory was given"
+        return text + f"No checkpoint was kept ({why}): a new run starts from the beginning."
+    return text + (f"The last good training state is kept in {kept}; the same options resume from it, "
+                   "changed ones (such as a lower learning rate) need a new checkpoint directory "
+                   "(CLI: --restart).")
 
 
 def _check_same_config(saved: dict, current: dict, where: Path) -> None:
