@@ -61,26 +61,35 @@ def test_cache_dir_falls_back_to_home(monkeypatch, tmp_path, xdg):
     assert fm.cache_dir() == tmp_path / ".cache" / "torchslim" / "fashion-mnist"
 
 
-def test_first_complete_directory_wins(places, write_fmnist, tmp_path):
-    root = tmp_path / "root"
-    for directory in (root, places.env, places.system, places.cache):
+def test_without_a_given_location_the_first_complete_directory_wins(places, write_fmnist, monkeypatch):
+    monkeypatch.delenv("TORCHSLIM_DATA")
+    for directory in (places.system, places.cache):
         write_fmnist(directory)
-    expected = [root, places.env, places.system, places.cache]
-    for where in expected:
-        found = fm.locate(root if where == root else None, download=False)
-        assert {p.parent for p in found.values()} == {where}
-        assert set(found) == set(STEMS)
-        if where not in (root, places.cache):  # take this one away: the next in line must win
-            for path in found.values():
-                path.unlink()
+    found = fm.locate(None, download=False)
+    assert {p.parent for p in found.values()} == {places.system} and set(found) == set(STEMS)
+    for path in found.values():  # take the system copy away: the cache must win
+        path.unlink()
     assert load(None).info["root"] == str(places.cache)
 
 
-def test_incomplete_directory_is_skipped(places, write_fmnist, tmp_path):
+def test_a_given_location_is_the_only_place_looked(places, write_fmnist, tmp_path):
     root = write_fmnist(tmp_path / "root")
-    (root / "t10k-labels-idx1-ubyte").unlink()
-    write_fmnist(places.env)
-    assert load(root).info["root"] == str(places.env)
+    for directory in (places.env, places.system):
+        write_fmnist(directory)
+    assert load(root).info["root"] == str(root)  # root= beats $TORCHSLIM_DATA
+    assert load(None).info["root"] == str(places.env)  # $TORCHSLIM_DATA beats the system copy
+
+
+@pytest.mark.parametrize("given", ["root", "env"])
+def test_an_incomplete_given_location_is_refused_not_replaced(places, write_fmnist, tmp_path, given):
+    root = write_fmnist(tmp_path / "root") if given == "root" else None
+    directory = root or write_fmnist(places.env)
+    (directory / "t10k-labels-idx1-ubyte").unlink()
+    write_fmnist(places.system)  # a complete system copy must not stand in
+    with pytest.raises(DataNotFoundError, match="t10k-labels-idx1-ubyte") as info:
+        load(root)
+    assert str(directory) in str(info.value) and str(places.system) not in str(info.value)
+    assert ("$TORCHSLIM_DATA" in str(info.value)) == (given == "env")
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["raw", "gz"])
@@ -95,12 +104,12 @@ def test_raw_and_gz_files_load(places, write_fmnist, fmnist_arrays, tmp_path, co
     assert torch.equal(test.labels, torch.from_numpy(fmnist_arrays["t10k-labels-idx1-ubyte"]).long())
 
 
-def test_missing_data_lists_every_place_looked(places, tmp_path):
-    root = tmp_path / "root"
+def test_missing_data_lists_every_place_looked(places, monkeypatch):
+    monkeypatch.delenv("TORCHSLIM_DATA")
     with pytest.raises(DataNotFoundError) as info:
-        load(root)
+        load(None)
     message = str(info.value)
-    for place in (root, places.env, places.system, places.cache):
+    for place in (places.system, places.cache):
         assert str(place) in message
     assert "dataset-fashion-mnist" in message and "train-images-idx3-ubyte[.gz]" in message
     assert isinstance(info.value, FileNotFoundError)
@@ -398,6 +407,7 @@ def test_fetch_refuses_bad_content(mirror, tmp_path, which, damage):
 
 
 def test_load_downloads_into_the_cache(mirror, places, monkeypatch):
+    monkeypatch.delenv("TORCHSLIM_DATA")  # no location given: the download may stand in
     monkeypatch.setattr(fm, "fetch", functools.partial(fm.fetch, mirror=mirror.url, timeout=5))
     bundle = data.load("fashion-mnist", val_size=8, download=True)
     assert bundle.info["root"] == str(places.cache)
@@ -406,6 +416,7 @@ def test_load_downloads_into_the_cache(mirror, places, monkeypatch):
 
 
 def test_failed_download_is_data_not_found(mirror, places, monkeypatch):
+    monkeypatch.delenv("TORCHSLIM_DATA")  # no location given: the download may stand in
     mirror.files.clear()  # every file 404s
     monkeypatch.setattr(fm, "fetch", functools.partial(fm.fetch, mirror=mirror.url, timeout=5))
     with pytest.raises(DataNotFoundError, match="Downloading from .* failed") as info:

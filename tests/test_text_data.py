@@ -64,9 +64,14 @@ def test_empty_corpus_file_is_an_error(tmp_path):
 def test_missing_files_list_every_place_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHSLIM_DATA", str(tmp_path / "env"))
     monkeypatch.setattr(wn, "DEBIAN_DIR", tmp_path / "debian")
-    with pytest.raises(DataNotFoundError, match=r"not found in: .*root; .*env/wordnet; .*debian\. Install Debian's "
-                                                r"package 'wordnet-base'"):
+    # a location the user gave is the only place looked: named, never replaced by the system copy
+    with pytest.raises(DataNotFoundError, match=r"you gave \(root=.*\), .*root, does not exist"):
         wn.locate(tmp_path / "root")
+    with pytest.raises(DataNotFoundError, match=r"\$TORCHSLIM_DATA\), .*env/wordnet, does not exist"):
+        wn.locate()
+    monkeypatch.delenv("TORCHSLIM_DATA")
+    with pytest.raises(DataNotFoundError, match=r"not found in: .*debian\. Install Debian's package 'wordnet-base'"):
+        wn.locate()
     with pytest.raises(TorchSlimError, match="subset of noun, verb, adj, adv"):
         wn.locate(tmp_path, ("nouns",))
 

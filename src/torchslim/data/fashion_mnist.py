@@ -1,8 +1,9 @@
 """Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017): 70k 28x28 greyscale images of 10 clothing classes.
 
-Files are looked for, in order: an explicit ``root``, ``$TORCHSLIM_DATA/fashion-mnist``,
-``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``) and
-``~/.cache/torchslim/fashion-mnist``. Where none has them and ``download`` is on, they are fetched
+Files are read from an explicit ``root``, else from ``$TORCHSLIM_DATA/fashion-mnist``: a location
+the user gave is the only place looked (missing files are an error naming it, never replaced by
+another copy). Without one they are looked for in ``/usr/share/datasets/fashion-mnist`` (Debian's
+``dataset-fashion-mnist``) and ``~/.cache/torchslim/fashion-mnist``. Where none has them and ``download`` is on, they are fetched
 from the dataset's official mirror into the cache and verified by SHA-256 of their decompressed
 content (which is what matters; distributions recompress the .gz files).
 """
@@ -22,7 +23,7 @@ from torchslim.core.errors import CorruptFileError, DataNotFoundError
 from torchslim.core.io import atomic_write_bytes
 from torchslim.data.base import ArrayImageDataset, Augment, DataBundle, make_loader, split_train_val
 from torchslim.data.idx import decompress, parse_idx, read_idx_bytes
-from torchslim.data.registry import DATASETS
+from torchslim.data.registry import DATASETS, given_location, refuse_incomplete
 
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 # SHA-256 of each file's decompressed IDX content, and its expected size in bytes.
@@ -60,13 +61,23 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 
 def locate(root: str | Path | None = None, download: bool = True) -> dict[str, Path]:
-    """Paths of the four IDX files, from the first directory that has all of them.
+    """Paths of the four IDX files: from the location the user gave (``root``, else
+    ``$TORCHSLIM_DATA/fashion-mnist``) and nowhere else; without one, from the first of the system
+    copy and the cache that has all of them, downloading into the cache when allowed.
 
     Raises:
-        DataNotFoundError: no directory has them and downloading was off or failed; the message
-            lists every place looked and how to get the files.
+        DataNotFoundError: a given location lacks files (the location and the missing files named),
+            or no directory has them and downloading was off or failed (every place looked listed).
     """
-    looked = search_paths(root)
+    given = given_location(root, "fashion-mnist")
+    if given is not None:
+        found = {stem: _find(given[0], stem) for stem in FILES}
+        if not all(found.values()):
+            refuse_incomplete("Fashion-MNIST", given[0], given[1], [f"{s}[.gz]" for s, p in found.items() if p is None],
+                              "put the four IDX files there (Debian's 'dataset-fashion-mnist' installs them in "
+                              "/usr/share/datasets/fashion-mnist), or drop the location.")
+        return found  # type: ignore[return-value]
+    looked = search_paths()
     for directory in looked:
         found = {stem: _find(directory, stem) for stem in FILES}
         if all(found.values()):

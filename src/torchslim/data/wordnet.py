@@ -12,8 +12,8 @@ is **by word sense**: every sentence of a synset lands in the same split, so no 
 shares its sense with a training one. A sentence that occurs in several synsets is kept once, with
 the first.
 
-Files are looked for, in order: an explicit ``root``, ``$TORCHSLIM_DATA/wordnet`` and
-``/usr/share/wordnet``.
+Files are read from an explicit ``root``, else from ``$TORCHSLIM_DATA/wordnet`` (a location the user
+gave is the only place looked), else from ``/usr/share/wordnet``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 
 from torchslim.core.errors import CorruptFileError, DataNotFoundError, TorchSlimError
 from torchslim.data.base import DataBundle
-from torchslim.data.registry import DATASETS
+from torchslim.data.registry import DATASETS, given_location, refuse_incomplete
 from torchslim.data.text import TokenizedTexts, text_loader
 
 PARTS = ("noun", "verb", "adj", "adv")
@@ -65,7 +65,15 @@ def locate(root: str | Path | None = None, parts: tuple[str, ...] = PARTS) -> di
     unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
         raise TorchSlimError(f"WordNet parts must be a non-empty subset of {', '.join(PARTS)}; got {list(parts)}.")
-    looked = search_paths(root)
+    given = given_location(root, "wordnet")
+    if given is not None:
+        missing = [f"data.{part}" for part in parts if not (given[0] / f"data.{part}").is_file()]
+        if missing:
+            refuse_incomplete("WordNet", given[0], given[1], missing,
+                              "put the data files there (Debian's 'wordnet-base' installs them in /usr/share/wordnet), "
+                              "or drop the location.")
+        return {part: given[0] / f"data.{part}" for part in parts}
+    looked = search_paths()
     for directory in looked:
         found = {part: directory / f"data.{part}" for part in parts}
         if all(path.is_file() for path in found.values()):

@@ -11,6 +11,7 @@ reuses every finished step whose key is unchanged and redoes only the rest.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -21,20 +22,26 @@ import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from torchslim.core.errors import TorchSlimError
+from torchslim.core.errors import CheckpointError, TorchSlimError
 from torchslim.core.io import atomic_write_json
 from torchslim.pipeline.recipe import Recipe, RecipeError, digest
 from torchslim.pipeline.steps import Output, steps_for
 
 STEP_FILE = "step.json"
-FACTORY_KEY = "factory"
+FACTORY_KEY = "factory"  # model.json's "model": {"factory": <models= key or module:function>, ...}
+TEACHER_KEY = "teacher"  # model.json's "model": {"teacher": ...}: the teacher object given by the caller
+REBUILD_HINT = ("To make a model of your own architecture rebuildable, save it with "
+                "torchslim.save_model(model, dir, factory=NAME) and pass models={NAME: factory} (or name a "
+                "`package.module:function` allowed by --allow-import), or give the model object itself as "
+                "teacher=; torchslim never unpickles a module.")
 
 
 # -- peak memory -----------------------------------------------------------------------------------
@@ -95,14 +102,21 @@ def subset_bundle(bundle: Any, train: int | None, test: int | None, seed: int) -
 
 
 def bundle_fingerprint(bundle: Any) -> str:
-    """Identifies a dataset by its name, sizes and a hash of a sample of its tensors."""
+    """Identifies a dataset by its name, sizes and a hash of every split's tensors (train, val, test:
+    calibration reads the validation split), so changed data is never mistaken for the data a
+    finished step was made from."""
     h = hashlib.sha256(f"{bundle.name}|{bundle.num_classes}|{tuple(bundle.input_shape)}".encode())
-    for loader in (bundle.train, bundle.test):
-        ds = loader.dataset
-        h.update(str(len(ds)).encode())
+    for split in ("train", "val", "test"):
+        loader = getattr(bundle, split, None)
+        ds = getattr(loader, "dataset", None)
+        if ds is None:
+            h.update(f"{split}:none".encode())
+            continue
+        h.update(f"{split}:{len(ds)}".encode())
         for t in (getattr(ds, "images", None), getattr(ds, "labels", None)):
             if isinstance(t, torch.Tensor):
-                h.update(t[: min(len(t), 256)].contiguous().numpy().tobytes())
+                h.update(str((tuple(t.shape), t.dtype)).encode())
+                h.update(t.contiguous().numpy())  # buffer protocol: no copy
     return h.hexdigest()
 
 
@@ -142,6 +156,7 @@ class Context:
     where: str = ""
     work: Path = Path(".")
     _data: Any = None
+    _data_key: str | None = None
     _sources: dict[str, tuple[nn.Module, dict]] = dataclasses.field(default_factory=dict)
 
     # data ----------------------------------------------------------------------------------------
@@ -164,6 +179,9 @@ class Context:
                     if cfg.root:
                         kwargs["root"] = cfg.root
                 bundle = datasets.load(cfg.name, **kwargs)
+            from torchslim.data.custom import check_finite
+
+            check_finite(bundle)  # NaN/Inf refused here, before a step trains or calibrates on them
             self._data = subset_bundle(bundle, *self._subset_sizes(), self.recipe.seed)
         return self._data
 
@@ -194,7 +212,9 @@ class Context:
         return bundle
 
     def data_key(self) -> str:
-        return bundle_fingerprint(self.data)
+        if self._data_key is None:  # hashed once per run: every strategy's first key starts from it
+            self._data_key = bundle_fingerprint(self.data)
+        return self._data_key
 
     # models --------------------------------------------------------------------------------------
     def teacher_source(self) -> str:
@@ -205,25 +225,98 @@ class Context:
 
     def _load_source(self, source: str) -> tuple[nn.Module, dict]:
         from torchslim import zoo
-        from torchslim.core.checkpoint import load_model
 
         if source == "teacher":
-            if self.teacher_override is not None:
+            if self.teacher_override is not None and self.recipe.task == "text":
                 return self.teacher_override, {"source": "teacher given by the caller"}
+            if self.teacher_override is not None:
+                return self._given_teacher(), {"source": "teacher given by the caller"}
             source = self.teacher_source()
         if self.recipe.task == "text":
             return self._load_encoder(source)
         if source in zoo.ZOO:
-            return zoo.load(source)
-        path = Path(source)
-        if not path.exists():
+            model, meta = zoo.load(source)
+        elif Path(source).exists():
+            model, meta = self.load_dir(Path(source))
+        elif ":" in source or source in self.factories:  # `package.module:function` or a models={...} key
+            model, meta = self.rebuild({FACTORY_KEY: source}, self.where), {"source": source}
+        else:
             raise TorchSlimError(
                 f"{self.where or self.recipe.source}: model source {source!r} is neither a shipped model "
-                f"({', '.join(zoo.list())}) nor an existing checkpoint directory.")
-        meta_spec = json.loads((path / "model.json").read_text()).get("model") if (path / "model.json").is_file() else None
-        if isinstance(meta_spec, dict) and FACTORY_KEY in meta_spec:
-            return load_model(path, model=self.build_factory(meta_spec))
-        return load_model(path)
+                f"({', '.join(zoo.list())}), an existing checkpoint directory, a key of models={{...}} "
+                f"({', '.join(self.factories) or 'none given'}) nor `package.module:function`.")
+        self.check_fits(model, f"model source {source!r}")
+        return model, meta
+
+    def _given_teacher(self) -> nn.Module:
+        """A copy of the caller's teacher object, tagged so that models derived from it (pruned,
+        sparsified, fine-tuned) are saved as "the teacher + these applied steps" and reloaded by
+        replaying the steps on a fresh copy of it."""
+        from torchslim.models import SPEC_ATTR, spec_of
+
+        teacher = copy.deepcopy(self.teacher_override)
+        spec = spec_of(teacher)
+        if not (isinstance(spec, dict) and "name" in spec):  # a registered family rebuilds anywhere: keep it
+            cls = type(teacher)
+            object.__setattr__(teacher, SPEC_ATTR, {TEACHER_KEY: "given to compare()/run()",
+                                                    "class": f"{cls.__module__}:{cls.__qualname__}"})
+        self.check_fits(teacher, "the teacher given")
+        return teacher
+
+    def check_fits(self, model: nn.Module, what: str) -> None:
+        """Input channels and output width of an image model against the data, before any work."""
+        if self.recipe.task == "text" or not isinstance(model, nn.Module):
+            return
+        from torchslim.train.evaluate import check_bundle_fits
+
+        check_bundle_fits(model, self.data, f"{self.where or self.recipe.source}: {what}")
+
+    def rebuild(self, spec: Any, where: str) -> nn.Module:
+        """A fresh instance of the architecture a model.json's ``"model"`` records: a registered family
+        (``name``), a factory (``factory``: a key of ``models=`` or ``module:function``), or the
+        teacher object given by the caller (``teacher``). The result carries ``spec``, so saving it
+        again records the same recipe.
+
+        Raises:
+            CheckpointError: ``spec`` is None or names what this context cannot build (the message
+                says how to make it rebuildable).
+        """
+        from torchslim.core.checkpoint import check_spec
+        from torchslim.models import SPEC_ATTR, from_spec
+
+        check_spec(spec, where)
+        if not isinstance(spec, dict):
+            raise CheckpointError(f"{where} records no way to rebuild its model. " + REBUILD_HINT)
+        if FACTORY_KEY in spec:
+            model = self.build_factory(spec)
+        elif TEACHER_KEY in spec:
+            if self.teacher_override is None:
+                raise CheckpointError(f"{where}: this model was derived from the teacher object given to "
+                                      "compare()/run() (an architecture torchslim cannot build alone); pass "
+                                      "the same teacher= again to reload it.")
+            model = self._sources["teacher"][0] if "teacher" in self._sources else self._given_teacher()
+            model = copy.deepcopy(model)
+        else:
+            try:
+                model = from_spec(spec)
+            except TorchSlimError as exc:
+                raise CheckpointError(f"{where}: key 'model' cannot be rebuilt: {exc}") from None
+        object.__setattr__(model, SPEC_ATTR, spec)
+        return model
+
+    def load_dir(self, path: Path) -> tuple[nn.Module, dict]:
+        """A torch checkpoint directory rebuilt by :meth:`rebuild` and loaded (applied steps replayed)."""
+        from torchslim.core.checkpoint import META, load_model, read_meta
+        from torchslim.models import SPEC_ATTR
+
+        meta = read_meta(path)
+        spec = meta.get("model")
+        if spec is None:
+            raise CheckpointError(f"{path / META} records no model spec: its class {meta.get('class', '(unknown)')} "
+                                  "is not a torchslim model family. " + REBUILD_HINT)
+        model, meta = load_model(path, model=self.rebuild(spec, str(path / META)))
+        object.__setattr__(model, SPEC_ATTR, spec)
+        return model, meta
 
     def _load_encoder(self, source: str) -> tuple[nn.Module, dict]:
         from torchslim.text import load_encoder
@@ -251,21 +344,34 @@ class Context:
 
     def create_model(self, name: str, kwargs: dict[str, Any]) -> nn.Module:
         from torchslim import models
-        from torchslim.models import SPEC_ATTR
 
         bundle = self.data
         if name in self.factories or ":" in name:
-            spec = {FACTORY_KEY: name, "num_classes": bundle.num_classes,
-                    "in_channels": bundle.input_shape[0], "kwargs": kwargs}
-            model = self.build_factory(spec)
-            object.__setattr__(model, SPEC_ATTR, spec)
-            return model
-        return models.create(name, num_classes=bundle.num_classes, in_channels=bundle.input_shape[0], **kwargs)
+            model = self.rebuild({FACTORY_KEY: name, "num_classes": bundle.num_classes,
+                                  "in_channels": bundle.input_shape[0], "kwargs": kwargs}, self.where)
+        else:
+            model = models.create(name, num_classes=bundle.num_classes, in_channels=bundle.input_shape[0], **kwargs)
+        self.check_fits(model, f"model {name!r}")
+        return model
 
     def build_factory(self, spec: dict) -> nn.Module:
+        """Call the factory a spec names with its recorded (or the data's) sizes and keyword arguments."""
         name = spec[FACTORY_KEY]
-        factory = self.factories.get(name) or import_factory(name, self.allow_imports, self.where)
-        model = factory(num_classes=spec["num_classes"], in_channels=spec["in_channels"], **spec.get("kwargs", {}))
+        factory = self.factories.get(name)
+        if factory is None:
+            if ":" not in name:
+                raise CheckpointError(
+                    f"{self.where or self.recipe.source}: the model was built by the factory {name!r}, which is "
+                    f"not among the models={{...}} given ({', '.join(self.factories) or 'none'}); pass "
+                    f"models={{{name!r}: your_factory}} to compare()/run().")
+            factory = import_factory(name, self.allow_imports, self.where)
+        sizes = {"num_classes": spec.get("num_classes") or self.data.num_classes,
+                 "in_channels": spec.get("in_channels") or self.data.input_shape[0]}
+        try:
+            model = factory(**sizes, **spec.get("kwargs", {}))
+        except TypeError as exc:
+            raise RecipeError(f"{self.where}: model factory {name!r} cannot be called as {name}(num_classes=..., "
+                              f"in_channels=..., **{spec.get('kwargs', {})}): {exc}.") from None
         if not isinstance(model, nn.Module):
             raise RecipeError(f"{self.where}: model factory {name!r} returned {type(model).__name__}, not an nn.Module.")
         return model
@@ -309,16 +415,7 @@ class Saved:
             from torchslim.text import load_encoder
 
             return load_encoder(self.path, log=ctx.log)
-        from torchslim.core.checkpoint import load_model
-
-        spec = json.loads((self.path / "model.json").read_text()).get("model")
-        if isinstance(spec, dict) and FACTORY_KEY in spec:
-            model, _ = load_model(self.path, model=ctx.build_factory(spec))
-            from torchslim.models import SPEC_ATTR
-
-            object.__setattr__(model, SPEC_ATTR, spec)
-            return model
-        model, _ = load_model(self.path)
+        model, _ = ctx.load_dir(self.path)
         return model
 
 
@@ -417,13 +514,15 @@ def run_strategy(ctx: Context, name: str) -> StrategyResult:
         ctx.work.mkdir(parents=True, exist_ok=True)
         ctx.log(f"{name}: step {i + 1}/{len(specs)} {spec.name} ...")
         began = time.perf_counter()
-        with PeakMemory() as memory:
+        with PeakMemory() as memory, collect_warnings() as said:
             out = step.run(ctx, params, current)
         seconds = time.perf_counter() - began
+        for message in said:
+            ctx.log(f"{name}: step {i + 1}/{len(specs)} {spec.name}: warning: {message}")
         record = {"step": spec.name, "strategy": name, "index": i, "key": key, "config": config,
                   "seconds": seconds, "epochs": out.epochs, "used_teacher": out.used_teacher,
                   "peak_memory_bytes": memory.peak or None, "metrics": _plain(out.metrics),
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                  "warnings": said, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         record["kind"] = _save_output(out, step_dir, record)
         atomic_write_json(step_dir / STEP_FILE, record)
         shutil.rmtree(ctx.work / "checkpoints", ignore_errors=True)  # the step is done: its resume state goes
@@ -432,6 +531,21 @@ def run_strategy(ctx: Context, name: str) -> StrategyResult:
     final = Saved(ctx.out / "steps" / f"{len(specs) - 1:02d}-{specs[-1].name}-{key[:12]}", records[-1]["kind"])
     return StrategyResult(name=name, steps=records, final=final,
                           model=current if not isinstance(current, Saved) else None, task=recipe.task)
+
+
+@contextlib.contextmanager
+def collect_warnings() -> Iterator[list[str]]:
+    """Collect torchslim's own warnings raised inside the block (a setting adjusted because the data
+    is small, say) into the yielded list, so the step's record keeps them; other warnings pass on."""
+    said: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield said
+    for w in caught:
+        if type(w.message).__module__.startswith("torchslim"):
+            said.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _finished(step_dir: Path, key: str) -> dict | None:

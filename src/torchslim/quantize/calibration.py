@@ -7,6 +7,7 @@ fails with the shapes named instead of deep inside a session.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -19,7 +20,11 @@ METHODS = ("minmax", "entropy", "percentile")
 
 
 class CalibrationError(TorchSlimError):
-    """Calibration data that cannot calibrate the model: none, or of the wrong shape."""
+    """Calibration data that cannot calibrate the model: none, of the wrong shape, or not finite."""
+
+
+class CalibrationWarning(UserWarning):
+    """Calibration ran on fewer batches than asked because the loader has fewer."""
 
 
 def check_batches(batches: Any) -> int:
@@ -42,8 +47,12 @@ def take(loader: Iterable | None, batches: int, input_name: str,
     batch's shape with a free batch dimension, so later batches must match it.
 
     Raises:
-        CalibrationError: ``batches`` < 1, no loader, a loader that yields nothing, or a batch
-            whose shape does not fit the graph input ``input_name`` of ``input_shape``.
+        CalibrationError: ``batches`` < 1, no loader, a loader that yields nothing, a batch
+            whose shape does not fit the graph input ``input_name`` of ``input_shape``, or NaN/Inf
+            inputs (batch and sample named).
+
+    A loader with fewer than ``batches`` batches is used whole, with a :class:`CalibrationWarning`
+    naming both counts (the pipeline records it in the step's ``warnings``).
     """
     check_batches(batches)
     if loader is None:
@@ -63,10 +72,21 @@ def take(loader: Iterable | None, batches: int, input_name: str,
                 f"Calibration batch {i} has inputs of shape {shape}, but the model's input "
                 f"{input_name!r} takes {_shape_text(input_shape)}: the calibration loader is not the "
                 "model's data (or is transformed differently).")
-        arrays.append(x.detach().to("cpu").float().contiguous().numpy())
+        array = x.detach().to("cpu").float().contiguous().numpy()
+        finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        if not finite.all():  # ONNX Runtime's calibrators would fail on them with a bare assertion
+            raise CalibrationError(
+                f"Calibration batch {i} holds NaN or Inf inputs (its sample {int(np.argmin(finite))} first): "
+                "activation ranges cannot be measured on them; clean the calibration data.")
+        arrays.append(array)
     if not arrays:
         raise CalibrationError("The calibration loader yielded no batches (an empty dataset, or one smaller "
                                "than a batch with drop_last): static INT8 needs at least one batch.")
+    if len(arrays) < batches:  # said, and recorded by the pipeline step: never silently fewer
+        warnings.warn(CalibrationWarning(
+            f"calibration asked for {batches} batches but the loader has only {len(arrays)} "
+            f"({sum(len(a) for a in arrays)} samples): static INT8 was calibrated on {len(arrays)} batch(es); "
+            "use a larger validation split (or smaller batches) to calibrate on more."), stacklevel=2)
     return arrays
 
 
