@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import torchslim as ts
-from torchslim.core.errors import CheckpointError
+from torchslim.core.errors import CheckpointError, TorchSlimError
 from torchslim.pipeline import compare, load_recipe, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def test_teacher_directory_of_own_architecture_with_models(tmp_path):
 
     plain = ts.save_model(teacher, tmp_path / "plain-teacher")
     recipe = small_recipe(tmp_path, plain, "mynet")
-    with pytest.raises(CheckpointError, match=r"factory=NAME.*models=\{NAME: factory\}"):
+    with pytest.raises(TorchSlimError, match=r"factory=NAME.*models=\{NAME: factory\}"):
         run(recipe, tmp_path / "out0", strategy="teacher", models={"mynet": mynet}, data=data, **QUIET)
     saved = ts.save_model(teacher, tmp_path / "my-teacher", factory="mynet", factory_kwargs={"width": 64})
     recipe = small_recipe(tmp_path, saved, "mynet", "r2.yaml")
