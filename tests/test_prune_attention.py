@@ -252,3 +252,32 @@ def test_a_step_that_would_split_a_head_is_refused():
     other = Slice(module="blocks.0.attn.k", layer="LINEAR", dim="out", axis=0, size=32, kept=list(range(16)))
     with pytest.raises(prune.PruneError, match=r"different heads from its sibling projections"):
         check_whole_heads([whole, other], blocks)
+
+
+class StaleCountAttention(BareAttention):
+    """Keeps its head count as ``self.h``, a name torchslim cannot know to update, and splits the
+    width into ``self.h`` heads: after whole heads go, the rest would become thinner heads."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__(dim, heads)
+        self.h = heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = (t.reshape(b, n, self.h, -1).transpose(1, 2) for t in (self.q(x), self.k(x), self.v(x)))
+        attn = (q @ k.transpose(-2, -1) * self.head_dim**-0.5).softmax(-1)
+        return self.o((attn @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+def test_a_stale_head_count_that_would_make_thinner_heads_is_refused():
+    with pytest.raises(prune.PruneError, match=r"attention block 'blocks.0.attn' \(StaleCountAttention\), it no "
+                                               r"longer computes .* reads a head count that pruning did not update"):
+        prune.channels(user_vit(attention=StaleCountAttention), X, 0.5, heads=HEADS)
+
+
+@pytest.mark.parametrize(("steps", "head_ratio", "kept"), [(1, 0.5, 2), (2, 0.5, 2), (3, 0.5, 2), (3, 0.3, 2), (2, 0.7, 1)])
+def test_iterative_steps_remove_the_requested_share_of_heads(steps, head_ratio, kept):
+    """torch-pruning alone applies the cumulative ratio to the heads left (2 steps of 0.5: 1 of 4)."""
+    pruned, record = prune.channels(user_vit(), X, 0.5, heads=HEADS, steps=steps, head_ratio=head_ratio)
+    assert record.attention["blocks.0.attn"] == {"before": 4, "after": kept}
+    assert pruned.blocks[1].attn.q.out_features == 8 * kept

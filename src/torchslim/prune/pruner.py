@@ -8,6 +8,7 @@ that would lose every channel, a layer a criterion cannot score) become errors a
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -42,10 +43,33 @@ def build_pruner(model: nn.Module, example_input: torch.Tensor, plan: Plan, impo
         return pruner
 
     pruner = run_naming_module(model, f"Tracing {type(model).__name__} for pruning", build, UNTRACEABLE_HINT)
+    if not global_ranking:
+        _schedule_heads(pruner, plan)
     plan.check_every_group_keeps_channels(pruner)
     _refuse_empty_layers(pruner)
     _note_unscored(pruner, importance, notes)
     return pruner
+
+
+def _schedule_heads(pruner, plan: Plan) -> None:
+    """Per-step head ratios that remove exactly ``ceil(head_ratio * heads)`` heads over all steps.
+
+    torch-pruning removes ``ceil(r_s * heads_now)`` heads at step s, where r_s is the cumulative
+    target (s / steps * head_ratio) but heads_now is what is left, so 2 steps of 0.5 would keep 1
+    head of 4. Here r_s is set so that ceil(r_s * heads_now) is this step's share; a step with no
+    share gets 0 (torch-pruning then leaves the block's heads alone in that step).
+    """
+    for block in plan.attention:
+        if not block.head_prunable:
+            continue
+        total = block.heads - block.heads_kept(plan.head_ratio)
+        ratios, left = [0.0], block.heads
+        for step in range(1, plan.steps + 1):
+            share = math.ceil(total * step / plan.steps) - (block.heads - left)
+            ratios.append((share - 0.5) / left if share > 0 else 0.0)
+            left -= share
+        for layer in block.qkv.values():
+            pruner.head_pruning_ratio_dict[layer] = ratios
 
 
 def _note_unscored(pruner, importance: str, notes: list[str]) -> None:

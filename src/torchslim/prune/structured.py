@@ -22,6 +22,7 @@ from torchslim.core.state import applied_steps, set_applied_steps
 from torchslim.measure import count_macs, count_parameters, state_dict_bytes
 from torchslim.prune import importance as imp
 from torchslim.prune.errors import PruneError
+from torchslim.prune.head_check import check_blocks, snapshot
 from torchslim.prune.plan import Plan, layer_widths, make_plan
 from torchslim.prune.pruner import build_pruner, prune_step
 from torchslim.prune.record import ChannelPruneRecord, Size, StepRecord
@@ -119,13 +120,16 @@ def channels(
         torch.manual_seed(seed + step)
         if importance in imp.NEEDS_GRADIENTS:
             imp.accumulate_gradients(work, _calibration(calibration, data, example_input))
-        record_ops += prune_step(pruner, work, plan)
+        blocks_before = snapshot(plan.attention)
+        ops = prune_step(pruner, work, plan)
+        record_ops += ops
         work.zero_grad(set_to_none=True)
         if not any(isinstance(op, Slice) for op in record_ops):
             raise PruneError(f"Nothing was pruned in {type(model).__name__}: " + (
                 " ".join(n for n in notes if "cannot score" in n) or "every prunable layer is ignored or protected.")
                 + " Choose another criterion or ignore fewer layers.")
         _verify(work, example_input, plan)
+        check_blocks(work, example_input, blocks_before, ops, plan.attention, notes)
         history.append(_recover_step(step, work, teacher, data, epochs_i, recovery, cache, plan, seed,
                                      example_input))
     work.train(was_training)
