@@ -281,3 +281,27 @@ def test_iterative_steps_remove_the_requested_share_of_heads(steps, head_ratio, 
     pruned, record = prune.channels(user_vit(), X, 0.5, heads=HEADS, steps=steps, head_ratio=head_ratio)
     assert record.attention["blocks.0.attn"] == {"before": 4, "after": kept}
     assert pruned.blocks[1].attn.q.out_features == 8 * kept
+
+
+class FusedAttention(nn.Module):
+    """timm's layout: one qkv Linear, a head count attribute, scaled_dot_product_attention."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = heads, dim // heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        out = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
+
+
+def test_fused_qkv_projection_keeps_the_same_whole_heads_in_q_k_and_v():
+    pruned, record = prune.channels(user_vit(attention=FusedAttention), X, 0.5)
+    assert record.attention["blocks.0.attn"] == {"before": 4, "after": 2}
+    (op,) = [o for o in record.steps.ops if o.op == "slice" and o.module == "blocks.0.attn.qkv" and o.dim == "out"]
+    q, k, v = ([i - start for i in op.kept if start <= i < start + 32] for start in (0, 32, 64))
+    assert q == k == v and len(q) == 16 and all(q[i] % 8 == 0 for i in range(0, 16, 8))
+    assert pruned.blocks[0].attn.qkv.out_features == 48 and pruned(X).shape == (3, 10)

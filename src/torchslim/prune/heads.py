@@ -272,10 +272,12 @@ def _refuse_non_blocks(model: nn.Module, heads: Mapping[str, Any], blocks: list[
 
 
 def unresolved(blocks: Iterable[AttentionBlock], ignored: Iterable[nn.Module]) -> list[AttentionBlock]:
-    """Blocks that pruning would touch although their head count is unknown."""
+    """Blocks that pruning would touch although their head count is unknown. A block without an
+    output projection among its children is left alone whole anyway (see ``plan``), except the
+    root, which is never left alone whole."""
     left_alone = {id(m) for root in ignored for m in root.modules()}
     return [b for b in blocks if b.heads is None and id(b.module) not in left_alone
-            and not all(id(m) in left_alone for m in b.qkv.values())]
+            and not all(id(m) in left_alone for m in b.qkv.values()) and (b.out or not b.path)]
 
 
 def refuse_unknown_heads(model: nn.Module, blocks: list[AttentionBlock]) -> None:

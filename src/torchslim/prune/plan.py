@@ -114,7 +114,9 @@ def make_plan(model: nn.Module, example_input: torch.Tensor, ratio: float, ratio
         notes.append("No classifier layer found: the output layer is protected only by the output-shape check.")
     attention = find_attention(model, example_input, heads)
     refuse_unknown_heads(model, unresolved(attention, ignored))
-    attention = [block for block in attention if block.heads is not None]
+    # what is left without a count: blocks already ignored, and blocks with no output projection
+    # of their own, which _protect_attention leaves alone whole
+    attention = [b for b in attention if b.heads is not None or (b.path and not b.out)]
     num_heads = _protect_attention(attention, ignored, labels, notes)
     _refuse_nothing_prunable(model, ignored, labels)
     return Plan(ratio=ratio, head_ratio=head_ratio, steps=steps, round_to=round_to, ratio_modules=ratio_modules,

@@ -201,7 +201,7 @@ def _recover_step(step: int, model: nn.Module, teacher: nn.Module | None, data: 
 
 
 def _heads(plan: Plan, model: nn.Module) -> dict[str, dict[str, int]]:
-    return {b.path: {"before": b.heads, "after": b.heads_now()} for b in plan.attention}
+    return {b.path: {"before": b.heads, "after": b.heads_now()} for b in plan.attention if b.heads is not None}
 
 
 def _widths(plan: Plan, model: nn.Module) -> dict[str, list[int]]:
