@@ -60,6 +60,20 @@ def load_measurable(target: str):
     return model, meta, where / "model.safetensors"
 
 
+def data_root_for(dataset: str, root: str, target: str) -> str:
+    """``--data-root`` for a target's dataset, refused when that dataset reads no files (it would
+    be silently ignored, and the numbers would not come from the data pointed at)."""
+    import inspect
+
+    from torchslim.data import DATASETS
+
+    if "root" not in inspect.signature(DATASETS.get(dataset)).parameters:
+        takes = [n for n in DATASETS.list() if "root" in inspect.signature(DATASETS.get(n)).parameters]
+        raise TorchSlimError(f"--data-root {root}: {target} is scored on the dataset {dataset!r}, which reads no "
+                             f"files (datasets read from a directory: {', '.join(takes)}); drop --data-root.")
+    return root
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from torchslim import data
     from torchslim.measure import measure_many, print_records
@@ -69,8 +83,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model, meta, artifact = load_measurable(target)
         source = meta.get("data") or {"name": "fashion-mnist", "kwargs": {}}
         kwargs = dict(source.get("kwargs", {}))
-        if args.data_root and source["name"] == "fashion-mnist":
-            kwargs["root"] = args.data_root
+        if args.data_root:
+            kwargs["root"] = data_root_for(source["name"], args.data_root, target)
         key = json.dumps([source["name"], kwargs], sort_keys=True, default=str)
         group = groups.setdefault(key, {"data": (source["name"], kwargs), "models": {}, "artifacts": {}})
         group["models"][target] = model
@@ -78,8 +92,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     records = []
     for group in groups.values():
         name, kwargs = group["data"]
-        records += measure_many(group["models"], data.load(name, **kwargs).test, batch_sizes=args.batch_sizes,
-                                threads=args.threads, artifacts=group["artifacts"])
+        bundle = data.load(name, **kwargs)
+        records += measure_many(group["models"], bundle.test, batch_sizes=args.batch_sizes, threads=args.threads,
+                                artifacts=group["artifacts"], num_classes=bundle.num_classes)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
     else:

@@ -29,7 +29,7 @@ from torchslim.measure.record import SPREAD_LIMIT, LatencyStat, MeasureRecord
 from torchslim.measure.system import machine_info
 from torchslim.measure.table import print_records, records_markdown, records_table
 from torchslim.train.batch import as_batch
-from torchslim.train.evaluate import evaluate
+from torchslim.train.evaluate import check_model_fits, evaluate
 
 # Options of measure_latency a caller may set through latency_kwargs (the rest are set here).
 LATENCY_OPTIONS = tuple(p for p in inspect.signature(measure_latency).parameters
@@ -138,6 +138,7 @@ def measure_many(
     runtime: str = "torch-eager",
     device: str | torch.device = "cpu",
     latency_kwargs: Mapping[str, Any] | None = None,
+    num_classes: int | None = None,
 ) -> list[MeasureRecord]:
     """Measure several models; their latencies are timed in alternating rounds (A B, B A, ...).
 
@@ -157,10 +158,14 @@ def measure_many(
         runtime: the runtime name recorded for every ``nn.Module``; a runtime object records its
             own (``"onnxruntime"``, ``"torch-eager"``) and its kernel path in ``extra``.
         latency_kwargs: options for :func:`measure_latency` (warmup, repeats, min_seconds, ...).
+        num_classes: the data's class count; a model with another output width is refused before
+            anything is measured (default: the loader's dataset's ``num_classes`` when it has one;
+            labels beyond the model's outputs are refused in any case).
 
     Raises:
         TorchSlimError: neither ``loader`` nor ``example_input``, bad batch sizes or thread
-            counts, an unknown latency option, or an artifact that does not exist.
+            counts, an unknown latency option, an artifact that does not exist, or a model that
+            does not take the data's inputs or has another number of outputs than its classes.
     """
     if loader is None and example_input is None:
         raise TorchSlimError("measure needs a loader (for accuracy and an example input) or an "
@@ -177,7 +182,12 @@ def measure_many(
     example = example_input if example_input is not None else first_sample(loader)
     batch_size_of(example)  # a tensor with a batch dimension, checked before anything runs
     example = example.to(device)
+    if num_classes is None:
+        num_classes = getattr(getattr(loader, "dataset", None), "num_classes", None)
     runnables = {name: _as_runnable(model) for name, model in models.items()}
+    for name, model in runnables.items():  # a model that does not fit the data fails here, named
+        if isinstance(model, nn.Module):
+            check_model_fits(model.to(device), example[:2], num_classes, f"measure: model {name!r}")
     records = []
     for name, model in runnables.items():
         if isinstance(model, nn.Module):
@@ -204,6 +214,7 @@ def measure(
     runtime: str = "torch-eager",
     device: str | torch.device = "cpu",
     latency_kwargs: Mapping[str, Any] | None = None,
+    num_classes: int | None = None,
 ) -> MeasureRecord:
     """Accuracy, loss, parameters, MACs, bytes and latency of one model (see :func:`measure_many`).
 
@@ -211,7 +222,7 @@ def measure(
     """
     return measure_many({name: model}, loader, example_input=example_input, batch_sizes=batch_sizes,
                         threads=threads, rounds=1, artifacts={name: artifact} if artifact is not None else None,
-                        runtime=runtime, device=device, latency_kwargs=latency_kwargs)[0]
+                        runtime=runtime, device=device, latency_kwargs=latency_kwargs, num_classes=num_classes)[0]
 
 
 __all__ = [

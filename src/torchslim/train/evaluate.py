@@ -3,6 +3,7 @@ fits a dataset (input shape, output width against the class count) before any wo
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,8 +30,8 @@ def check_model_fits(model: nn.Module, example: torch.Tensor, num_classes: int |
                      data: str = "the data") -> None:
     """Check that ``model`` takes ``example`` (a small batch of the data) and gives one logit per class.
 
-    The first convolution's input channels are compared with the data's first, then the model runs
-    once on ``example`` (eval mode, no gradients, its mode restored) and its output width is
+    The first convolution's input channels are compared with the data's first, then a copy of the
+    model runs once on ``example`` (eval mode, no gradients) and its output width is
     compared with ``num_classes`` (None: not checked).
 
     Raises:
@@ -43,16 +44,13 @@ def check_model_fits(model: nn.Module, example: torch.Tensor, num_classes: int |
         raise TorchSlimError(f"{_prefix(where)}the model's first convolution {first[0]!r} takes {first[1]} input "
                              f"channel(s) but {data} has {shape[0]} (images {shape}); use a model built for "
                              f"in_channels={shape[0]} or convert the images.")
-    was_training = model.training
-    model.eval()
+    probe = copy.deepcopy(model).eval()  # a copy: the probe must not touch the caller's model (hooks, counters)
     try:
         with torch.no_grad():
-            logits = model(example)
+            logits = probe(example)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise TorchSlimError(f"{_prefix(where)}the model ({type(model).__name__}) does not accept inputs of "
                              f"shape {shape} from {data}: {str(exc).splitlines()[0][:300]}") from None
-    finally:
-        model.train(was_training)
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != len(example):
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise TorchSlimError(f"{_prefix(where)}the model gives {got} for a batch of {len(example)}; a classifier "

@@ -25,7 +25,7 @@ from torchslim.core.errors import NonFiniteLossError, TorchSlimError
 from torchslim.core.registry import did_you_mean
 from torchslim.train import distributed
 from torchslim.train.batch import as_batch
-from torchslim.train.evaluate import evaluate
+from torchslim.train.evaluate import check_bundle_fits, evaluate
 from torchslim.train.progress import Progress
 from torchslim.train.schedule import SCHEDULES, lr_factor
 
@@ -172,6 +172,8 @@ def fit(
     val = val if val is not None else getattr(data, "val", None)
     test = test if test is not None else getattr(data, "test", None)
     _check_data(train)
+    if hasattr(data, "num_classes") and hasattr(data, "example_batch") and not hasattr(model, "prepare"):
+        check_bundle_fits(model, data, "fit")  # channels and class count, before an optimizer exists
     device = torch.device(device)
     dist_info = distributed.setup(device)
     torch.manual_seed(cfg.seed)
