@@ -1,0 +1,177 @@
+"""SIGKILL `torchslim train`, `distill` and `run` at seeded random points (some during a write),
+resume each with the same command, and get weights bitwise identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tiny_disk import leftovers
+from torchslim.core.checkpoint import read_tensors
+
+pytestmark = pytest.mark.slow
+
+# A fork server: one process imports torchslim once, then forks a child per command, so a run
+# starts in milliseconds instead of seconds. Every fsync of a temporary file or staging folder
+# waits 40 ms, so a write is on disk long enough for the poller below to kill a run in the middle.
+SERVER = """
+import json, os, sys, time, traceback
+import torchslim.core.checkpoint as checkpoint
+import torchslim.core.io as io
+real = io.fsync_file
+def slow(path):
+    time.sleep(0.04)
+    real(path)
+io.fsync_file = checkpoint.fsync_file = slow
+from torchslim.cli import main
+for line in sys.stdin:
+    argv, log = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+KILLS_PER_COMMAND = 3
+COMMON = ["--data", "synthetic", "--batch-size", "32", "--threads", "1", "--seed", "3", "--quiet"]
+
+
+class Server:
+    """Runs ``torchslim ARGV`` in forked children of one warm process."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env)
+
+    def start(self, argv: list[str], log: Path) -> int:
+        self.proc.stdin.write(json.dumps([argv, str(log)]) + "\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def exit_code(self) -> int:
+        return int(self.proc.stdout.readline())
+
+    def run(self, argv: list[str], log: Path) -> float:
+        began = time.perf_counter()
+        self.start(argv, log)
+        assert self.exit_code() == 0, log.read_text()
+        return time.perf_counter() - began
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill_at(server: Server, argv: list[str], out: Path, delay: float, during_write: bool) -> int:
+    """Start a run, SIGKILL it ``delay`` s after its first file appears in ``out`` (then, when
+    ``during_write``, at the next moment a temporary file exists); returns its exit code."""
+    pid, began = server.start(argv, out.parent / f"{out.name}.log"), None
+    while _alive(pid):
+        now = time.perf_counter()
+        if began is None:
+            began = now if out.exists() and any(out.iterdir()) else None
+        elif now - began >= delay and (not during_write or leftovers(out)):
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    return server.exit_code()
+
+
+def kill_and_resume(server: Server, argv: list[str], out: Path, rng: random.Random, span: float) -> list[str]:
+    what = []
+    for i in range(KILLS_PER_COMMAND):
+        during_write = i == 0 or rng.random() < 0.5
+        delay = rng.uniform(0.0, 0.6) * span  # a resumed run has less left to do than the first
+        code = kill_at(server, argv, out, delay, during_write)
+        assert code in (-signal.SIGKILL, 0), (out.parent / f"{out.name}.log").read_text()
+        what.append(f"{'write' if during_write else 'time'}@{delay:.2f}s:{'killed' if code else 'finished'}")
+    server.run(argv, out.parent / f"{out.name}.log")
+    assert leftovers(out) == [], f"temporary files outlived the run: {leftovers(out)}"
+    print(f"{argv[0]}: {', '.join(what)}")
+    assert sum(w.endswith("killed") for w in what) >= 2, f"too few kills landed: {what}"
+    return what
+
+
+def assert_bitwise(reference: Path, resumed: Path, what: list[str]) -> None:
+    a, b = read_tensors(reference), read_tensors(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after kills {what}"
+
+
+@pytest.fixture(scope="module")
+def server():
+    warm = Server()
+    yield warm
+    warm.close()
+
+
+def check(server: Server, argv: list[str], tmp_path: Path, seed: int) -> list[str]:
+    """Run ``argv`` straight into ``reference`` and killed-and-resumed into ``killed``."""
+    span = server.run([*argv, "--out", str(tmp_path / "reference")], tmp_path / "reference.log")
+    killed = tmp_path / "killed"
+    return kill_and_resume(server, [*argv, "--out", str(killed)], killed, random.Random(seed), span)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, server) -> Path:
+    out = tmp_path_factory.mktemp("teacher") / "teacher"
+    server.run(["train", "--model", "cnn-tiny", "--epochs", "1", "--out", str(out), *COMMON], out.with_suffix(".log"))
+    return out
+
+
+def test_train_killed_three_times_resumes_bitwise(tmp_path, server):
+    argv = ["train", "--model", "cnn-tiny", "--epochs", "4", *COMMON]
+    what = check(server, argv, tmp_path, 11)
+    assert_bitwise(tmp_path / "reference" / "model.safetensors", tmp_path / "killed" / "model.safetensors", what)
+
+
+def test_distill_with_disk_cache_killed_three_times_resumes_bitwise(tmp_path, server, teacher):
+    argv = ["distill", "--teacher", str(teacher), "--student", "cnn-tiny", "--loss", "kd:T=4,weight=0.9",
+            "--loss", "ce:weight=0.1", "--cache", "disk", "--cache-draws", "2", "--epochs", "4", *COMMON]
+    what = check(server, argv, tmp_path, 12)
+    assert_bitwise(tmp_path / "reference" / "model.safetensors", tmp_path / "killed" / "model.safetensors", what)
+
+
+def test_recipe_killed_three_times_resumes_bitwise(tmp_path, server, teacher):
+    distill = {"distill": {"student": "cnn-tiny", "epochs": 2, "cache": "memory", "cache_draws": 1, "lr": 0.05}}
+    body = {"version": 1, "name": "killed", "teacher": str(teacher), "seed": 3, "threads": 1,
+            "data": {"name": "synthetic", "batch_size": 32, "augment": True},
+            "strategies": {"kd_then_train": [distill, {"train": {"epochs": 3, "lr": 0.05}}]}}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(body, sort_keys=False))
+    what = check(server, ["run", str(recipe), "--quiet"], tmp_path, 13)
+    final = "steps/01-train-*/model/model.safetensors"
+    [reference], [resumed] = (tmp_path / "reference").glob(final), (tmp_path / "killed").glob(final)
+    assert_bitwise(reference, resumed, what)
