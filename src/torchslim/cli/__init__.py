@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from torchslim.cli import distill, evaluate, listings, pipeline, prune, quantize, train
+from torchslim.cli import distill, evaluate, federated, listings, pipeline, prune, quantize, train
 from torchslim.cli.common import Parser, err_console
 from torchslim.core.errors import TorchSlimError
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_parser(sub)
     quantize.add_parser(sub)
     pipeline.add_parsers(sub)
+    federated.add_parser(sub)
     return parser
 
 
@@ -52,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except TorchSlimError as exc:
-        err_console.print(f"error: {exc}", highlight=False, markup=False, style="red")
+        # soft_wrap: one unbroken line per message, so a path or value in it can be copied and grepped
+        err_console.print(f"error: {exc}", highlight=False, markup=False, style="red", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted; run the same command again to resume.")
