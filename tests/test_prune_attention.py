@@ -305,3 +305,30 @@ def test_fused_qkv_projection_keeps_the_same_whole_heads_in_q_k_and_v():
     q, k, v = ([i - start for i in op.kept if start <= i < start + 32] for start in (0, 32, 64))
     assert q == k == v and len(q) == 16 and all(q[i] % 8 == 0 for i in range(0, 16, 8))
     assert pruned.blocks[0].attn.qkv.out_features == 48 and pruned(X).shape == (3, 10)
+
+
+class FlatBlock(nn.Module):
+    """q/k/v/o and the MLP side by side in one module: only ``o`` reads the attention product, so
+    only ``o`` is the output projection kept whole; the MLP is pruned."""
+
+    def __init__(self, dim: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = heads, dim // heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.fc1, self.fc2 = nn.Linear(dim, 2 * dim), nn.Linear(2 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = (t.reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2) for t in (self.q(x), self.k(x), self.v(x)))
+        x = x + self.o(((q @ k.transpose(-1, -2)).softmax(-1) @ v).transpose(1, 2).reshape(b, n, -1))
+        return x + self.fc2(self.fc1(x).relu())
+
+
+def test_output_projection_is_the_linear_that_reads_the_attention_product():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 32), FlatBlock(), nn.Linear(32, 5)).eval()
+    tokens = torch.randn(2, 6, 12)
+    pruned, record = prune.channels(model, tokens, 0.5)
+    assert record.attention == {"1": {"before": 4, "after": 2}}
+    assert pruned[1].q.out_features == 16 and pruned[1].o.out_features == 32 and pruned[1].fc1.out_features == 32
+    assert "1.o (attention output: residual stream)" in record.ignored and pruned(tokens).shape == (2, 6, 5)

@@ -35,9 +35,9 @@ def check_blocks(model: nn.Module, example_input: torch.Tensor, before: dict[str
         removed = _removed_columns(block, slices)
         if not removed or block.path not in before:
             continue
-        if any(op.module in block.qkv and op.dim == "in" for op in slices):
-            notes.append(f"{block.path}: its input width changed, so the pruned heads were not compared with "
-                         "the unpruned block.")
+        if any(_inside(op.module, block.path) and not _head_slice(op, block) for op in slices):
+            notes.append(f"{block.path}: other layers inside it were pruned too (its input, or layers beside the "
+                         "attention), so the pruned heads were not compared with the unpruned block.")
             continue
         pruned[block.path] = (block, removed)
     if not pruned:
@@ -59,6 +59,15 @@ def check_blocks(model: nn.Module, example_input: torch.Tensor, before: dict[str
                 "num_heads/heads/n_heads/num_attention_heads/n_head on the block. Keep the count under one of "
                 f"those names, derive it from the width (reshape(b, n, -1, head_dim)), or leave the block alone "
                 f"with ignore=[{path!r}].")
+
+
+def _inside(module: str, block: str) -> bool:
+    return module.startswith(f"{block}.")
+
+
+def _head_slice(op: Any, block: AttentionBlock) -> bool:
+    """A slice that removes heads: projection outputs, or output-projection inputs."""
+    return (op.module in block.qkv and op.dim == "out") or (op.module in block.out and op.dim == "in")
 
 
 def _removed_columns(block: AttentionBlock, slices: list[Any]) -> dict[str, list[int]]:

@@ -144,14 +144,17 @@ def _parent(path: str) -> str:
     return path.rpartition(".")[0]
 
 
-def _traced_projections(trace: _Provenance) -> dict[str, set[str]]:
-    """``{owner path: Linear paths}`` of the Linears that meet a sibling (or themselves, fused) in
-    a matrix product: the q/k/v projections, grouped under the module that owns them."""
+def _traced_projections(trace: _Provenance) -> dict[str, tuple[set[str], set[str]]]:
+    """``{owner path: (projections, outputs)}``: the Linears that meet a sibling (or themselves,
+    fused) in a matrix product — q, k, v — grouped under the module that owns them, and the
+    sibling Linears that read what those products computed (the output projection)."""
     owners: dict[str, set[str]] = {}
     for a, b in trace.pairs:
         if _parent(a) == _parent(b):
             owners.setdefault(_parent(a), set()).update((a, b))
-    return owners
+    return {owner: (qkv, {p for p, sources in trace.inputs.items()
+                          if _parent(p) == owner and p not in qkv and sources & qkv})
+            for owner, qkv in owners.items()}
 
 
 def find_attention(model: nn.Module, example_input: torch.Tensor,
@@ -179,7 +182,7 @@ def find_attention(model: nn.Module, example_input: torch.Tensor,
         if isinstance(module, nn.MultiheadAttention):
             blocks.append(AttentionBlock(path, module, None, module.num_heads))
             continue
-        block = _block(path, module, traced.get(path, set()), heads.get(path))
+        block = _block(path, module, traced.get(path, (set(), set())), heads.get(path))
         if block is not None:
             blocks.append(block)
     _refuse_non_blocks(model, heads, blocks, traced)
@@ -207,18 +210,20 @@ def check_heads_arg(model: nn.Module, heads: Any) -> dict[str, int]:
     return dict(heads)
 
 
-def _block(path: str, module: nn.Module, traced: set[str], given: int | None,
+def _block(path: str, module: nn.Module, traced: tuple[set[str], set[str]], given: int | None,
            root: bool = False) -> AttentionBlock | None:
     children = {f"{path}.{n}" if path else n: c for n, c in module.named_children() if isinstance(c, nn.Linear)}
     # the root's head count describes the model, not one attention layer
     attr = None if root else next((a for a in HEAD_ATTRS if _positive_int(getattr(module, a, None))), None)
     named_qkv = {p for p in children if p.rpartition(".")[2] in QKV_NAMES}
-    projections = traced | (named_qkv if attr is not None or given is not None else set())
+    projections = traced[0] | (named_qkv if attr is not None or given is not None else set())
     if not projections:
         return None
     count = given if given is not None else (getattr(module, attr) if attr else None)
     qkv = {p: c for p, c in children.items() if p in projections}
-    out = {p: c for p, c in children.items() if p not in projections}
+    # the traced output projection, else (no trace: the matmul is hidden) every other Linear child
+    outputs = traced[1] - projections or set(children) - projections
+    out = {p: c for p, c in children.items() if p in outputs}
     fused = len(qkv) == 1
     block = AttentionBlock(path, module, attr, count, qkv, out, fused)
     if given is not None:
@@ -256,7 +261,7 @@ def divisors(n: int) -> list[int]:
 
 
 def _refuse_non_blocks(model: nn.Module, heads: Mapping[str, Any], blocks: list[AttentionBlock],
-                       traced: Mapping[str, set[str]]) -> None:
+                       traced: Mapping[str, Any]) -> None:
     """Every ``heads`` key must name a block: the module that owns the q/k/v projections."""
     found = {b.path for b in blocks if not b.is_mha}
     candidates = sorted(found | set(traced) - {""})
