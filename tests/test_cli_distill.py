@@ -48,8 +48,8 @@ def test_distill_two_teachers_and_a_feature_loss(teacher_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--loss", "kdd:T=4"], "Did you mean 'kd'"),
-    (["--loss", "kd:T=0"], "T must be positive"),
-    (["--loss", "kd:weight=-1"], "must not be negative"),
+    (["--loss", "kd:T=0"], "option T = 0 is invalid: Input should be greater than 0"),
+    (["--loss", "kd:weight=-1"], "weight=-1 must be a finite number >= 0"),
     (["--loss", "fitnet:student_tap=features.9,teacher_tap=layer3"], "no module at path 'features.9'"),
     (["--loss", "kd:T"], "KEY=VALUE"),
 ])

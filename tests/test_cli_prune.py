@@ -57,11 +57,11 @@ def test_sparsify_then_load(teacher_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--ratio", "1.5"], "ratio must be the fraction of channels to remove, strictly between 0 and 1"),
+    (["--ratio", "1.5"], "argument --ratio: expected a number (0, 1), got '1.5'"),
     (["--ignore", "features.9"], "no module at path 'features.9'"),
     (["--importance", "l22"], "Did you mean 'l2'"),
     (["--ratios", "features.3"], "expected PATH=RATIO"),
-    (["--ratios", "features.3=1"], "ratios['features.3'] must be the fraction"),
+    (["--ratios", "features.3=1"], "expected PATH=RATIO with a ratio in (0, 1)"),
 ])
 def test_prune_bad_input_exits_2(teacher_dir, tmp_path, capsys, extra, message):
     argv = ["prune", str(teacher_dir), "--epochs", "1", "--out", str(tmp_path / "bad"), "--quiet", *extra]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from rich.console import Console
@@ -18,7 +19,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.print_usage(sys.stderr)
-        err_console.print(f"error: {message}", style="red", highlight=False, markup=False)
+        err_console.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)
         raise SystemExit(2)
 
 
@@ -40,3 +41,72 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
     return values
+
+
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False, integer: bool = False):
+    """An argparse type: a finite number (NaN and infinity refused) within the given bounds.
+
+    ``number(0, low_open=True)`` is > 0; ``number(0, 1, high_open=True)`` is in [0, 1)."""
+    what = "an integer" if integer else "a number"
+    bounds = "" if low is None else f" {_interval(low, high, low_open, high_open)}"
+
+    def parse(text: str) -> float | int:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}{bounds}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number{bounds}, got {text!r}")
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if below or above:
+            raise argparse.ArgumentTypeError(f"expected {what}{bounds}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def registered(kind: str):
+    """An argparse type: a name registered in ``kind`` ("model", "dataset", "importance"),
+    refused with the closest name and the valid ones."""
+
+    def parse(text: str) -> str:
+        registry = _registry(kind)
+        if text not in registry:
+            from torchslim.core.registry import did_you_mean
+
+            raise argparse.ArgumentTypeError(f"unknown {kind} {text!r}.{did_you_mean(text, registry.list())} "
+                                             f"Valid: {', '.join(registry.list())}")
+        return text
+
+    parse.__name__ = kind
+    return parse
+
+
+def _registry(kind: str):
+    if kind == "model":
+        from torchslim.models import MODELS
+
+        return MODELS
+    if kind == "dataset":
+        from torchslim.data import DATASETS
+
+        return DATASETS
+    from torchslim.prune import IMPORTANCE
+
+    return IMPORTANCE
+
+
+def conflict(message: str) -> None:
+    """Two flags that contradict each other: exit 2 naming both (raised as a TorchSlimError)."""
+    from torchslim.core.errors import TorchSlimError
+
+    raise TorchSlimError(message)

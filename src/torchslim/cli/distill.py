@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from torchslim.cli.common import console, positive_int
+from torchslim.cli.common import conflict, console, number, positive_int, registered
 from torchslim.cli.text import add_text_args, cmd_text_distill, is_text
 from torchslim.cli.train import add_data_args, add_fit_args, data_kwargs, open_run, train_and_save
 from torchslim.core.errors import TorchSlimError
@@ -33,6 +33,8 @@ def parse_loss(text: str) -> tuple[str, dict[str, Any]]:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise argparse.ArgumentTypeError(f"loss option {item!r} in {text!r} must be KEY=VALUE")
+        if key.strip() in kwargs:
+            raise argparse.ArgumentTypeError(f"loss option {key.strip()!r} is given twice in {text!r}")
         kwargs[key.strip()] = _value(value.strip())
     if not name:
         raise argparse.ArgumentTypeError(f"a loss needs a name before ':', got {text!r}")
@@ -40,10 +42,12 @@ def parse_loss(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def float_list(text: str) -> list[float]:
+    """Comma-separated finite numbers >= 0 (teacher weights)."""
+    one = number(0)
     try:
-        return [float(t) for t in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        return [one(t) for t in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers >= 0, got {text!r}") from None
 
 
 def add_parser(sub: Any) -> None:
@@ -60,9 +64,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--teacher-weights", type=float_list, default=None, help="weights of several teachers, e.g. 0.5,0.5")
     p.add_argument("--multi-teacher", default="mean", choices=("mean", "each"),
                    help="logit losses see the mean of the teachers' softened outputs, or one term each")
-    p.add_argument("--student", default=None, help="student model name (see `torchslim models`); for text "
+    p.add_argument("--student", type=registered("model"), default=None, help="student model name (see `torchslim models`); for text "
                    "data the student is made from the teacher (--student-layers, --prune-heads)")
-    p.add_argument("--width", type=float, default=None, help="student channel width multiplier")
+    p.add_argument("--width", type=number(0, low_open=True), default=None, help="student channel width multiplier")
     p.add_argument("--loss", action="append", type=parse_loss, default=None, metavar="NAME[:K=V,...]",
                    help="a loss and its options, e.g. kd:T=4,weight=0.9; repeat for several (text default: "
                    "embed-cos)")
@@ -101,6 +105,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     default = [("embed-cos", {})] if is_text(args) else []
     check_losses_known(args.loss or default)  # a typo fails before any data or teacher is loaded
+    check_distill_flags(args)
     if is_text(args):
         return cmd_text_distill(args)
     if not args.student:
@@ -139,10 +144,39 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def check_losses_known(specs: list[tuple[str, dict]]) -> None:
-    from torchslim.distill.losses import LOSSES
+    """Every ``--loss`` names a registered loss with options of the right type and range."""
+    from torchslim.distill.losses import LOSSES, describe_problems
 
-    for name, _ in specs:
+    for name, kwargs in specs:
         if name not in LOSSES:
             LOSSES.get(name)  # raises with the valid names and the closest one
+        options = {k: v for k, v in kwargs.items() if k not in ("weight", "teacher")}  # create()'s own keys
+        weight = kwargs.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+            raise TorchSlimError(f"--loss {name}: weight={weight!r} must be a finite number >= 0.")
+        problems = LOSSES.get(name).check_options(options, ("num_data",) if name == "crd" else ())
+        if problems:
+            raise TorchSlimError(f"--loss {name}:{','.join(f'{k}={v}' for k, v in kwargs.items())}: "
+                                 f"{describe_problems(LOSSES.get(name), problems)}")
     if not specs:
         raise TorchSlimError("Give at least one --loss (see `torchslim losses`).")
+
+
+def check_distill_flags(args: argparse.Namespace) -> None:
+    """Flags that contradict each other, or that the chosen mode would silently ignore."""
+    if args.cache_draws is not None and args.cache == "none":
+        conflict(f"--cache-draws {args.cache_draws} records teacher outputs, but --cache none computes them live; "
+                 "use --cache memory or disk, or drop --cache-draws.")
+    if args.mix and args.cache != "none":
+        conflict(f"--mix {args.mix} mixes images per batch, which needs the live teacher, but --cache {args.cache} "
+                 "replays recorded outputs; add --cache none.")
+    if args.teacher_weights is not None and len(args.teacher_weights) != len(args.teacher):
+        conflict(f"--teacher-weights gives {len(args.teacher_weights)} weight(s) for {len(args.teacher)} --teacher(s) "
+                 f"({', '.join(args.teacher)}); give one weight per teacher.")
+    if args.teacher_weights is not None and not sum(args.teacher_weights):
+        conflict(f"--teacher-weights {args.teacher_weights} are all zero; at least one teacher must count.")
+    text_only = [f for f, v in (("--student-layers", args.student_layers), ("--keep-layers", args.keep_layers),
+                                ("--prune-heads", args.prune_heads), ("--prune-ffn", args.prune_ffn)) if v is not None]
+    if text_only and not is_text(args):
+        conflict(f"{text_only[0]} makes a text student, but --data {args.data} is an image dataset; use "
+                 "--student for image models, or a text dataset (--data wordnet-glosses).")

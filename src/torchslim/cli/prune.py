@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from torchslim.cli.common import console, positive_int
-from torchslim.cli.train import add_data_args, data_kwargs, prepare_out
+from torchslim.cli.common import conflict, console, number, positive_int, registered
+from torchslim.cli.train import OPTIMIZERS, SCHEDULES, add_data_args, data_kwargs, prepare_out
 
 
 def ratio_item(text: str) -> tuple[str, float]:
@@ -22,10 +22,10 @@ def ratio_item(text: str) -> tuple[str, float]:
     path, eq, value = text.rpartition("=")
     try:
         if eq and path:
-            return path, float(value)
-    except ValueError:
+            return path, number(0, 1, low_open=True, high_open=True)(value)
+    except argparse.ArgumentTypeError:
         pass
-    raise argparse.ArgumentTypeError(f"expected PATH=RATIO such as layer3=0.7, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected PATH=RATIO with a ratio in (0, 1), such as layer3=0.7, got {text!r}")
 
 
 def non_negative_int(text: str) -> int:
@@ -45,10 +45,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="module path (or module class name, e.g. BatchNorm2d) to leave alone; repeat")
     add_data_args(p)
     p.set_defaults(data=None)  # default: the data the model was trained on
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate of recovery (0.02)")
-    p.add_argument("--schedule", default="cosine", help="recovery schedule: cosine, onecycle or constant")
-    p.add_argument("--optimizer", default="sgd", help="sgd (Nesterov momentum 0.9) or adamw")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (5e-4)")
+    p.add_argument("--lr", type=number(0, low_open=True), default=None, help="peak learning rate of recovery (0.02)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="recovery schedule: cosine, onecycle or constant")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (Nesterov momentum 0.9) or adamw")
+    p.add_argument("--weight-decay", type=number(0), default=5e-4, help="weight decay (5e-4)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format for training")
     p.add_argument("--seed", type=int, default=0, help="seed of random importance, data order and training")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
@@ -70,23 +70,27 @@ def add_parser(sub: Any) -> None:
                "--recover kd --epochs 6 --out runs/pruned\n  torchslim eval fashion-mnist-teacher runs/pruned",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
-    p.add_argument("--ratio", type=float, default=0.5, help="fraction of each layer's channels to remove (0.5)")
-    p.add_argument("--importance", default="l2", help=f"criterion: {', '.join(IMPORTANCE.list())} (l2)")
+    p.add_argument("--ratio", type=number(0, 1, low_open=True, high_open=True), default=0.5,
+                   help="fraction of each layer's channels to remove, in (0, 1) (0.5)")
+    p.add_argument("--importance", type=registered("importance"), default="l2",
+                   help=f"criterion: {', '.join(IMPORTANCE.list())} (l2)")
     p.add_argument("--steps", type=positive_int, default=1, help="prune in this many steps, recovering between")
     p.add_argument("--recover", choices=("kd", "finetune", "none"), default="kd",
                    help="recovery: distil from the unpruned model (kd), fine-tune, or none")
-    p.add_argument("--epochs", type=non_negative_int, default=1, help="total recovery epochs, split over the steps")
+    p.add_argument("--epochs", type=non_negative_int, default=None,
+                   help="total recovery epochs, split over the steps (1 with kd or finetune; none with --recover none)")
     p.add_argument("--global", dest="global_ranking", action="store_true",
                    help="rank channels across layers (layers prune unevenly) instead of per layer")
     p.add_argument("--ratios", action="append", type=ratio_item, default=[], metavar="PATH=RATIO",
                    help="a per-layer ratio, e.g. layer3=0.7; repeat")
-    p.add_argument("--head-ratio", type=float, default=None, help="fraction of attention heads to remove (--ratio)")
+    p.add_argument("--head-ratio", type=number(0, 1, high_open=True), default=None,
+                   help="fraction of attention heads to remove, in [0, 1) (--ratio)")
     p.add_argument("--round-to", type=positive_int, default=None, help="keep channel counts multiples of this")
     p.add_argument("--bn-batches", type=non_negative_int, default=50,
                    help="batches re-estimating BatchNorm statistics after each step (50)")
     p.add_argument("--cache", choices=("none", "memory", "disk"), default="memory",
                    help="kd: compute the unpruned model's logits once (disk: under OUT/cache)")
-    p.add_argument("--temperature", type=float, default=4.0, help="kd temperature (4)")
+    p.add_argument("--temperature", type=number(0, low_open=True), default=4.0, help="kd temperature, > 0 (4)")
     p.set_defaults(func=cmd_prune)
 
     s = sub.add_parser(
@@ -98,7 +102,8 @@ def add_parser(sub: Any) -> None:
                "--out runs/sparse80",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(s)
-    s.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights to zero (0.5)")
+    s.add_argument("--sparsity", type=number(0, 1, low_open=True, high_open=True), default=0.5,
+                   help="fraction of weights to zero, in (0, 1) (0.5)")
     s.add_argument("--scope", choices=("global", "layer"), default="global",
                    help="rank weights across all layers (global) or per layer")
     s.add_argument("--agp", action="store_true",
@@ -145,6 +150,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from torchslim import prune
     from torchslim.train import evaluate
 
+    _check_recovery(args)
     out = prepare_out(args)
     model, bundle = _load(args)
     console.print(f"pruning {args.target} ({sum(p.numel() for p in model.parameters()):,} parameters): "
@@ -174,6 +180,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_sparsify(args: argparse.Namespace) -> int:
     from torchslim import prune
 
+    if args.agp and not args.epochs:
+        conflict("--agp raises sparsity gradually while training, but --epochs is 0; give --epochs N (N > 0) "
+                 "or drop --agp for one-shot sparsity.")
     out = prepare_out(args)
     model, bundle = _load(args)
     sparse, record = prune.sparsify(
@@ -187,6 +196,18 @@ def cmd_sparsify(args: argparse.Namespace) -> int:
     console.print(f"bytes: dense {record.dense_bytes:,}, zipped {record.zipped_bytes:,}, CSR {record.csr_bytes:,}. "
                   f"{record.note}")
     return 0
+
+
+def _check_recovery(args: argparse.Namespace) -> None:
+    """--recover and --epochs agree (the default epochs follow --recover)."""
+    if args.recover == "none" and args.epochs:
+        conflict(f"--recover none --epochs {args.epochs}: with no recovery there is no training to spend the "
+                 "epochs on; drop --epochs, or choose --recover kd or finetune.")
+    if args.recover != "none" and args.epochs == 0:
+        conflict(f"--recover {args.recover} --epochs 0: recovery needs at least one epoch; give --epochs N or "
+                 "--recover none.")
+    if args.epochs is None:
+        args.epochs = 0 if args.recover == "none" else 1
 
 
 def _pct(value: float | None) -> str:

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from torchslim.cli.common import console, err_console, positive_int
+from torchslim.cli.common import conflict, console, err_console, number, positive_int, registered
 from torchslim.core.errors import TorchSlimError
 
 EXAMPLE = ("example:\n  torchslim quantize fashion-mnist-teacher --mode static --calibration-batches 8 "
@@ -36,18 +36,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("source", metavar="SOURCE", help="checkpoint directory, shipped model name or .onnx file")
     p.add_argument("--mode", choices=("static", "dynamic", "qat"), default="static", help="quantization mode")
     p.add_argument("--out", required=True, help="output directory (model.onnx + model.json)")
-    p.add_argument("--calibration-batches", type=positive_int, default=8, help="calibration batches (8)")
-    p.add_argument("--calibration", choices=("minmax", "entropy", "percentile"), default="minmax",
+    p.add_argument("--calibration-batches", type=positive_int, default=None, help="calibration batches (8)")
+    p.add_argument("--calibration", choices=("minmax", "entropy", "percentile"), default=None,
                    help="calibration method for activation ranges (minmax)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="calibration and QAT batch size (64)")
     p.add_argument("--operands", choices=("auto", "u8s8", "s8s8"), default="auto",
                    help="INT8 operand types; auto picks what this CPU runs fast")
     p.add_argument("--keep-fp32", type=_names, default=[], metavar="NAMES",
                    help="comma-separated module paths or ONNX node names to keep in FP32, e.g. fc,stem")
-    p.add_argument("--data", default=None, help="dataset (default: the one the source was trained on)")
+    p.add_argument("--data", type=registered("dataset"), default=None,
+                   help="dataset (default: the one the source was trained on)")
     p.add_argument("--data-root", default=None, help="directory holding the dataset files")
-    p.add_argument("--epochs", type=positive_int, default=1, help="QAT epochs (1)")
-    p.add_argument("--lr", type=float, default=0.01, help="QAT peak learning rate (0.01, cosine schedule)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="QAT epochs (1)")
+    p.add_argument("--lr", type=number(0, low_open=True), default=None,
+                   help="QAT peak learning rate (0.01, cosine schedule)")
     p.add_argument("--teacher", default=None,
                    help="QAT with distillation: 'source' (the FP32 model) or a checkpoint / shipped name")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads for QAT")
@@ -125,6 +127,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from torchslim.quantize import SlowKernelWarning
     from torchslim.runtime import artifact
 
+    _check_flags(args)
     onnx_out, _ = artifact.resolve(args.out)
     if onnx_out.exists() and not args.force:
         raise TorchSlimError(f"{onnx_out} already exists; pass --force to replace it, or choose another --out.")
@@ -142,6 +145,28 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     _report(result, args)
     return 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags the chosen --mode would silently ignore are refused; then their defaults; --out checked."""
+    from torchslim.pipeline.preflight import check_out
+
+    if args.mode != "qat":
+        given = [f for f, v in (("--epochs", args.epochs), ("--lr", args.lr), ("--teacher", args.teacher),
+                                ("--threads", args.threads)) if v is not None]
+        if given:
+            conflict(f"{given[0]} applies to --mode qat (training), but --mode is {args.mode}; drop {given[0]} or "
+                     "use --mode qat.")
+    if args.mode == "dynamic":
+        given = [f for f, v in (("--calibration-batches", args.calibration_batches),
+                                ("--calibration", args.calibration)) if v is not None]
+        if given:
+            conflict(f"{given[0]} sets static calibration, but --mode dynamic quantizes activations per batch "
+                     "without calibrating; drop it or use --mode static.")
+    args.epochs, args.lr = args.epochs or 1, args.lr or 0.01
+    args.calibration_batches, args.calibration = args.calibration_batches or 8, args.calibration or "minmax"
+    out = Path(args.out)
+    check_out(out.parent if out.suffix == ".onnx" else out)
 
 
 def _quantize(model: Any, args: argparse.Namespace, name: str, kwargs: dict, recorded: dict, bundle: Any) -> Any:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from torchslim.cli.common import console, positive_int
+from torchslim.cli.common import console, number, positive_int
 from torchslim.core.errors import TorchSlimError
 
 TEXT_DATASETS = ("wordnet-glosses",)
@@ -26,8 +26,10 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--student-layers", type=positive_int, default=None,
                    help="student = the teacher with this many layers, the best-agreeing ones (measured)")
     g.add_argument("--keep-layers", type=int_list_zero, default=None, help="student = these teacher layers, e.g. 0,4,5")
-    g.add_argument("--prune-heads", type=float, default=None, help="student = teacher with this fraction of heads cut")
-    g.add_argument("--prune-ffn", type=float, default=None, help="... and this fraction of FFN units cut")
+    g.add_argument("--prune-heads", type=number(0, 1, high_open=True), default=None,
+                   help="student = teacher with this fraction of heads cut, in [0, 1)")
+    g.add_argument("--prune-ffn", type=number(0, 1, high_open=True), default=None,
+                   help="... and this fraction of FFN units cut, in [0, 1)")
     g.add_argument("--max-length", type=positive_int, default=64, help="tokens per sentence (64)")
     g.add_argument("--train-size", type=positive_int, default=None, help="random training subset (sentences)")
     g.add_argument("--eval-size", type=positive_int, default=1000, help="held-out sentences for agreement (1000)")
@@ -36,10 +38,15 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
 
 
 def int_list_zero(text: str) -> list[int]:
+    """Comma-separated layer indices (>= 0, at least one, none twice)."""
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer indices, got {text!r}") from None
+        values = []
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated distinct layer indices >= 0, e.g. 0,4,5; "
+                                         f"got {text!r}")
+    return values
 
 
 def is_text(args: argparse.Namespace) -> bool:

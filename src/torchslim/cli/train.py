@@ -14,14 +14,16 @@ from typing import Any
 
 from torch import nn
 
-from torchslim.cli.common import console, positive_int
+from torchslim.cli.common import conflict, console, number, positive_int, registered
 from torchslim.core.errors import TorchSlimError
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="fashion-mnist", help="dataset name (see `torchslim datasets`)")
+    parser.add_argument("--data", type=registered("dataset"), default="fashion-mnist",
+                        help="dataset name (see `torchslim datasets`)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="training batch size (128)")
-    parser.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
+    parser.add_argument("--val-size", type=number(0, integer=True), default=5000,
+                        help="training images held out for validation")
     parser.add_argument("--no-augment", action="store_true", help="turn off random crop and flip")
     parser.add_argument("--data-root", default=None, help="directory holding the dataset files")
 
@@ -30,18 +32,24 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     """The options of ``torchslim.fit`` plus output handling, shared by train and distill."""
     parser.add_argument("--epochs", type=positive_int, required=True, help="number of epochs")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--optimizer", default="sgd", help="sgd (Nesterov momentum 0.9) or adamw")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (0.1 for sgd, 1e-3 for adamw)")
-    parser.add_argument("--schedule", default="onecycle", help="onecycle, cosine or constant")
-    parser.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up length in epochs")
-    parser.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (5e-4)")
-    parser.add_argument("--label-smoothing", type=float, default=0.0,
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (Nesterov momentum 0.9) or adamw")
+    parser.add_argument("--lr", type=number(0, low_open=True), default=None,
+                        help="peak learning rate (0.1 for sgd, 1e-3 for adamw)")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="onecycle", help="onecycle, cosine or constant")
+    parser.add_argument("--warmup-epochs", type=number(0), default=0.0,
+                        help="linear warm-up length in epochs (less than --epochs)")
+    parser.add_argument("--weight-decay", type=number(0), default=5e-4, help="weight decay (5e-4)")
+    parser.add_argument("--label-smoothing", type=number(0, 1, high_open=True), default=0.0,
                         help="label smoothing (0; note: teachers trained with it distil worse)")
     parser.add_argument("--seed", type=int, default=0, help="seed for init, data order, split and augmentation")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster convs on CPU)")
     parser.add_argument("--restart", action="store_true", help="discard checkpoints in OUT and start over")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "cosine", "constant")
 
 
 def add_parser(sub: Any) -> None:
@@ -52,8 +60,9 @@ def add_parser(sub: Any) -> None:
                     "resumes from the last finished epoch; run it after it finished and it says so. Writes "
                     "OUT/metrics.json, OUT/model.safetensors and OUT/model.json (last: the run is finished "
                     "when it is there).")
-    train.add_argument("--model", required=True, help="model name (see `torchslim models`)")
-    train.add_argument("--width", type=float, default=None, help="channel width multiplier of the model family")
+    train.add_argument("--model", type=registered("model"), required=True, help="model name (see `torchslim models`)")
+    train.add_argument("--width", type=number(0, low_open=True), default=None,
+                       help="channel width multiplier of the model family")
     add_data_args(train)
     add_fit_args(train)
     train.set_defaults(func=cmd_train)
@@ -75,8 +84,12 @@ def fit_options(args: argparse.Namespace) -> dict:
 
 
 def prepare_out(args: argparse.Namespace) -> Path:
-    """The output directory, refusing to overwrite a finished run unless --restart."""
-    out = Path(args.out)
+    """The output directory, refusing to overwrite a finished run unless --restart; checked with
+    the flags that must agree before any data is loaded."""
+    from torchslim.pipeline.preflight import check_out
+
+    check_fit_flags(args)
+    out = check_out(args.out)
     if (out / "model.json").exists() and not args.restart:
         raise TorchSlimError(f"{out} already holds a trained model; pass --restart to train it again "
                              "from scratch, or choose another --out.")
@@ -132,8 +145,10 @@ def open_run(args: argparse.Namespace) -> Path | None:
         TorchSlimError: ``--out`` is a file, holds another run, or holds a damaged record.
     """
     from torchslim.core.io import sweep
+    from torchslim.pipeline.preflight import check_out
 
-    out = Path(args.out)
+    check_fit_flags(args)  # contradicting flags and an unusable --out fail before any work
+    out = check_out(args.out)
     if out.exists() and not out.is_dir():
         raise TorchSlimError(f"--out {out} is a file; give a directory (it is created when missing).")
     sweep(out)

@@ -210,10 +210,10 @@ class _Lines:
 
 def _key(node: yaml.ScalarNode) -> Any:
     """A mapping key as the data holds it (``1:`` is the int 1, as YAML constructs it)."""
-    if node.tag == "tag:yaml.org,2002:int":
+    if node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:bool"):
         try:
-            return int(node.value)
-        except ValueError:
+            return yaml.SafeLoader("").construct_object(node)
+        except yaml.YAMLError:
             return node.value
     return node.value
 

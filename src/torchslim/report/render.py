@@ -195,28 +195,71 @@ T threads). Whole run {matrix['wall_seconds'] / 60:.1f} min.</p>
 
 
 def write_report(matrix: dict, out: str | Path) -> None:
-    """Write matrix.json, matrix.md, pareto.png and report.html into ``out`` (atomically each)."""
+    """Write matrix.json, matrix.md, pareto.png and report.html into ``out`` (atomically each).
+
+    Everything is rendered before the first file is written, so a matrix that does not render
+    leaves the previous report files as they were."""
     out = Path(out)
     png = pareto_png(matrix)
+    markdown, page = to_markdown(matrix), to_html(matrix, png)
     atomic_write_json(out / "matrix.json", matrix)
-    atomic_write_text(out / "matrix.md", to_markdown(matrix))
+    atomic_write_text(out / "matrix.md", markdown)
     atomic_write_bytes(out / "pareto.png", png)
-    atomic_write_text(out / "report.html", to_html(matrix, png))
+    atomic_write_text(out / "report.html", page)
+
+
+# What a matrix must hold to be rendered: key -> (type, what it is), checked before rendering.
+_SHAPE = {"rows": (list, "a list of rows"), "settings": (list, "a list of latency settings such as b64_t1"),
+          "primary": (str, "the latency setting ranked on, such as b64_t1"),
+          "recommendations": (dict, "a mapping of scenario to recommendation"),
+          "rule_of_thumb": (list, "a list of rule-of-thumb cells")}
+_ROW = {"strategy": str, "status": str}
+
+
+def _read_matrix(path: Path) -> dict:
+    try:
+        matrix = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TorchSlimError(f"{path} is not valid JSON ({exc}); run the comparison again.") from None
+    if not isinstance(matrix, dict):
+        raise TorchSlimError(f"{path} holds a JSON {type(matrix).__name__}, not a torchslim matrix (an object with "
+                             f"{', '.join(_SHAPE)}); run the comparison again.")
+    missing = [k for k in _SHAPE if k not in matrix]
+    if missing:
+        raise TorchSlimError(f"{path} is not a torchslim matrix (missing {', '.join(missing)}); run the comparison "
+                             "again.")
+    for key, (kind, what) in _SHAPE.items():
+        if not isinstance(matrix[key], kind):
+            raise TorchSlimError(f"{path}: {key} = {json.dumps(matrix[key])[:80]} is not {what}.")
+    for i, row in enumerate(matrix["rows"]):
+        bad = [k for k, kind in _ROW.items() if not isinstance(row, dict) or not isinstance(row.get(k), kind)]
+        if bad:
+            raise TorchSlimError(f"{path}: rows[{i}] = {json.dumps(row)[:80]} is not a matrix row (it needs "
+                                 f"{', '.join(_ROW)} as strings).")
+    return matrix
 
 
 def rerender(out: str | Path) -> dict:
-    """``torchslim report DIR``: rebuild every report file from ``DIR/matrix.json``."""
+    """``torchslim report DIR``: rebuild every report file from ``DIR/matrix.json``.
+
+    Raises:
+        TorchSlimError: no ``DIR/matrix.json``, or one that is not a matrix this torchslim renders
+            (the message names the file and the key); no report file is touched then.
+    """
     path = Path(out) / "matrix.json"
     if not path.is_file():
-        raise TorchSlimError(f"No {path}: run `torchslim compare RECIPE --out {out}` first.")
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise TorchSlimError(f"No matrix at {path} ({what}): give the --out directory of `torchslim compare "
+                             f"RECIPE --out {out}`.")
+    matrix = _read_matrix(path)
     try:
-        matrix = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TorchSlimError(f"{path} is not valid JSON ({exc}); run the comparison again.") from None
-    missing = [k for k in ("rows", "settings", "primary", "recommendations", "rule_of_thumb") if k not in matrix]
-    if missing:
-        raise TorchSlimError(f"{path} is not a torchslim matrix (missing {', '.join(missing)}).")
-    write_report(matrix, out)
+        write_report(matrix, out)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        if isinstance(exc, TorchSlimError):
+            raise
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise TorchSlimError(f"{path} does not render as a torchslim matrix ({detail}); it was written by another "
+                             "version or edited. Run the comparison again.") from None
     return matrix
 
 

@@ -1,0 +1,111 @@
+"""Bad command-line flags: every one exits 2 naming the flag, the value and what is valid, before any
+data is loaded or anything is written (``--out`` is never created)."""
+
+from __future__ import annotations
+
+import pytest
+
+TRAIN = ["train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "1"]
+DISTILL = ["distill", "--teacher", "fashion-mnist-teacher", "--student", "cnn-tiny", "--data", "synthetic",
+           "--epochs", "1"]
+PRUNE = ["prune", "fashion-mnist-teacher"]
+SPARSIFY = ["sparsify", "fashion-mnist-teacher"]
+QUANTIZE = ["quantize", "fashion-mnist-teacher"]
+
+# (id, argv without --out, needles)
+CASES = [
+    # train
+    ("train-model-unknown", ["train", "--model", "cnn-tny", "--epochs", "1"],
+     ["--model", "'cnn-tny'", "Did you mean 'cnn-tiny'", "resnet20"]),
+    ("train-epochs-zero", [*TRAIN[:-1], "0"], ["--epochs", "positive integer", "0"]),
+    ("train-epochs-text", [*TRAIN[:-1], "two"], ["--epochs", "'two'"]),
+    ("train-lr-nan", [*TRAIN, "--lr", "nan"], ["--lr", "finite number > 0", "'nan'"]),
+    ("train-lr-inf", [*TRAIN, "--lr", "inf"], ["--lr", "finite number > 0", "'inf'"]),
+    ("train-lr-negative", [*TRAIN, "--lr", "-1"], ["--lr", "> 0", "'-1'"]),
+    ("train-warmup-epochs", [*TRAIN, "--warmup-epochs", "5"], ["--warmup-epochs 5", "--epochs 1"]),
+    ("train-label-smoothing", [*TRAIN, "--label-smoothing", "1"], ["--label-smoothing", "[0, 1)", "'1'"]),
+    ("train-weight-decay", [*TRAIN, "--weight-decay", "-0.1"], ["--weight-decay", ">= 0", "'-0.1'"]),
+    ("train-optimizer", [*TRAIN, "--optimizer", "adam"], ["--optimizer", "'adam'", "sgd", "adamw"]),
+    ("train-schedule", [*TRAIN, "--schedule", "linear"], ["--schedule", "'linear'", "onecycle", "cosine"]),
+    ("train-data-unknown", ["train", "--model", "cnn-tiny", "--data", "fashion", "--epochs", "1"],
+     ["--data", "'fashion'", "Did you mean 'fashion-mnist'"]),
+    ("train-batch-size", [*TRAIN, "--batch-size", "0"], ["--batch-size", "positive integer"]),
+    ("train-val-size", [*TRAIN, "--val-size", "-1"], ["--val-size", ">= 0", "'-1'"]),
+    ("train-width", [*TRAIN, "--width", "0"], ["--width", "> 0", "'0'"]),
+    # distill
+    ("distill-loss-T-zero", [*DISTILL, "--loss", "kd:T=0"], ["--loss kd:T=0", "greater than 0", "T: float > 0"]),
+    ("distill-loss-T-text", [*DISTILL, "--loss", "kd:T=abc"], ["--loss kd:T=abc", "'abc'", "T: float > 0"]),
+    ("distill-loss-T-inf", [*DISTILL, "--loss", "kd:T=inf"], ["--loss kd:T=inf", "finite"]),
+    ("distill-loss-unknown-option", [*DISTILL, "--loss", "kd:Q=1"], ["'Q'", "Its options: T"]),
+    ("distill-loss-unknown", [*DISTILL, "--loss", "kdd"], ["'kdd'", "Did you mean 'kd'"]),
+    ("distill-loss-twice", [*DISTILL, "--loss", "kd:T=4,T=5"], ["--loss", "'T'", "given twice"]),
+    ("distill-loss-weight-nan", [*DISTILL, "--loss", "kd:weight=nan"], ["weight=nan", "finite number >= 0"]),
+    ("distill-loss-no-taps", [*DISTILL, "--loss", "fitnet"], ["fitnet", "student_tap", "required"]),
+    ("distill-loss-no-value", [*DISTILL, "--loss", "kd:T"], ["--loss", "KEY=VALUE", "'T'"]),
+    ("distill-cache-draws", [*DISTILL, "--loss", "kd", "--cache-draws", "2"], ["--cache-draws 2", "--cache none"]),
+    ("distill-mix-cache", [*DISTILL, "--loss", "kd", "--mix", "mixup", "--cache", "memory"], ["--mix mixup", "--cache memory"]),
+    ("distill-teacher-weights-count", [*DISTILL, "--loss", "kd", "--teacher", "fashion-mnist-student", "--teacher-weights", "1"],
+     ["--teacher-weights", "1 weight(s) for 2 --teacher(s)"]),
+    ("distill-teacher-weights-nan", [*DISTILL, "--teacher-weights", "nan"], ["--teacher-weights", "'nan'", ">= 0"]),
+    ("distill-teacher-weights-zero", [*DISTILL, "--loss", "kd", "--teacher-weights", "0"], ["--teacher-weights", "all zero"]),
+    ("distill-student-unknown", [*DISTILL[:3], "--student", "cnn-tny", "--epochs", "1"],
+     ["--student", "'cnn-tny'", "Did you mean 'cnn-tiny'"]),
+    ("distill-text-flag-on-images", [*DISTILL, "--loss", "kd", "--student-layers", "3"], ["--student-layers", "image dataset"]),
+    ("distill-keep-layers", [*DISTILL, "--keep-layers", "0,-1"], ["--keep-layers", "'0,-1'", "indices >= 0"]),
+    ("distill-prune-heads", [*DISTILL, "--prune-heads", "1"], ["--prune-heads", "[0, 1)"]),
+    # prune
+    ("prune-ratio-high", [*PRUNE, "--ratio", "1.5"], ["--ratio", "(0, 1)", "'1.5'"]),
+    ("prune-ratio-zero", [*PRUNE, "--ratio", "0"], ["--ratio", "(0, 1)", "'0'"]),
+    ("prune-ratio-nan", [*PRUNE, "--ratio", "nan"], ["--ratio", "finite", "'nan'"]),
+    ("prune-importance", [*PRUNE, "--importance", "l3"], ["--importance", "'l3'", "l2"]),
+    ("prune-recover-none-epochs", [*PRUNE, "--recover", "none", "--epochs", "3"], ["--recover none", "--epochs 3"]),
+    ("prune-recover-kd-no-epochs", [*PRUNE, "--recover", "kd", "--epochs", "0"], ["--recover kd", "--epochs 0"]),
+    ("prune-recover-unknown", [*PRUNE, "--recover", "distill"], ["--recover", "'distill'", "kd", "finetune"]),
+    ("prune-ratios-value", [*PRUNE, "--ratios", "layer3=2"], ["--ratios", "'layer3=2'", "(0, 1)"]),
+    ("prune-temperature", [*PRUNE, "--temperature", "0"], ["--temperature", "> 0", "'0'"]),
+    ("prune-head-ratio", [*PRUNE, "--head-ratio", "1"], ["--head-ratio", "[0, 1)"]),
+    ("prune-epochs-negative", [*PRUNE, "--epochs", "-1"], ["--epochs", "non-negative integer"]),
+    # sparsify
+    ("sparsify-one", [*SPARSIFY, "--sparsity", "1"], ["--sparsity", "(0, 1)", "'1'"]),
+    ("sparsify-negative", [*SPARSIFY, "--sparsity", "-0.1"], ["--sparsity", "(0, 1)"]),
+    ("sparsify-agp-no-epochs", [*SPARSIFY, "--agp"], ["--agp", "--epochs"]),
+    ("sparsify-scope", [*SPARSIFY, "--scope", "all"], ["--scope", "'all'", "global", "layer"]),
+    # quantize
+    ("quantize-mode", [*QUANTIZE, "--mode", "int4"], ["--mode", "'int4'", "static", "dynamic", "qat"]),
+    ("quantize-calibration-batches", [*QUANTIZE, "--calibration-batches", "0"],
+     ["--calibration-batches", "positive integer"]),
+    ("quantize-dynamic-calibration", [*QUANTIZE, "--mode", "dynamic", "--calibration", "entropy"],
+     ["--calibration", "--mode dynamic"]),
+    ("quantize-dynamic-batches", [*QUANTIZE, "--mode", "dynamic", "--calibration-batches", "4"],
+     ["--calibration-batches", "--mode dynamic"]),
+    ("quantize-teacher-static", [*QUANTIZE, "--teacher", "source"], ["--teacher", "--mode qat", "static"]),
+    ("quantize-epochs-static", [*QUANTIZE, "--epochs", "2"], ["--epochs", "--mode qat"]),
+    ("quantize-lr-nan", [*QUANTIZE, "--mode", "qat", "--lr", "nan"], ["--lr", "finite", "'nan'"]),
+    ("quantize-operands", [*QUANTIZE, "--operands", "s16"], ["--operands", "'s16'", "u8s8"]),
+    ("quantize-source-missing", ["quantize", "nowhere"], ["'nowhere'", "fashion-mnist-teacher"]),
+]
+
+
+@pytest.mark.parametrize(("case", "argv", "needles"), CASES, ids=[c[0] for c in CASES])
+def test_bad_flag(sandbox, case, argv, needles):
+    result = sandbox.cli(*argv, "--out", sandbox.out)
+    sandbox.expect_exit_2(result, *needles)
+    assert not sandbox.out.exists(), "a refused command must not create --out"
+
+
+@pytest.mark.parametrize("command", [TRAIN, PRUNE, QUANTIZE], ids=["train", "prune", "quantize"])
+def test_out_is_a_file(sandbox, command):
+    blocker = sandbox.inputs / "taken"
+    blocker.write_text("x")
+    sandbox.expect_exit_2(sandbox.cli(*command, "--out", blocker), "--out", "is a file")
+    assert blocker.read_text() == "x"
+
+
+def test_out_below_a_file(sandbox):
+    blocker = sandbox.inputs / "taken"
+    blocker.write_text("x")
+    sandbox.expect_exit_2(sandbox.cli(*TRAIN, "--out", blocker / "run"), "--out", "cannot be created", "is a file")
+
+
+def test_unknown_command(sandbox):
+    sandbox.expect_exit_2(sandbox.cli("compres", "x.yaml"), "invalid choice", "'compres'", "compare")
