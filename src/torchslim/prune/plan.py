@@ -17,8 +17,14 @@ from torch import nn
 from torchslim.core.errors import TorchSlimError
 from torchslim.measure.macs import batch_size_of
 from torchslim.prune.errors import PruneError
+from torchslim.prune.heads import (
+    AttentionBlock,
+    check_heads_arg,
+    find_attention,
+    refuse_unknown_heads,
+    unresolved,
+)
 from torchslim.prune.steps import signature
-from torchslim.prune.heads import AttentionBlock, check_heads_arg, find_attention, refuse_unknown_heads, unresolved
 from torchslim.prune.targets import check_ratio, find_classifier, resolve_ignore, resolve_ratios
 from torchslim.prune.trace import run_naming_module
 
