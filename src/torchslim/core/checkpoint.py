@@ -377,7 +377,10 @@ def load_training_state(path: str | Path, model: nn.Module,
             optimizer it does not fit), naming the folder and how to start afresh.
     """
     path = Path(path)
-    tensors = read_tensors(path / STATE_TENSORS)
+    try:
+        tensors = read_tensors(path / STATE_TENSORS)
+    except CheckpointError as exc:
+        raise CheckpointError(f"The training state is damaged: {exc} To continue anyway, {_RESTART}.") from None
     try:
         info = json.loads((path / STATE_JSON).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -387,7 +390,10 @@ def load_training_state(path: str | Path, model: nn.Module,
     if missing:
         raise CheckpointError(f"The training state in {path} is incomplete: it has no {', '.join(missing)}; "
                               f"{_RESTART}.")
-    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
+    try:
+        load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}. To start this training afresh, {_RESTART}.") from None
     try:
         optimizer.load_state_dict(_unflatten_optimizer(tensors, info.pop("optimizer")))
         torch.set_rng_state(tensors["rng.torch"])
