@@ -100,7 +100,9 @@ class Server:
         save_model(self.model, self.out / "model", {
             "federated": {"method": self.cfg.method, "rounds": self.cfg.rounds, "recipe": self.plain},
             "metrics": {"test": {"accuracy": record["final"]["server_accuracy"]}},
-            "data": {"name": self.cfg.data.name}})
+            # what `torchslim eval OUT/model` loads to measure it (the dataset's full test split)
+            "data": {"name": self.cfg.data.name,
+                     "kwargs": {**self.cfg.data.options, **({"root": self.cfg.data.root} if self.cfg.data.root else {})}}})
         return record
 
     # -- one round of each method ---------------------------------------------------------------
@@ -159,7 +161,7 @@ class Server:
                 self.state.clients[str(node)] = int(reply.content.metric_records[wire.METRICS]["partition-id"])
             except wire.MalformedReply as exc:
                 kind = "failed" if reply.has_error() else "rejected"
-                log.warning("round %d: %s %s: %s", r, kind, wire.describe(reply), exc)
+                log.warning("round %d: %s %s: %s", r, kind, wire.describe(reply, self.state.clients.get(str(node))), exc)
                 self._dropped.append({"node": node, "client": self.state.clients.get(str(node)), "why": kind,
                                       "detail": str(exc)[:500]})
         for node in sorted(set(nodes) - {m.metadata.src_node_id for m in replies}):

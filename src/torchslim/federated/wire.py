@@ -63,14 +63,12 @@ def read_soft_labels(content: RecordDict) -> torch.Tensor | None:
     return None if record is None else torch.from_numpy(record["probs"].numpy().copy())
 
 
-def describe(reply: Message) -> str:
-    """``node N`` (and its partition when the reply names one), for log lines."""
-    who = f"node {reply.metadata.src_node_id}"
+def describe(reply: Message, known: int | None = None) -> str:
+    """``node N (client I)`` for log lines: the partition the reply names, else ``known``."""
+    part = known
     if reply.has_content() and METRICS in reply.content.metric_records:
-        part = reply.content.metric_records[METRICS].get("partition-id")
-        if part is not None:
-            who += f" (client {int(part)})"
-    return who
+        part = reply.content.metric_records[METRICS].get("partition-id", part)
+    return f"node {reply.metadata.src_node_id}" + (f" (client {int(part)})" if part is not None else "")
 
 
 def _only_records(content: RecordDict, expected: set[str]) -> None:

@@ -1,0 +1,173 @@
+"""torchslim.federated without an engine: the split, the recipe, the wire checks and what a client sends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+flwr = pytest.importorskip("flwr")
+
+from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict  # noqa: E402
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+
+from torchslim.federated import client, data, local, wire  # noqa: E402
+from torchslim.federated.config import parse  # noqa: E402
+
+PUBLIC, CLASSES = 24, 4
+
+
+def tiny_recipe(**federated):
+    section = {"method": "fd",
+               "data": {"name": "synthetic", "options": {"train_size": 120, "test_size": 40, "num_classes": CLASSES,
+                                                         "shape": [1, 28, 28]}},
+               "clients": {"count": 2, "architectures": ["cnn-tiny", "mlp"]}, "split": {"alpha": 0.5},
+               "public": {"size": PUBLIC}, "server": {"architecture": "cnn-tiny", "epochs": 1},
+               "rounds": 2, "min_clients": 1, "batch_size": 32, **federated}
+    return parse({"version": 1, "name": "tiny", "seed": 0, "threads": 1, "federated": section})
+
+
+# -- the split -------------------------------------------------------------------------------------
+
+
+def test_dirichlet_split_is_seeded_disjoint_and_complete():
+    labels = np.repeat(np.arange(10), 50)
+    a = data.dirichlet_split(labels, 5, alpha=0.3, seed=1, min_size=2)
+    b = data.dirichlet_split(labels, 5, alpha=0.3, seed=1, min_size=2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    joined = np.concatenate(a)
+    assert len(joined) == len(labels) and len(np.unique(joined)) == len(labels)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, data.dirichlet_split(labels, 5, 0.3, seed=2, min_size=2)))
+
+
+def test_small_alpha_concentrates_labels():
+    labels = np.repeat(np.arange(10), 200)
+
+    def dominant(alpha):  # mean share of each client's most common label
+        shards = data.dirichlet_split(labels, 8, alpha=alpha, seed=0, min_size=1)
+        return np.mean([np.bincount(labels[s], minlength=10).max() / len(s) for s in shards])
+
+    assert dominant(0.1) > 0.5 > 0.2 > dominant(100.0)
+
+
+def test_public_set_is_disjoint_and_histograms_add_up():
+    recipe = tiny_recipe()
+    fdata = data.build(recipe.federated, recipe.seed)
+    shards = np.concatenate(fdata.shards)
+    assert len(fdata.public) == PUBLIC and not set(fdata.public) & set(shards)
+    assert len(shards) + PUBLIC == len(fdata.train)
+    hist = fdata.histograms()
+    assert [sum(h) for h in hist] == [len(s) for s in fdata.shards] and len(hist[0]) == CLASSES
+
+
+def test_shipped_recipe_loads():
+    from pathlib import Path
+
+    from torchslim.federated import load
+
+    recipe = load(Path(__file__).resolve().parents[1] / "recipes" / "federated-fashion-mnist.yaml")
+    assert recipe.federated.clients.count == 10 and len(set(recipe.federated.clients.architectures)) == 3
+
+
+def test_ensemble_is_the_mean_of_softened_probabilities_and_kd_recovers_it():
+    a, b = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 4.0]])
+    probs = local.ensemble([a, b], temperature=2.0)
+    expected = (torch.softmax(a / 2, 1) + torch.softmax(b / 2, 1)) / 2
+    assert torch.allclose(probs, expected)
+    # T·log p as teacher logits gives back p under softmax(·/T): the kd loss sees the ensemble itself
+    assert torch.allclose(torch.softmax(2.0 * probs.log() / 2.0, 1), probs)
+
+
+# -- the wire --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def identity(monkeypatch):
+    """A Flower task identity, so Messages can be built outside a running app."""
+    monkeypatch.setattr(TaskIdentity, "_run_id", 7)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+
+
+def _task(content: RecordDict, node: int = 11) -> Message:
+    return Message(content, dst_node_id=node, message_type=MessageType.TRAIN)
+
+
+def _reply(task: Message, content: RecordDict) -> Message:
+    return Message(content, reply_to=task)
+
+
+def _valid_content() -> RecordDict:
+    return wire.logits_content(torch.zeros(PUBLIC, CLASSES), {"num-examples": 3, "partition-id": 0})
+
+
+BAD_REPLIES = {
+    "wrong-shape": (lambda: wire.logits_content(torch.zeros(PUBLIC, CLASSES + 1), {"num-examples": 3}),
+                    "shape [24, 5]"),
+    "transposed": (lambda: wire.logits_content(torch.zeros(CLASSES, PUBLIC), {"num-examples": 3}), "[24, 4]"),
+    "float64": (lambda: RecordDict({wire.LOGITS: ArrayRecord({"logits": Array(np.zeros((PUBLIC, CLASSES)))}),
+                                    wire.METRICS: MetricRecord({"num-examples": 3})}), "float64"),
+    "nan": (lambda: wire.logits_content(torch.full((PUBLIC, CLASSES), float("nan")), {"num-examples": 3}), "NaN"),
+    "weights-smuggled": (lambda: RecordDict({**_valid_content(), "weights": ArrayRecord(torch.nn.Linear(2, 2).state_dict())}),
+                         "expected exactly"),
+    "images-as-extra-array": (lambda: RecordDict({
+        wire.LOGITS: ArrayRecord({"logits": Array(np.zeros((PUBLIC, CLASSES), np.float32)),
+                                  "x": Array(np.zeros((PUBLIC, 1, 28, 28), np.float32))}),
+        wire.METRICS: MetricRecord({"num-examples": 3})}), "the one array 'logits'"),
+    "no-metrics": (lambda: RecordDict({wire.LOGITS: _valid_content()[wire.LOGITS]}), "expected exactly"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_REPLIES))
+def test_malformed_replies_are_rejected_with_the_reason(identity, name):
+    build, needle = BAD_REPLIES[name]
+    reply = _reply(_task(RecordDict()), build())
+    with pytest.raises(wire.MalformedReply, match=None) as info:
+        wire.check_logits_reply(reply, PUBLIC, CLASSES)
+    assert needle.lower() in str(info.value).lower()
+
+
+def test_a_valid_reply_passes_and_its_size_is_measured(identity):
+    reply = _reply(_task(RecordDict()), _valid_content())
+    assert wire.check_logits_reply(reply, PUBLIC, CLASSES).shape == (PUBLIC, CLASSES)
+    size = wire.payload_bytes(reply.content)
+    assert PUBLIC * CLASSES * 4 < size < PUBLIC * CLASSES * 4 + 2048
+
+
+# -- privacy: every message the real ClientApp sends ----------------------------------------------
+
+
+def _only_logits(reply: Message, public: int, classes: int) -> None:
+    """Fails on anything but one [public, classes] float32 array and scalar metadata."""
+    assert not reply.has_error(), reply.error
+    content = reply.content
+    assert set(content) == {wire.LOGITS, wire.METRICS}
+    assert not content.config_records
+    arrays = [a for record in content.array_records.values() for a in record.values()]
+    assert len(arrays) == 1 and list(arrays[0].shape) == [public, classes] and arrays[0].dtype == "float32"
+    for value in content.metric_records[wire.METRICS].values():
+        assert isinstance(value, int | float)  # scalars only: no lists that could carry pixels or weights
+    assert wire.payload_bytes(content) < public * classes * 4 + 1024
+
+
+def test_a_client_sends_nothing_but_logits(identity, tmp_path):
+    recipe = tiny_recipe()
+    fdata = data.shared(recipe.federated, recipe.seed)
+    context = Context(run_id=7, node_id=11, node_config={"partition-id": 1, "num-partitions": 2},
+                      state=RecordDict(), run_config={})
+    first = client.app(_task(wire.task_content(recipe.plain(), 1)), context)
+    _only_logits(first, PUBLIC, fdata.num_classes)
+    soft = local.ensemble([torch.from_numpy(first.content[wire.LOGITS]["logits"].numpy())], 3.0)
+    second = client.app(_task(wire.task_content(recipe.plain(), 2, {wire.SOFT_LABELS: wire.soft_labels_record(soft)})),
+                        context)
+    _only_logits(second, PUBLIC, fdata.num_classes)
+    # the client kept its model between rounds (Flower's context.state here: no state-dir was given)
+    assert client.STATE_KEY in context.state.array_records
+
+
+def test_a_client_with_a_wrong_partition_refuses(identity):
+    recipe = tiny_recipe()
+    context = Context(run_id=7, node_id=11, node_config={"partition-id": 5, "num-partitions": 6},
+                      state=RecordDict(), run_config={})
+    with pytest.raises(Exception, match="partition-id=5 num-partitions=6"):
+        client.app(_task(wire.task_content(recipe.plain(), 1)), context)
