@@ -126,7 +126,8 @@ def _check_batch(batch: Any, i: int, split: str) -> tuple[torch.Tensor, torch.Te
     x, y = batch[0], batch[1]
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise TorchSlimError(f"from_loaders: the {split} loader's batch {i} inputs are "
-                             f"{getattr(x, 'shape', type(x).__name__)}; expected an image batch (N, C, H, W).")
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}; expected an image batch "
+                             "(N, C, H, W).")
     y = torch.as_tensor(y)
     if y.ndim != 1 or len(y) != len(x) or y.is_floating_point() or y.dtype == torch.bool:
         raise TorchSlimError(f"from_loaders: the {split} loader's batch {i} labels are {tuple(y.shape)} "
