@@ -254,6 +254,9 @@ class Context:
         replaying the steps on a fresh copy of it."""
         from torchslim.models import SPEC_ATTR, spec_of
 
+        if not isinstance(self.teacher_override, nn.Module):
+            raise TorchSlimError(f"teacher= must be an nn.Module (a classifier giving logits), got "
+                                 f"{type(self.teacher_override).__name__}.")
         teacher = copy.deepcopy(self.teacher_override)
         spec = spec_of(teacher)
         if not (isinstance(spec, dict) and "name" in spec):  # a registered family rebuilds anywhere: keep it
