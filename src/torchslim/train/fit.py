@@ -184,6 +184,8 @@ def fit(
         model.prepare(as_batch(next(iter(train)), device, memory_format))
     optimizer = make_optimizer(model.parameters(), cfg)
     sampler = getattr(train, "sampler", None)
+    # The loader may be shared with later runs: its sampler is given back as it came (see below).
+    sampler_state = {k: getattr(sampler, k) for k in ("epoch", "rank", "world_size") if hasattr(sampler, k)}
     if dist_info.enabled and hasattr(sampler, "shard"):
         sampler.shard(dist_info.rank, dist_info.world_size)
     runner = model
@@ -204,9 +206,7 @@ def fit(
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
     bar = Progress(enabled=progress and dist_info.is_main, total_epochs=cfg.epochs)
-    # The loader may be shared with later runs: give its sampler back at the epoch it came with.
-    sampler_epoch = getattr(sampler, "epoch", None)
-    with bar, _restoring_epoch(sampler, sampler_epoch):
+    with bar, _restoring(sampler, sampler_state):
         for epoch in range(start_epoch, cfg.epochs):
             began = time.perf_counter()
             if hasattr(sampler, "set_epoch"):
@@ -269,12 +269,13 @@ def fit(
 
 
 @contextmanager
-def _restoring_epoch(sampler: Any, epoch: int | None):
+def _restoring(sampler: Any, state: dict[str, Any]):
+    """Put ``state`` (epoch, DDP shard) back on ``sampler`` when the block ends, however it ends."""
     try:
         yield
     finally:
-        if epoch is not None and hasattr(sampler, "epoch"):
-            sampler.epoch = epoch
+        for key, value in state.items():
+            setattr(sampler, key, value)
 
 
 def _non_finite_message(value: float, epoch: int, step: int, lr: float, kept: Path | None,
