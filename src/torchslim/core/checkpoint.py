@@ -55,9 +55,14 @@ def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> Path:
-    """Write ``tensors`` to a safetensors file atomically."""
+    """Write ``tensors`` to a safetensors file atomically.
+
+    Raises:
+        DiskFullError: no space for it (naming the bytes needed; nothing is left half written).
+    """
     tensors = _contiguous(tensors)
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+    need = sum(t.numel() * t.element_size() for t in tensors.values()) + 8 * 1024  # + the JSON header
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp)), need=need)
 
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
