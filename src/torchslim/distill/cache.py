@@ -4,11 +4,15 @@ Distillation then costs about what training the student alone costs. Outputs are
 ``(draw, dataset index)``. With random augmentation the teacher must see the very image the student
 sees, so the cache records ``draws`` augmented epochs and the loader replays them exactly
 (torchslim's augmentation is a pure function of (seed, epoch, batch): epoch ``e`` replays draw
-``e % draws``). ``draws=0`` means no cache: the teacher runs live.
+``e % draws``). ``draws=0`` means no cache: the teacher runs live. The cache is built on its own
+copy of the loader's sampler, and the replay is switched on the shared loader only between
+:meth:`TeacherCache.attach` and :meth:`TeacherCache.detach` (``DistillTask.close``), so a later step
+that shares the loader sees exactly the data it would see alone.
 
 The cache key hashes the teacher's weights, a fingerprint of the dataset (size, labels, a sample of
 the images) and the input transform (normalisation, augmentation, seed, draws); a cache on disk
-with another key is rebuilt, with a message, never reused.
+with another key is rebuilt, with a message, never reused; so is a damaged one. On disk the cache is
+written into a staging folder renamed into place: a kill or a full disk leaves no partial cache.
 """
 
 from __future__ import annotations
