@@ -250,3 +250,22 @@ def test_nan_message_says_no_checkpoint_when_none_was_kept(tmp_path, with_dir):
     assert "No checkpoint was kept" in text and "kept in" not in text
     assert ("before the first epoch ended" if with_dir else "no checkpoint directory") in text
     assert not list(tmp_path.iterdir())
+
+
+def test_temporary_names_carry_their_writer_and_nothing_else_matches(tmp_path):
+    from torchslim.core.io import owner_pid, stage_path, temp_path
+
+    assert owner_pid(temp_path(tmp_path / "model.safetensors").name) == os.getpid()
+    assert owner_pid(stage_path(tmp_path).name) == os.getpid()
+    assert owner_pid(".0123456789abcdef01234567.4242.tmp") == 4242  # a teacher cache's staging folder
+    for name in ("model.json", ".model.json", "last.old", "state.tmp", ".x.abc.tmp", ".stage-x"):
+        assert owner_pid(name) is None, name
+
+
+def test_sweep_goes_only_a_few_levels_deep(tmp_path):
+    from torchslim.core.io import sweep
+
+    pid = dead_pid()
+    [near] = plant_leftovers(tmp_path / "a" / "b", pid, ["x.json"])
+    [far] = plant_leftovers(tmp_path / "a" / "b" / "c" / "d", pid, ["x.json"])
+    assert sweep(tmp_path) == [near] and far.exists()

@@ -114,14 +114,19 @@ def remove_stale(directory: str | Path, name: str | None = None) -> list[Path]:
     return removed
 
 
-def sweep(root: str | Path) -> list[Path]:
-    """:func:`remove_stale` in ``root`` and every directory below it."""
+def sweep(root: str | Path, depth: int = 3) -> list[Path]:
+    """:func:`remove_stale` in ``root`` and the directories up to ``depth`` levels below it.
+
+    The depth is bounded on purpose: an output folder given by mistake as a large tree (``--out
+    ~``) must not be walked whole.
+    """
     root = Path(root)
-    if not root.is_dir():
+    if not root.is_dir() or depth < 0:
         return []
     removed = remove_stale(root)
-    for directory in sorted(p for p in root.rglob("*") if p.is_dir() and owner_pid(p.name) is None):
-        removed += remove_stale(directory)
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink() and owner_pid(child.name) is None:
+            removed += sweep(child, depth - 1)
     return removed
 
 
