@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -37,10 +38,16 @@ def grow(path: Path, size: str) -> None:
 
 
 def leftovers(root: Path) -> list[str]:
-    """Temporary or staging entries under ``root`` (none may outlive a run)."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if owner_pid(p.name) is not None or p.name.endswith((".tmp", ".partial"))
-                  or p.name.startswith(".stage-"))
+    """Temporary or staging entries under ``root`` (none may outlive a run).
+
+    Safe to call while a run renames and removes entries (os.walk skips what vanished).
+    """
+    found = []
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            if owner_pid(name) is not None or name.endswith((".tmp", ".partial")) or name.startswith(".stage-"):
+                found.append(os.path.relpath(os.path.join(directory, name), root))
+    return sorted(found)
 
 
 def dead_pid() -> int:
