@@ -4,7 +4,9 @@ The habits of benchmarks/BENCHMARKS.md in code: the batch is built before the cl
 thread count is fixed for the measurement (and restored after), gradients are off, the first calls
 (allocation, kernel selection, lazy init) are not timed, and the result is a median with p10/p90
 rather than a single number. :func:`interleaved_latency` times several candidates in alternating
-rounds so that a change in machine load hits all of them alike.
+rounds so that a change in machine load hits all of them alike
+(:func:`torchslim.measure.rounds.confident_latency` keeps adding such rounds, pinned to fixed
+cores, until every speed-up's interval is narrow).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -49,7 +52,7 @@ def make_batch(example_input: torch.Tensor, batch_size: int) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def _timed_call(fn: Callable, batch: torch.Tensor, sync: Callable[[], None] | None) -> float:
+def timed_call(fn: Callable, batch: torch.Tensor, sync: Callable[[], None] | None) -> float:
     """Milliseconds of one ``fn(batch)``, waiting for the device when it runs asynchronously."""
     start = time.perf_counter()
     fn(batch)
@@ -58,9 +61,41 @@ def _timed_call(fn: Callable, batch: torch.Tensor, sync: Callable[[], None] | No
     return (time.perf_counter() - start) * 1000.0
 
 
-def _repeat_count(estimate_ms: float, min_seconds: float, min_repeats: int, max_repeats: int) -> int:
+def repeat_count(estimate_ms: float, min_seconds: float, min_repeats: int, max_repeats: int) -> int:
     wanted = math.ceil(min_seconds * 1000.0 / max(estimate_ms, 1e-6))
     return max(min_repeats, min(max_repeats, wanted))
+
+
+def runtime_name(fn: Any) -> str:
+    """What runs ``fn``: its ``runtime`` attribute, "torch-eager" for a module, else "callable"."""
+    name = getattr(fn, "runtime", None)
+    if isinstance(name, str):
+        return name
+    return "torch-eager" if isinstance(fn, nn.Module) else "callable"
+
+
+@contextmanager
+def timing_mode(fns: Mapping[str, Callable], threads: int,
+                set_threads: Mapping[str, Callable[[int], None]] | None = None) -> Iterator[None]:
+    """Inside the block: ``threads`` torch threads, each runtime's own pool set to ``threads`` (its
+    ``set_threads``, or the hook given for its name), modules in eval mode, inference mode on.
+    Torch's thread count and each module's mode are restored after; a runtime keeps its setting."""
+    modules = {name: fn.training for name, fn in fns.items() if isinstance(fn, nn.Module)}
+    previous_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        for name, fn in fns.items():
+            hook = (set_threads or {}).get(name) or getattr(fn, "set_threads", None)
+            if callable(hook):
+                hook(threads)
+            if name in modules:
+                fn.eval()
+        with torch.inference_mode():
+            yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        for name, was_training in modules.items():
+            fns[name].train(was_training)
 
 
 def check_options(warmup: Any, repeats: Any, min_seconds: Any, min_repeats: Any, max_repeats: Any) -> None:
@@ -121,29 +156,14 @@ def measure_latency(
     check_positive_int("threads", threads)
     check_options(warmup, repeats, min_seconds, min_repeats, max_repeats)
     batch = make_batch(example_input, batch_size)
-    hook = set_threads if set_threads is not None else getattr(fn, "set_threads", None)
     sync = torch.cuda.synchronize if batch.device.type == "cuda" else None
-    module = fn if isinstance(fn, nn.Module) else None
-    was_training = module.training if module is not None else False
-    previous_threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        if callable(hook):
-            hook(threads)
-        if module is not None:
-            module.eval()
-        with torch.inference_mode():
-            warm = [_timed_call(fn, batch, sync) for _ in range(warmup)]
-            if repeats is None:
-                estimate = statistics.median(warm) if warm else _timed_call(fn, batch, sync)
-                repeats = _repeat_count(estimate, min_seconds, min_repeats, max_repeats)
-            times = [_timed_call(fn, batch, sync) for _ in range(repeats)]
-    finally:
-        torch.set_num_threads(previous_threads)
-        if module is not None:
-            module.train(was_training)
-    name = runtime or ("torch-eager" if module is not None else "callable")
-    return LatencyStat.from_times(times, batch_size=batch_size, threads=threads, runtime=name)
+    with timing_mode({"fn": fn}, threads, {"fn": set_threads} if set_threads is not None else None):
+        warm = [timed_call(fn, batch, sync) for _ in range(warmup)]
+        if repeats is None:
+            estimate = statistics.median(warm) if warm else timed_call(fn, batch, sync)
+            repeats = repeat_count(estimate, min_seconds, min_repeats, max_repeats)
+        times = [timed_call(fn, batch, sync) for _ in range(repeats)]
+    return LatencyStat.from_times(times, batch_size=batch_size, threads=threads, runtime=runtime or runtime_name(fn))
 
 
 def interleaved_latency(
