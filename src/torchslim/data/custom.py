@@ -15,8 +15,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import (DataLoader, IterableDataset, RandomSampler, SequentialSampler, Subset,
-                              SubsetRandomSampler, WeightedRandomSampler)
+from torch.utils.data import (
+    DataLoader,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.data.base import ArrayImageDataset, Augment, DataBundle, make_loader
