@@ -34,10 +34,10 @@ def test_dirichlet_split_is_seeded_disjoint_and_complete():
     labels = np.repeat(np.arange(10), 50)
     a = data.dirichlet_split(labels, 5, alpha=0.3, seed=1, min_size=2)
     b = data.dirichlet_split(labels, 5, alpha=0.3, seed=1, min_size=2)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     joined = np.concatenate(a)
     assert len(joined) == len(labels) and len(np.unique(joined)) == len(labels)
-    assert not all(np.array_equal(x, y) for x, y in zip(a, data.dirichlet_split(labels, 5, 0.3, seed=2, min_size=2)))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, data.dirichlet_split(labels, 5, 0.3, seed=2, min_size=2), strict=True))
 
 
 def test_small_alpha_concentrates_labels():

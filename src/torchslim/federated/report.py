@@ -34,7 +34,7 @@ def record(recipe, fdata, history: list[dict[str, Any]], complete: bool) -> dict
     return {
         "name": recipe.name, "method": cfg.method, "complete": complete, "recipe": recipe.plain(),
         "clients": [{"client": i, "architecture": cfg.clients.architecture(i), "examples": int(len(s)),
-                     "label_histogram": h} for i, (s, h) in enumerate(zip(fdata.shards, fdata.histograms()))],
+                     "label_histogram": h} for i, (s, h) in enumerate(zip(fdata.shards, fdata.histograms(), strict=True))],
         "public_size": int(len(fdata.public)), "test_size": len(fdata.test), "num_classes": fdata.num_classes,
         "rounds": history, "final": summary(history),
         "versions": {"torchslim": getattr(torchslim, "__version__", "0.1.0"), "torch": torch.__version__,

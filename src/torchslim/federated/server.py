@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
@@ -162,8 +161,8 @@ class Server:
             except wire.MalformedReply as exc:
                 kind = "failed" if reply.has_error() else "rejected"
                 log.warning("round %d: %s %s: %s", r, kind, wire.describe(reply, self.state.clients.get(str(node))), exc)
-                self._dropped.append({"node": node, "client": self.state.clients.get(str(node)), "why": kind,
-                                      "detail": str(exc)[:500]})
+                self._dropped.append({"node": node, "client": wire.client_of(reply, self.state.clients.get(str(node))),
+                                      "why": kind, "detail": str(exc)[:500]})
         for node in sorted(set(nodes) - {m.metadata.src_node_id for m in replies}):
             log.warning("round %d: dropped node %d (client %s): no reply within %g s", r, node,
                         self.state.clients.get(str(node), "?"), self.cfg.round_timeout)

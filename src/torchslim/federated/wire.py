@@ -13,6 +13,7 @@ Sizes are the bytes Flower's transport moves: every object of a record tree seri
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import torch
@@ -63,12 +64,26 @@ def read_soft_labels(content: RecordDict) -> torch.Tensor | None:
     return None if record is None else torch.from_numpy(record["probs"].numpy().copy())
 
 
-def describe(reply: Message, known: int | None = None) -> str:
-    """``node N (client I)`` for log lines: the partition the reply names, else ``known``."""
-    part = known
+def client_of(reply: Message, known: int | None = None) -> int | None:
+    """The partition id a reply names (for messages only; never trusted for anything else), else ``known``."""
     if reply.has_content() and METRICS in reply.content.metric_records:
-        part = reply.content.metric_records[METRICS].get("partition-id", part)
-    return f"node {reply.metadata.src_node_id}" + (f" (client {int(part)})" if part is not None else "")
+        part = reply.content.metric_records[METRICS].get("partition-id")
+        if isinstance(part, int | float):
+            return int(part)
+    return known
+
+
+def describe(reply: Message, known: int | None = None) -> str:
+    """``node N (client I)`` for log lines."""
+    part = client_of(reply, known)
+    return f"node {reply.metadata.src_node_id}" + (f" (client {part})" if part is not None else "")
+
+
+def failure(reply: Message) -> str:
+    """The client's own error message from Flower's error reply, without the worker's traceback."""
+    reason = reply.error.reason
+    found = re.findall(r"Message: (.+?)(?:\\n|\n|'>|$)", reason)
+    return (found[-1] if found else reason.strip().splitlines()[-1] if reason.strip() else "no reason given")[:300]
 
 
 def _only_records(content: RecordDict, expected: set[str]) -> None:
@@ -88,7 +103,7 @@ def check_logits_reply(reply: Message, public_size: int, num_classes: int) -> to
             dtype, or a non-finite value; the message names what arrived and what was expected.
     """
     if reply.has_error():
-        raise MalformedReply(f"the client failed: {reply.error.reason[:300]}")
+        raise MalformedReply(f"the client failed: {failure(reply)}")
     content = reply.content
     _only_records(content, {LOGITS, METRICS})
     record = content.array_records.get(LOGITS)
@@ -113,7 +128,7 @@ def check_weights_reply(reply: Message, reference: ArrayRecord) -> None:
         MalformedReply: naming the first missing, unexpected or mis-shaped array.
     """
     if reply.has_error():
-        raise MalformedReply(f"the client failed: {reply.error.reason[:300]}")
+        raise MalformedReply(f"the client failed: {failure(reply)}")
     _only_records(reply.content, {ARRAYS, METRICS})
     record = reply.content.array_records.get(ARRAYS)
     if record is None or list(record) != list(reference):
