@@ -495,3 +495,79 @@ def test_from_loaders_wraps_plain_dataloaders():
         from_loaders([(x[:4], y[:4])], [(x[4:8], torch.rand(4))])
     with pytest.raises(TorchSlimError, match="train loader yielded no batches"):
         from_loaders([], [(x[:4], y[:4])])
+
+
+# --- from_loaders reads in a fixed order -------------------------------------------------------------
+
+
+class _NoisyImages(torch.utils.data.Dataset):
+    """A map-style dataset whose __getitem__ adds random noise (an unseeded random transform)."""
+
+    def __init__(self, n: int = 24) -> None:
+        self.x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 4, 4).clone()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i] + 0.1 * torch.rand(1, 4, 4), i % 3
+
+
+def test_from_loaders_reads_a_shuffling_loader_in_index_order_with_seeded_transforms():
+    from torch.utils.data import DataLoader, SubsetRandomSampler
+
+    from torchslim.data import from_loaders
+
+    test = DataLoader(_NoisyImages(), batch_size=5)
+    torch.manual_seed(1)
+    a = from_loaders(DataLoader(_NoisyImages(), batch_size=5, shuffle=True), test, batch_size=4)
+    torch.manual_seed(2)  # another global RNG state: the same snapshot
+    b = from_loaders(DataLoader(_NoisyImages(), batch_size=5, shuffle=True), test, batch_size=4)
+    assert torch.equal(a.train.dataset.images, b.train.dataset.images)
+    assert torch.equal(a.train.dataset.images[:, 0, 0, 0].floor(), torch.arange(24.0))  # index order
+    assert torch.equal(a.train.dataset.labels, torch.arange(24) % 3)
+    state = torch.get_rng_state()
+    from_loaders(DataLoader(_NoisyImages(), batch_size=5), test, batch_size=4)
+    assert torch.equal(state, torch.get_rng_state())  # the caller's generator is left as it was
+    subset = from_loaders(DataLoader(_NoisyImages(), batch_size=5, sampler=SubsetRandomSampler([9, 2, 17, 5])),
+                          test, batch_size=2)
+    assert subset.train.dataset.images[:, 0, 0, 0].floor().tolist() == [2.0, 5.0, 9.0, 17.0]
+
+
+def test_from_loaders_takes_a_seeded_sampler_without_a_dataset_and_refuses_an_unseeded_one():
+    from torch.utils.data import RandomSampler
+
+    from torchslim.data import from_loaders
+
+    class Batches:
+        def __init__(self, generator=None):
+            self.sampler = RandomSampler(range(12), generator=generator)
+
+        def __iter__(self):
+            order = torch.tensor(list(self.sampler))
+            for i in range(0, 12, 4):
+                yield torch.zeros(4, 1, 2, 2) + order[i:i + 4].view(4, 1, 1, 1), order[i:i + 4] % 2
+
+    bundle = from_loaders(Batches(torch.Generator().manual_seed(0)), Batches(torch.Generator().manual_seed(0)),
+                          batch_size=4)
+    assert len(bundle.train.dataset) == 12
+    with pytest.raises(TorchSlimError, match="RandomSampler without a seeded generator.*shuffle=False"):
+        from_loaders(Batches(), Batches(torch.Generator().manual_seed(0)), batch_size=4)
+
+
+def test_from_loaders_default_batch_size_is_the_training_loaders():
+    from torch.utils.data import DataLoader
+
+    from torchslim.data import from_loaders
+
+    bundle = from_loaders(DataLoader(_NoisyImages(), batch_size=6), DataLoader(_NoisyImages(), batch_size=5))
+    assert [len(b[1]) for b in bundle.train] == [6, 6, 6, 6]
+
+
+def test_fewer_calibration_batches_than_asked_is_said():
+    from torchslim.quantize.calibration import CalibrationWarning, take
+
+    loader = [(torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long))] * 2
+    with pytest.warns(CalibrationWarning, match="asked for 16 batches but the loader has only 2"):
+        arrays = take(loader, 16, "input", None)
+    assert len(arrays) == 2

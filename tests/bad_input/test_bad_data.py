@@ -207,3 +207,14 @@ EVAL_MISFITS = [
 def test_eval_refuses_a_model_that_does_not_fit_its_data(sandbox, make, needles):
     ckpt = ts.save_model(make(), sandbox.inputs / "c", {"data": {"name": "synthetic", "kwargs": SYNTH}})
     sandbox.expect_exit_2(sandbox.cli("eval", ckpt, "--batch-sizes", "1"), *needles)
+
+
+def test_compare_recipe_data_root_without_the_files(sandbox, monkeypatch):
+    monkeypatch.delenv("TORCHSLIM_DATA", raising=False)
+    root = sandbox.inputs / "fm"
+    _write_fmnist(root, skip="train-images-idx3-ubyte")
+    recipe = sandbox.inputs / "r.yaml"
+    recipe.write_text(f"version: 1\nname: r\nteacher: fashion-mnist-student\ndata: {{name: fashion-mnist, root: {root}}}\n"
+                      "strategies:\n  t: [load]\n")
+    sandbox.expect_exit_2(sandbox.cli("compare", recipe, "--out", sandbox.out, "--quiet"),
+                          str(root), "lacks train-images-idx3-ubyte[.gz]")
