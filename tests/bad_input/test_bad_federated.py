@@ -109,3 +109,12 @@ def test_bad_engine_flag_exits_2(sandbox):
     recipe = _write(sandbox, BASE)
     code, out, err = sandbox.cli("federated", recipe, "--out", sandbox.out, "--engine", "cluster")
     assert code == 2 and "cluster" in err and "simulation" in err
+
+
+def test_output_holding_another_federation_exits_2(sandbox):
+    from torchslim.federated import state
+
+    state.save(sandbox.out / "checkpoint", state.ServerState(fingerprint="another recipe", round=1))
+    recipe = _write(sandbox, BASE)
+    sandbox.expect_exit_2(sandbox.cli("federated", recipe, "--out", sandbox.out),
+                          str(sandbox.out), "different recipe", "--restart")

@@ -25,7 +25,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.federated import config as fconfig
-from torchslim.federated import data
+from torchslim.federated import data, state
 from torchslim.federated.report import JSON_NAME
 from torchslim.federated.server import FederationError, Server, log
 
@@ -41,8 +41,10 @@ def prepare(recipe: fconfig.FederatedRecipe | str | Path, out: str | Path, resta
             than samples, an empty or oversized public set), before any process starts.
     """
     recipe = recipe if isinstance(recipe, fconfig.FederatedRecipe) else fconfig.load(recipe)
-    data.shared(recipe.federated, recipe.seed)  # loads and splits: refuses an impossible split now
     out = Path(out)
+    if not restart:  # a state of another recipe in `out` is refused here, not after the engine started
+        state.load(out / "checkpoint", state.fingerprint(recipe.plain()))
+    data.shared(recipe.federated, recipe.seed)  # loads and splits: refuses an impossible split now
     if restart:
         for name in ("checkpoint", "clients", "model", JSON_NAME, "federated.png", "federated.log"):
             target = out / name
