@@ -35,10 +35,18 @@ NOISE_Z = 2.0  # accuracies differ when |delta| > NOISE_Z x the standard error o
 
 def check_fraction(name: str, value: Any, *, low: float = 0.0, high: float = 1.0) -> float:
     """``value`` as a float strictly between ``low`` and ``high``, else a :class:`TorchSlimError`."""
+    # NaN fails the comparison too
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
         raise TorchSlimError(f"{name} must be a finite number strictly between {low:g} and {high:g}, "
                              f"got {value!r}.")
     return float(value)
+
+
+def check_resamples(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TorchSlimError(f"resamples must be a positive integer (2000 is plenty for a 95% interval), "
+                             f"got {value!r}.")
+    return value
 
 
 def check_seed(value: Any) -> int:
@@ -104,11 +112,11 @@ def bootstrap_interval(ratios: Sequence[float], *, confidence: float = CONFIDENC
         TorchSlimError: no ratios, a ratio that is not positive and finite, or bad options.
     """
     confidence = check_fraction("confidence", confidence)
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
-        raise TorchSlimError(f"resamples must be a positive integer, got {resamples!r}.")
+    check_resamples(resamples)
     values = np.asarray(list(ratios), dtype=float)
     if values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
-        raise TorchSlimError(f"Ratios must be a non-empty list of positive finite numbers, got {list(ratios)!r}.")
+        raise TorchSlimError(f"Ratios must be a non-empty list of positive finite numbers, "
+                             f"got {list(ratios)!r}.")
     rng = np.random.default_rng(check_seed(seed))
     picks = rng.integers(0, values.size, size=(resamples, values.size))
     medians = np.median(values[picks], axis=1)
@@ -184,3 +192,12 @@ def spread(values: Sequence[float]) -> float:
         return 0.0
     p10, median, p90 = np.quantile(np.asarray(values, dtype=float), [0.1, 0.5, 0.9])
     return float((p90 - p10) / median) if median > 0 else math.inf
+
+
+def tied_pairs(stats: Sequence[Any]) -> list[tuple[str, str]]:
+    """Pairs of names among ``stats`` (:class:`~torchslim.measure.record.RatioStat` of one setting
+    and baseline) whose intervals overlap: speed-ups a report must call a tie, not a ranking."""
+    out = []
+    for i, a in enumerate(stats):
+        out += [(a.name, b.name) for b in stats[i + 1:] if a.ties_with(b)]
+    return out

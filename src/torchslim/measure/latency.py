@@ -163,7 +163,8 @@ def measure_latency(
             estimate = statistics.median(warm) if warm else timed_call(fn, batch, sync)
             repeats = repeat_count(estimate, min_seconds, min_repeats, max_repeats)
         times = [timed_call(fn, batch, sync) for _ in range(repeats)]
-    return LatencyStat.from_times(times, batch_size=batch_size, threads=threads, runtime=runtime or runtime_name(fn))
+    name = runtime or runtime_name(fn)
+    return LatencyStat.from_times(times, batch_size=batch_size, threads=threads, runtime=name)
 
 
 def interleaved_latency(

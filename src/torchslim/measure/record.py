@@ -117,10 +117,12 @@ class RatioStat(BaseModel):
             TorchSlimError: the two were not measured at the same setting against the same baseline
                 (their ratios are then not comparable).
         """
-        mine, theirs = (self.baseline, self.batch_size, self.threads), (other.baseline, other.batch_size, other.threads)
+        mine = (self.baseline, self.batch_size, self.threads)
+        theirs = (other.baseline, other.batch_size, other.threads)
         if mine != theirs:
-            raise TorchSlimError(f"Speed-ups of {self.name!r} (baseline, batch, threads = {mine}) and {other.name!r} "
-                                 f"({theirs}) are not comparable: compare ratios of one setting and baseline.")
+            raise TorchSlimError(
+                f"Speed-ups of {self.name!r} (baseline, batch, threads = {mine}) and {other.name!r} "
+                f"({theirs}) are not comparable: compare ratios of one setting and baseline.")
         return self.low <= other.high and other.low <= self.high
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,7 +154,7 @@ class SettingTiming(BaseModel):
     orders: list[list[str]] = Field(description="the order the candidates ran in, per round")
     latency: dict[str, LatencyStat]
     ratios: dict[str, RatioStat] = Field(description="every candidate but the baseline")
-    baseline_spread: float = Field(ge=0, description="(p10-p90 width) / median of the baseline's round medians")
+    baseline_spread: float = Field(ge=0, description="(p90 - p10) / median of the baseline's round medians")
     notes: list[str] = Field(default_factory=list)
 
     @property

@@ -30,7 +30,6 @@ import torch
 from torchslim.core.errors import TorchSlimError
 from torchslim.measure import confidence as conf
 from torchslim.measure.latency import (
-    check_options,
     check_positive_int,
     check_positive_ints,
     make_batch,
@@ -47,34 +46,56 @@ ROUND_REPEATS = (3, 200)  # calls of one candidate per round: enough for a media
 
 
 def _check_number(name: str, value: Any, *, low: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > low):
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not (number and math.isfinite(value) and value > low):
         raise TorchSlimError(f"{name} must be a finite number above {low:g} ({what}), got {value!r}.")
     return float(value)
 
 
-def _check_baselines(candidates: Mapping[str, Any], baseline: Any, baselines: Mapping[str, str] | None) -> dict:
+def _check_baselines(candidates: Any, baseline: Any, baselines: Mapping[str, str] | None) -> dict[str, str]:
     """``{candidate: its baseline}`` for every candidate but ``baseline``; each name checked."""
     if not isinstance(candidates, Mapping) or not candidates:
-        raise TorchSlimError(f"confident_latency needs a non-empty mapping {{name: model or callable}}, got {candidates!r}.")
+        raise TorchSlimError("confident_latency needs a non-empty mapping {name: model or callable}, "
+                             f"got {candidates!r}.")
     for name, fn in candidates.items():
         if not callable(fn):
-            raise TorchSlimError(f"Candidate {name!r} must be an nn.Module or a callable, got {type(fn).__name__}.")
-    if baseline not in candidates:
-        raise TorchSlimError(f"baseline {baseline!r} is not among the candidates; candidates: {', '.join(map(repr, candidates))}.")
+            raise TorchSlimError(f"Candidate {name!r} must be an nn.Module or a callable, "
+                                 f"got {type(fn).__name__}.")
+    valid = ", ".join(map(repr, candidates))
+    if not isinstance(baseline, str) or baseline not in candidates:
+        raise TorchSlimError(f"baseline {baseline!r} is not among the candidates; candidates: {valid}.")
     pairs = {name: baseline for name in candidates if name != baseline}
+    if baselines is not None and not isinstance(baselines, Mapping):
+        raise TorchSlimError(f"baselines must be a mapping {{candidate: its baseline}}, got {baselines!r}.")
     for name, base in (baselines or {}).items():
         if name not in pairs or base not in candidates or base == name:
-            raise TorchSlimError(f"baselines[{name!r}] = {base!r}: both must be candidates, the key not the run's baseline "
-                                 f"{baseline!r} and not its own baseline; candidates: {', '.join(map(repr, candidates))}.")
+            raise TorchSlimError(
+                f"baselines[{name!r}] = {base!r}: both must be candidates, the key neither the run's "
+                f"baseline {baseline!r} nor its own baseline; candidates: {valid}.")
         pairs[name] = base
     return pairs
 
 
-def _check_rounds(min_rounds: Any, max_rounds: Any) -> None:
+def _check_options(min_rounds: Any, max_rounds: Any, max_seconds: Any, target_width: Any, confidence: Any,
+                   resamples: Any, seed: Any, warmup: Any, round_seconds: Any, pin: Any) -> dict[str, Any]:
+    """The options of :func:`confident_latency` as a dict, or a :class:`TorchSlimError` naming the
+    first bad one and what is valid."""
     check_positive_int("min_rounds", min_rounds)
     check_positive_int("max_rounds", max_rounds)
     if max_rounds < min_rounds:
         raise TorchSlimError(f"max_rounds ({max_rounds}) must be at least min_rounds ({min_rounds}).")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise TorchSlimError(f"warmup must be a non-negative integer, got {warmup!r}.")
+    if not isinstance(pin, bool):
+        raise TorchSlimError(f"pin must be True or False, got {pin!r}.")
+    return {"min_rounds": min_rounds, "max_rounds": max_rounds,
+            "max_seconds": _check_number("max_seconds", max_seconds, low=0, what="the time cap per setting"),
+            "target_width": conf.check_fraction("target_width", target_width, high=1.0),
+            "confidence": conf.check_fraction("confidence", confidence),
+            "resamples": conf.check_resamples(resamples), "seed": conf.check_seed(seed), "warmup": warmup,
+            "round_seconds": _check_number("round_seconds", round_seconds, low=0,
+                                           what="time per candidate per round"),
+            "pin": pin}
 
 
 def _warm_repeats(fns: Mapping[str, Callable], batch: torch.Tensor, warmup: int, round_seconds: float,
@@ -129,7 +150,8 @@ def _time_setting(fns: Mapping[str, Callable], example_input: torch.Tensor, b: i
                     or len(orders) >= opts["max_rounds"]):
                 break
     latency = {name: LatencyStat.from_times(times[name], batch_size=b, threads=t, runtime=runtimes[name],
-                                            rounds=len(orders), round_medians_ms=[round(m, 6) for m in medians[name]],
+                                            rounds=len(orders),
+                                            round_medians_ms=[round(m, 6) for m in medians[name]],
                                             cores=cores)
                for name in fns}
     return SettingTiming(batch_size=b, threads=t, cores=cores, rounds=len(orders), seconds=round(seconds, 3),
@@ -210,17 +232,9 @@ def confident_latency(
     pairs = _check_baselines(candidates, baseline, baselines)
     batch_sizes = check_positive_ints("batch_sizes", batch_sizes)
     threads = check_positive_ints("threads", threads)
-    _check_rounds(min_rounds, max_rounds)
-    opts = {"min_rounds": min_rounds, "max_rounds": max_rounds,
-            "max_seconds": _check_number("max_seconds", max_seconds, low=0, what="the time cap per setting"),
-            "target_width": _check_number("target_width", target_width, low=0, what="e.g. 0.05 for +-5%"),
-            "confidence": conf.check_fraction("confidence", confidence), "resamples": resamples,
-            "seed": conf.check_seed(seed), "warmup": warmup, "round_seconds": round_seconds}
-    conf.bootstrap_interval([1.0], resamples=resamples)  # checks resamples now, not after the first setting
-    check_options(warmup, None, round_seconds, 1, 1)
+    opts = _check_options(min_rounds, max_rounds, max_seconds, target_width, confidence, resamples, seed,
+                          warmup, round_seconds, pin)
     batch_size_of(example_input)
-    if not isinstance(pin, bool):
-        raise TorchSlimError(f"pin must be True or False, got {pin!r}.")
     preferred = check_cores(list(cores) if isinstance(cores, range) else cores, max(threads))
     names = {name: (runtimes or {}).get(name) or runtime_name(fn) for name, fn in candidates.items()}
     settings = []
@@ -231,7 +245,7 @@ def confident_latency(
                                           notes, opts))
     total, wide, spread, verdict = _verdict(settings, opts["target_width"])
     notes = list(dict.fromkeys(n for s in settings for n in s.notes))
-    return TimingRun(baseline=baseline, options={**opts, "cores": preferred, "pin": pin}, settings=settings,
+    return TimingRun(baseline=baseline, options={**opts, "cores": preferred}, settings=settings,
                      ratios_total=total, ratios_not_converged=wide, baseline_spread=spread, verdict=verdict,
                      notes=notes)
 
@@ -245,7 +259,8 @@ def attach_timing(records: Sequence[MeasureRecord], run: TimingRun) -> None:
     timed = set(run.settings[0].latency) if run.settings else set()
     for record in records:
         if record.name not in timed:
-            raise TorchSlimError(f"Record {record.name!r} was not timed in this run; timed: {', '.join(sorted(timed))}.")
+            raise TorchSlimError(f"Record {record.name!r} was not timed in this run; "
+                                 f"timed: {', '.join(sorted(timed))}.")
         record.latency = run.latency_of(record.name)
         record.speedups = run.speedups_of(record.name)
         record.notes += [n for n in run.notes if n not in record.notes]

@@ -118,7 +118,8 @@ def check_cores(cores: Any, needed: int) -> list[int] | None:
                              "(os.sched_setaffinity); pass cores=None.")
     if (isinstance(cores, (str, bytes)) or not isinstance(cores, (list, tuple, range))
             or any(isinstance(c, bool) or not isinstance(c, int) for c in cores)):
-        raise TorchSlimError(f"cores must be a list of CPU core numbers (usable here: {usable}), got {cores!r}.")
+        raise TorchSlimError(f"cores must be a list of CPU core numbers (usable here: {usable}), "
+                             f"got {cores!r}.")
     bad = [c for c in cores if c not in usable]
     if bad:
         raise TorchSlimError(f"Core(s) {bad} of cores={list(cores)} do not exist or are not usable by this "
