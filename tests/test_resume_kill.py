@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -74,11 +75,9 @@ class Server:
     def exit_code(self) -> int:
         return int(self.proc.stdout.readline())
 
-    def run(self, argv: list[str], log: Path) -> float:
-        began = time.perf_counter()
+    def run(self, argv: list[str], log: Path) -> None:
         self.start(argv, log)
         assert self.exit_code() == 0, log.read_text()
-        return time.perf_counter() - began
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -93,32 +92,58 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def kill_at(server: Server, argv: list[str], out: Path, delay: float, during_write: bool) -> int:
-    """Start a run, SIGKILL it ``delay`` s after its first file appears in ``out`` (then, when
-    ``during_write``, at the next moment a temporary file exists); returns its exit code."""
-    pid, began = server.start(argv, out.parent / f"{out.name}.log"), None
+def write_of(entry: str) -> str:
+    """What a temporary entry is writing: ``checkpoint`` (a training state's staging folder),
+    ``cache`` (a teacher cache's), or the target file's name (``model.json``, ``step.json``...)."""
+    name = os.path.basename(entry)
+    if name.startswith(".stage-"):
+        return "checkpoint"
+    target = re.fullmatch(r"\.(.+?)\.\d+(?:\.[0-9a-f]{8})?\.tmp", name).group(1)
+    return "cache" if re.fullmatch(r"[0-9a-f]{24}", target) else target
+
+
+def watch(server: Server, argv: list[str], out: Path, kill_in: str | None = None,
+          during_write: bool = True, pause: float = 0.0) -> tuple[int, list[str]]:
+    """Run ``argv`` and list its writes in order (temporary entries appearing in ``out``).
+
+    With ``kill_in``: SIGKILL it at its first write of that kind (see :func:`write_of`), either
+    while the write is on disk (``during_write``) or ``pause`` seconds after it finished (in the
+    computation that follows). Aiming at writes, not seconds, puts the kill at the same point of
+    the run however loaded the machine is. Returns ``(exit code, writes)``.
+    """
+    pid = server.start(argv, out.parent / f"{out.name}.log")
+    seen, writes, deadline = set(), [], None
     while _alive(pid):
-        now = time.perf_counter()
-        if began is None:
-            began = now if out.exists() and any(out.iterdir()) else None
-        elif now - began >= delay and (not during_write or leftovers(out)):
-            os.kill(pid, signal.SIGKILL)
-            break
-        time.sleep(0.002)
-    return server.exit_code()
+        now = set(leftovers(out)) if out.exists() else set()
+        writes += [write_of(e) for e in sorted(now - seen)]
+        seen = now
+        if kill_in in writes:
+            aimed = {e for e in now if write_of(e) == kill_in}
+            if deadline is None and (during_write or not aimed):  # in the write, or once it finished
+                deadline = time.perf_counter() + (0.0 if during_write else pause)
+            if deadline is not None and time.perf_counter() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+        time.sleep(0.005)  # a slowed write stays on disk for 40 ms
+    return server.exit_code(), writes
 
 
-def kill_and_resume(server: Server, argv: list[str], out: Path, rng: random.Random, span: float) -> list[str]:
-    what = []
-    for i in range(KILLS_PER_COMMAND):
-        during_write = i == 0 or rng.random() < 0.5
-        delay = rng.uniform(0.0, 0.6) * span  # a resumed run has less left to do than the first
-        code = kill_at(server, argv, out, delay, during_write)
+def kill_and_resume(server: Server, argv: list[str], out: Path, rng: random.Random, writes: list[str]) -> list[str]:
+    """Kill ``argv`` three times, each in (or just after) a different kind of write seen in a full
+    run, chosen by ``rng`` and taken in the order a run makes them; resume with the same command
+    each time, then let it finish."""
+    what, kinds = [], list(dict.fromkeys(writes))  # in the order a run first makes them
+    aims = sorted(rng.sample(kinds, KILLS_PER_COMMAND), key=kinds.index)  # each kill later in the run
+    for i, aim in enumerate(aims):
+        during_write, pause = i == 0 or rng.random() < 0.5, rng.uniform(0.0, 0.2)
+        code, _ = watch(server, argv, out, aim, during_write, pause)
         assert code in (-signal.SIGKILL, 0), (out.parent / f"{out.name}.log").read_text()
-        what.append(f"{'write' if during_write else 'time'}@{delay:.2f}s:{'killed' if code else 'finished'}")
-    server.run(argv, out.parent / f"{out.name}.log")
+        where = "in" if during_write else f"{pause * 1000:.0f} ms after"
+        what.append(f"{where} {aim}: {'killed' if code else 'finished'}")
+    code, _ = watch(server, argv, out)
+    assert code == 0, (out.parent / f"{out.name}.log").read_text()
     assert leftovers(out) == [], f"temporary files outlived the run: {leftovers(out)}"
-    print(f"{argv[0]}: {', '.join(what)}")
+    print(f"{argv[0]} (writes {', '.join(dict.fromkeys(writes))}): {'; '.join(what)}")
     assert sum(w.endswith("killed") for w in what) >= 2, f"too few kills landed: {what}"
     return what
 
@@ -139,9 +164,10 @@ def server():
 
 def check(server: Server, argv: list[str], tmp_path: Path, seed: int) -> list[str]:
     """Run ``argv`` straight into ``reference`` and killed-and-resumed into ``killed``."""
-    span = server.run([*argv, "--out", str(tmp_path / "reference")], tmp_path / "reference.log")
-    killed = tmp_path / "killed"
-    return kill_and_resume(server, [*argv, "--out", str(killed)], killed, random.Random(seed), span)
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    code, writes = watch(server, [*argv, "--out", str(reference)], reference)
+    assert code == 0, (tmp_path / "reference.log").read_text()
+    return kill_and_resume(server, [*argv, "--out", str(killed)], killed, random.Random(seed), writes)
 
 
 @pytest.fixture(scope="module")
