@@ -29,7 +29,6 @@ REBUILD_HINT = ("To make a model of your own architecture rebuildable, save it w
                 "teacher=; torchslim never unpickles a module.")
 
 
-
 def import_factory(ref: str, allow_imports: tuple[str, ...], where: str = "") -> Callable[..., nn.Module]:
     """``"package.module:function"``, imported only when its top-level package was allowed."""
     module_name, _, attr = ref.partition(":")
