@@ -25,6 +25,7 @@ from torchslim.measure.system import pinned, usable_cores
 
 X = torch.zeros(1, 4)
 QUICK = {"batch_sizes": (1,), "warmup": 1, "round_seconds": 0.002, "max_seconds": 2.0}
+QUICK_TEXT = {k: v for k, v in QUICK.items() if k != "batch_sizes"}
 needs_affinity = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
 
 
@@ -127,6 +128,20 @@ def test_round_orders_are_seeded_balanced_and_recorded():
     assert len(followers) > 3  # blocks are reshuffled: no candidate always follows the same one
     run = confident_latency(dict(zip(names, (spin(0.2),) * 3, strict=True)), X, baseline="a", seed=3, **QUICK)
     assert run.settings[0].orders == conf.round_orders(names, run.settings[0].rounds, seed=3)
+
+
+def test_sentences_per_second_with_speed_ups():
+    from torchslim.text.speed import confident_throughput
+
+    ids = torch.tensor([[5, 6, 7, 0], [5, 6, 0, 0], [8, 0, 0, 0]])
+    encoders = {"teacher": lambda x: spin(0.4)(x), "student": lambda x: spin(0.2)(x)}
+    speed, runs = confident_throughput(encoders, ids, 0, baseline="teacher", batch_sizes=(2, 1), **QUICK_TEXT)
+    assert [r.settings[0].batch_size for r in runs] == [2, 1]
+    assert speed["teacher"]["b2"]["speedup"] is None and speed["teacher"]["b2"]["tokens"] == 3
+    student = RatioStat.from_dict(speed["student"]["b1"]["speedup"])
+    assert student.baseline == "teacher" and covers(student, 2.0) and speed["student"]["b1"]["tokens"] == 3
+    with pytest.raises(TorchSlimError, match="batch size 4 needs at least 4 sample sentences"):
+        confident_throughput(encoders, ids, 0, baseline="teacher", batch_sizes=(1, 4))
 
 
 # -- pinning ---------------------------------------------------------------------------------------
