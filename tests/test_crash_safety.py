@@ -74,6 +74,15 @@ def test_train_after_cached_distill_matches_train_alone_bitwise():
     assert_same_weights(train(shared), train(augmented()))
 
 
+def test_fit_gives_the_sampler_back_as_it_came_even_when_it_fails():
+    bundle = augmented()
+    fit(fresh(), bundle, 2, lr=0.05, progress=False)
+    assert bundle.train.sampler.epoch == 0  # a later step iterating the loader sees epoch 0, as alone
+    with pytest.raises(NonFiniteLossError):
+        fit(Exploding(after=6), bundle, 3, progress=False)
+    assert bundle.train.sampler.epoch == 0
+
+
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory) -> Path:
     model = fresh("cnn-tiny", 5)
