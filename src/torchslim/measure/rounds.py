@@ -209,8 +209,10 @@ def confident_latency(
         baselines: ``{candidate: another candidate}`` to compare some against their own baseline,
             e.g. an INT8 ONNX model against the FP32 ONNX model, so like is compared with like.
         batch_sizes, threads: every (batch size, threads) is a setting with its own rounds.
-        min_rounds, max_rounds, max_seconds: rounds always run, at most, and the time cap (seconds
-            per setting, warm-up excluded) after which no round is added.
+        min_rounds: rounds that always run, even past the cap (an interval from fewer says little).
+        max_rounds: rounds at most per setting.
+        max_seconds: the time cap per setting (warm-up excluded): once the rounds have taken this
+            long, no round is added and the wide ratios are recorded as not converged.
         target_width: half-width of the interval, as a fraction of the ratio, that ends the rounds.
         confidence, resamples, seed: the bootstrap's level, resample count and seed; ``seed`` also
             seeds the round orders.
@@ -251,16 +253,19 @@ def confident_latency(
 
 
 def attach_timing(records: Sequence[MeasureRecord], run: TimingRun) -> None:
-    """Put ``run``'s latencies and speed-ups into ``records`` (matched by name), noise notes too.
+    """Put ``run``'s latencies and speed-ups into ``records``, matched by name.
+
+    The run's verdict and notes (pinning, oversubscription) stay on ``run``: they describe the
+    machine once for the whole run, not each row.
 
     Raises:
-        TorchSlimError: a record whose name the run did not time.
+        TorchSlimError: a record whose name the run did not time (nothing is changed then).
     """
     timed = set(run.settings[0].latency) if run.settings else set()
     for record in records:
         if record.name not in timed:
             raise TorchSlimError(f"Record {record.name!r} was not timed in this run; "
                                  f"timed: {', '.join(sorted(timed))}.")
+    for record in records:
         record.latency = run.latency_of(record.name)
         record.speedups = run.speedups_of(record.name)
-        record.notes += [n for n in run.notes if n not in record.notes]
