@@ -125,7 +125,14 @@ def test_yaml_never_constructs_python_objects(tmp_path):
         load_recipe(path)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def _pipeline_recipes() -> list[Path]:
+    """Shipped recipes that `torchslim run`/`compare` read (federated ones have their own schema)."""
+    import yaml
+
+    return [p for p in sorted((REPO / "recipes").glob("*.yaml")) if "federated" not in yaml.safe_load(p.read_text())]
+
+
+@pytest.mark.parametrize("path", _pipeline_recipes(), ids=lambda p: p.name)
 def test_every_shipped_recipe_validates(path):
     recipe = load_recipe(path)
     assert recipe.strategies and recipe.baseline_name in recipe.strategies

@@ -83,6 +83,13 @@ CASES = [
     ("quantize-lr-nan", [*QUANTIZE, "--mode", "qat", "--lr", "nan"], ["--lr", "finite", "'nan'"]),
     ("quantize-operands", [*QUANTIZE, "--operands", "s16"], ["--operands", "'s16'", "u8s8"]),
     ("quantize-source-missing", ["quantize", "nowhere"], ["'nowhere'", "fashion-mnist-teacher"]),
+    # sources and data that do not exist
+    ("distill-teacher-missing", ["distill", "--teacher", "nowhere", *DISTILL[3:], "--loss", "kd"],
+     ["'nowhere'", "neither a checkpoint directory nor a shipped model"]),
+    ("prune-target-missing", ["prune", "nowhere"], ["'nowhere'", "fashion-mnist-teacher"]),
+    ("sparsify-target-missing", ["sparsify", "nowhere"], ["'nowhere'", "fashion-mnist-teacher"]),
+    ("train-data-root-missing", ["train", "--model", "cnn-tiny", "--epochs", "1", "--data-root", "/no/such/root"],
+     ["/no/such/root", "does not exist"]),
 ]
 
 

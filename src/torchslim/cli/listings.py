@@ -43,21 +43,15 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-
-
 def cmd_losses(args: argparse.Namespace) -> int:
-    import inspect
-
     from torchslim.distill.losses import LOSSES
 
     table = Table(title="Distillation losses (use as --loss NAME:KEY=VALUE,...,weight=W)")
-    for col in ("name", "kind", "options", "description"):
+    for col in ("name", "kind", "options (type, bounds, default)", "description"):
         table.add_column(col)
     for name in LOSSES.list():
-        cls = LOSSES.get(name)
-        params = [f"{p.name}={p.default!r}" if p.default is not inspect.Parameter.empty else p.name
-                  for p in list(inspect.signature(cls).parameters.values())]
-        table.add_row(name, getattr(cls, "kind", ""), ", ".join(params),
+        cls = LOSSES.get(name)  # the options as recipes and --loss check them: one definition
+        table.add_row(name, getattr(cls, "kind", ""), cls.describe_options(),
                       (cls.__doc__ or "").strip().splitlines()[0])
     console.print(table)
     return 0

@@ -138,6 +138,7 @@ def _strategy(ctx: Any, name: str) -> None:
             if spec.name == "load":
                 current = model
         if ctx.recipe.task == "text":
+            current = _text_layers(spec, current, at)
             continue
         fresh = getattr(params, "model", None) if spec.name == "train" else getattr(params, "student", None)
         if spec.name in ("train", "distill") and fresh is not None:
@@ -151,6 +152,26 @@ def _strategy(ctx: Any, name: str) -> None:
         if spec.name == "evaluate" and params.split == "val" and ctx.data.val is None:
             raise RecipeError(f"{at}: split: val, but the dataset has no validation split (data.val_size is 0); "
                               "use split: test or set data.val_size.")
+
+
+def _text_layers(spec: Any, current: Any, at: str) -> Any:
+    """A ``layers`` step keeps layers the encoder it gets has; returns the layer count after the step
+    (the encoder itself after ``load``, whose ``layers`` are counted)."""
+    from torchslim.text.students import check_layers
+
+    available = len(current.layers) if hasattr(current, "layers") else current
+    if spec.name != "layers" or not isinstance(available, int):
+        return current
+    params = spec.params
+    if params.keep is not None and params.keep > available:
+        raise RecipeError(f"{at}: keep = {params.keep}, but the encoder it gets has {available} layers; keep at most "
+                          f"{available}.")
+    if params.layers is not None:
+        try:
+            check_layers(params.layers, available)
+        except TorchSlimError as exc:
+            raise RecipeError(f"{at}: {exc}") from None
+    return params.keep if params.keep is not None else len(params.layers)
 
 
 def _paths(model: nn.Module, paths: Any, at: str, key: str) -> None:

@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from torchslim.core.registry import did_you_mean
+from torchslim.pipeline.recipe_checks import MAX_NAME, NAME_PATTERN, safe_name
 from torchslim.pipeline.recipe_yaml import RecipeError, non_finite, read_text, read_yaml
 
 VERSION = 1
@@ -149,6 +150,9 @@ class Recipe(Strict):
         if not self.strategies:
             raise ValueError("a recipe needs at least one strategy")
         for name, steps in self.strategies.items():
+            if not safe_name(name):  # also for a Recipe built in Python, not parsed: the name becomes a path
+                raise ValueError(f"strategy name {name!r} must match {NAME_PATTERN} without '..' (at most "
+                                 f"{MAX_NAME} characters): it becomes a file name in the output directory")
             if not steps:
                 raise ValueError(f"strategy {name!r} has no steps")
         if self.baseline is not None and self.baseline not in self.strategies:

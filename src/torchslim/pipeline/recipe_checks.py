@@ -18,10 +18,15 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 MAX_NAME = 100
 
 
+def safe_name(name: Any) -> bool:
+    """Whether ``name`` (a string, or an integer YAML key) is a safe strategy name."""
+    text = str(name) if isinstance(name, (str, int)) and not isinstance(name, bool) else None
+    return text is not None and bool(re.fullmatch(NAME_PATTERN, text)) and ".." not in text and len(text) <= MAX_NAME
+
+
 def check_strategy_name(name: Any, path: tuple, lines: Any) -> None:
     """Raises unless ``name`` is a safe strategy name (:data:`NAME_PATTERN`, no ``..``, <= 100 chars)."""
-    text = str(name) if isinstance(name, (str, int)) and not isinstance(name, bool) else None
-    if text is not None and re.fullmatch(NAME_PATTERN, text) and ".." not in text and len(text) <= MAX_NAME:
+    if safe_name(name):
         return
     raise RecipeError(f"{lines.where(path)}: strategy name {name!r} is not allowed: a strategy's name becomes a file "
                       f"name in the output directory, so it must match {NAME_PATTERN} (letters, digits, '.', '_', "
@@ -71,4 +76,4 @@ def check_losses(params: Any, path: tuple, lines: Any, raw: dict) -> None:
         raise RecipeError(f"{lines.where(at)}: {shown}: loss {item.name!r}: {describe_problems(cls, problems)}")
 
 
-__all__ = ["MAX_NAME", "NAME_PATTERN", "check_losses", "check_sequence", "check_strategy_name"]
+__all__ = ["MAX_NAME", "NAME_PATTERN", "check_losses", "check_sequence", "check_strategy_name", "safe_name"]

@@ -217,7 +217,13 @@ def _options_model(cls: type) -> type[BaseModel]:
 def _describe_option(cls: type, name: str, param: inspect.Parameter) -> str:
     annotation = typing.get_type_hints(cls.__init__).get(name)
     kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "").replace("collections.abc.", "")
-    bounds = " ".join(f"{_SYMBOLS[k]} {v}" for k, v in _bounds(cls, name).items() if k != "min_length")
+    limits = {k: v for k, v in _bounds(cls, name).items() if k != "min_length"}
+    low, high = [k for k in limits if k in ("gt", "ge")], [k for k in limits if k in ("lt", "le")]
+    if low and high:  # "in [0, 1)" reads better than ">= 0 < 1"
+        bounds = (f"in {'(' if low[0] == 'gt' else '['}{limits[low[0]]}, {limits[high[0]]}"
+                  f"{')' if high[0] == 'lt' else ']'}")
+    else:
+        bounds = " ".join(f"{_SYMBOLS[k]} {v}" for k, v in limits.items())
     default = "required" if param.default is inspect.Parameter.empty else f"default {param.default!r}"
     return f"{name}: {kind}{' ' + bounds if bounds else ''} ({default})"
 
