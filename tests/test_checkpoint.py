@@ -106,3 +106,44 @@ def test_no_pickle_in_artifacts(tmp_path):
     save_model(models.create("cnn-tiny"), tmp_path)
     for path in Path(tmp_path).iterdir():
         assert b"\x80\x04" not in path.read_bytes()[:2]  # no pickle protocol header
+
+
+def test_own_architecture_saved_with_its_factory_and_reloaded_into_a_fresh_instance(tmp_path):
+    from torch import nn
+
+    from torchslim.core.checkpoint import load_model, read_meta
+
+    def tiny(num_classes, in_channels, width=4):
+        return nn.Sequential(nn.Conv2d(in_channels, width, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(width, num_classes))
+
+    model = tiny(3, 2, width=6)
+    save_model(model, tmp_path, factory="tiny", factory_kwargs={"width": 6})
+    meta = read_meta(tmp_path)
+    assert meta["model"] == {"factory": "tiny", "kwargs": {"width": 6}}
+    assert meta["class"] == "torch.nn.modules.container:Sequential"
+    with pytest.raises(CheckpointError, match=r"factory 'tiny'.*models=\{name: factory\}"):
+        load_model(tmp_path)
+    loaded, _ = load_model(tmp_path, model=tiny(3, 2, width=6))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+
+
+def test_a_given_model_already_carrying_the_first_recorded_steps_gets_only_the_rest(tmp_path):
+    from torchslim.core.checkpoint import load_model
+    from torchslim.core.state import applied_steps
+    from torchslim.prune import channels
+
+    torch.manual_seed(0)
+    base = models.create("cnn-tiny", num_classes=4)
+    x = torch.randn(2, 1, 28, 28)
+    once, _ = channels(base, x, 0.25, "l2")
+    twice, _ = channels(once, x, 0.25, "l2")
+    save_model(twice, tmp_path)
+    assert len(applied_steps(twice)) == 2
+    fresh_once, _ = channels(base, x, 0.25, "l2")  # the same first step, as a teacher that was pruned
+    loaded, _ = load_model(tmp_path, model=fresh_once)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in twice.state_dict().items())
+    with pytest.raises(CheckpointError, match="not the first ones recorded"):
+        other, _ = channels(base, x, 0.5, "l2")
+        load_model(tmp_path, model=other)
