@@ -116,6 +116,30 @@ def test_every_setting_is_timed_and_modules_keep_their_mode():
     assert run.speedups_of("linear") == [] and len(run.speedups_of("spin")) == 2
 
 
+class Deployed:
+    """A deployed-runtime stand-in with its own thread pool setting, as ONNX Runtime's wrapper has."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def set_threads(self, threads: int) -> None:
+        self.threads.append(threads)
+
+    def __call__(self, x: torch.Tensor) -> None:
+        spin(0.2)(x)
+
+
+def test_runtimes_get_the_thread_count_and_torch_gets_its_own_back():
+    deployed, before = Deployed(), torch.get_num_threads()
+    run = confident_latency({"torch": spin(0.2), "ort": deployed}, X, baseline="torch", threads=(2, 1),
+                            pin=False, **QUICK)
+    assert deployed.threads == [2, 1] and torch.get_num_threads() == before
+    assert run.settings[0].latency["ort"].runtime == "onnxruntime" == run.speedups_of("ort")[0].runtime
+    assert run.settings[0].latency["torch"].runtime == "callable"
+
+
 def test_round_orders_are_seeded_balanced_and_recorded():
     names = ["a", "b", "c"]
     orders = conf.round_orders(names, 12, seed=3)
