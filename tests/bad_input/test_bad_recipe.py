@@ -20,6 +20,7 @@ DATA = "data: {name: synthetic, batch_size: 32}\n"
 MEASURE = "measure: {batch_sizes: [1, 8], threads: [1], rounds: 1, min_seconds: 0.02}\n"
 NAME_RULE = "[A-Za-z0-9][A-Za-z0-9._-]*"
 DISTILL = "strategies:\n  s:\n    - distill: {student: cnn-tiny, epochs: 1, losses: [%s]}\n"
+TEXT = "teacher: minilm\ndata: {name: wordnet-glosses}\nstrategies:\n  s:\n    - load\n"
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +185,21 @@ CASES = [
     ("order-fresh-after-load", "strategies:\n  s:\n    - load\n    - train: {model: cnn-tiny, epochs: 1}\n", "train:",
      ["step 2 (train)", "drop `model:`"]),
     ("order-evaluate-first", "strategies:\n  s:\n    - evaluate\n", "evaluate", ["step 1 (evaluate)", "needs a model"]),
+    # -- text recipes (refused while parsing: no encoder is loaded) ---------------------------------
+    ("text-keep-zero", TEXT + "    - layers: {keep: 0}\n", "layers:", ["layers.keep = 0", "greater than 0"]),
+    ("text-keep-and-layers", TEXT + "    - layers: {keep: 2, layers: [0, 1]}\n", "layers:", ["exactly one of keep"]),
+    ("text-prune-nothing", TEXT + "    - prune: {heads: 0, ffn: 0}\n", "prune:", ["heads and ffn are both 0"]),
+    ("text-quantize-static", TEXT + "    - quantize: static\n", "quantize:", ["\"static\"", "'dynamic'"]),
+    ("text-image-step", TEXT + "    - sparsify: {sparsity: 0.5}\n", "sparsify:",
+     ["'sparsify'", "an image step", "a text recipe"]),
+    ("text-step-in-image", "strategies:\n  s:\n    - load\n    - layers: 3\n", "layers:",
+     ["'layers'", "a text step", "an image recipe"]),
+    ("text-loss-teacher", TEXT + "    - distill: {epochs: 1, losses: [{name: embed-cos, teacher: other}]}\n",
+     "distill:", ["'other'", "one teacher"]),
+    ("text-layers-first", TEXT.replace("    - load\n", "") + "    - layers: 3\n", "layers:",
+     ["step 1 (layers)", "`- load: teacher`"]),
+    ("text-val-size", TEXT.replace("wordnet-glosses}", "wordnet-glosses, val_size: 10}") + "    - evaluate\n",
+     "val_size", ["data.val_size", "image datasets", "val_fraction"]),
     # -- found against the data and models, before anything is written ------------------------------
     ("teacher-missing", "teacher: /no/such/teacher\nstrategies: {s: [load]}\n", "teacher:",
      ["/no/such/teacher", "strategy 's'", "shipped model"]),
