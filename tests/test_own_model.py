@@ -195,6 +195,11 @@ def test_module_function_factory_with_allow_import(tmp_path, monkeypatch):
             return nn.Sequential(nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(),
                                  nn.Conv2d(w, w, 3, padding=1, groups=w), nn.ReLU(),
                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w, num_classes))
+
+        def trained(num_classes, in_channels):  # a teacher factory gives the same weights every call
+            import torch
+            torch.manual_seed(0)
+            return tiny(num_classes, in_channels, width=24)
         """))
     monkeypatch.syspath_prepend(str(tmp_path))
     train_loader, test_loader, val_loader = make_loaders()
@@ -207,6 +212,13 @@ def test_module_function_factory_with_allow_import(tmp_path, monkeypatch):
     recipe = small_recipe(tmp_path, saved, "own_nets_pkg:tiny")
     matrix = compare(recipe, tmp_path / "out", data=data, allow_imports=("own_nets_pkg",), **QUIET)
     assert not matrix["failed"], matrix["failed"]
+    # the teacher itself as `module:function`: a later strategy reloads the shared pruned step from disk
+    recipe = small_recipe(tmp_path, '"own_nets_pkg:trained"', "own_nets_pkg:tiny", "r3.yaml")
+    first = run(recipe, tmp_path / "out3", strategy="pruned", data=data, allow_imports=("own_nets_pkg",), **QUIET)
+    second = run(recipe, tmp_path / "out3", strategy="pruned-int8", data=data, allow_imports=("own_nets_pkg",),
+                 resume=True, **QUIET)
+    assert [s["reused"] for s in second.steps] == [True, True, False]
+    assert first.steps[1]["key"] == second.steps[1]["key"]
     # the object given as teacher= works the same, with no factory at all
     matrix = compare(recipe, tmp_path / "out2", data=data, teacher=teacher, allow_imports=("own_nets_pkg",),
                      **QUIET)
