@@ -171,3 +171,27 @@ def test_a_client_with_a_wrong_partition_refuses(identity):
                       state=RecordDict(), run_config={})
     with pytest.raises(Exception, match="partition-id=5 num-partitions=6"):
         client.app(_task(wire.task_content(recipe.plain(), 1)), context)
+
+
+# -- the server's view of a round ------------------------------------------------------------------
+
+
+def test_a_silent_client_is_dropped_and_too_few_replies_stop_the_round(identity, tmp_path, caplog):
+    from torchslim.federated.server import FederationError, Server
+
+    recipe = tiny_recipe(min_clients=2, clients={"count": 3, "architectures": ["mlp"]})
+    server = Server(grid=None, recipe=recipe, out=tmp_path)  # the grid is only needed to send
+    server.state.clients = {"21": 0, "22": 1, "23": 2}
+    tasks = {node: _task(RecordDict(), node) for node in (21, 22, 23)}
+    replies = [_reply(tasks[21], _valid_content()),
+               _reply(tasks[22], wire.logits_content(torch.zeros(PUBLIC, CLASSES), {"num-examples": 3,
+                                                                                    "partition-id": 1}))]
+    check = lambda m: wire.check_logits_reply(m, PUBLIC, CLASSES)  # noqa: E731
+    with caplog.at_level("WARNING", logger="torchslim.federated"):
+        accepted, dropped = server._accept(4, [21, 22, 23], replies, check)
+    assert sorted(accepted) == [21, 22]
+    assert dropped == [{"node": 23, "client": 2, "why": "no reply"}]
+    assert "round 4: dropped node 23 (client 2): no reply" in caplog.text
+
+    with pytest.raises(FederationError, match=r"round 5: only 1 of 3 clients .* min_clients is 2"):
+        server._accept(5, [21, 22, 23], replies[:1], check)

@@ -122,14 +122,14 @@ class Server:
         messages = [Message(content, dst_node_id=n, message_type=MessageType.TRAIN) for n in nodes]
         replies = list(self.grid.send_and_receive(messages, timeout=self.cfg.round_timeout))
         size = (len(self.public), self.data.num_classes)
-        accepted = self._accept(r, nodes, replies, lambda m: wire.check_logits_reply(m, *size))
+        accepted, dropped = self._accept(r, nodes, replies, lambda m: wire.check_logits_reply(m, *size))
         probs = local.ensemble([logits for logits, _ in accepted.values()], self.cfg.temperature)
         server = self.cfg.server
         local.distil(self.model, self.public, probs, temperature=self.cfg.temperature, epochs=server.epochs,
                      lr=server.lr, batch_size=self.cfg.batch_size, seed=self.recipe.seed + r,
                      where=f"server, round {r}")
         self.state.tensors["soft_labels"] = probs
-        return self._entry(r, nodes, replies, accepted, wire.payload_bytes(content))
+        return self._entry(r, replies, accepted, dropped, wire.payload_bytes(content))
 
     def _fedavg_round(self, r: int) -> dict[str, Any]:
         strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=self.cfg.min_clients,
@@ -139,20 +139,25 @@ class Server:
         messages = list(strategy.configure_train(r, arrays, self._task_config(r), self.grid))
         nodes = [m.metadata.dst_node_id for m in messages]
         replies = list(self.grid.send_and_receive(messages, timeout=self.cfg.round_timeout))
-        accepted = self._accept(r, nodes, replies, lambda m: wire.check_weights_reply(m, arrays))
+        accepted, dropped = self._accept(r, nodes, replies, lambda m: wire.check_weights_reply(m, arrays))
         aggregated, _ = strategy.aggregate_train(r, [m for _, m in accepted.values()])
         if aggregated is None:
             raise FederationError(f"round {r}: FedAvg aggregated nothing.")
         self.model.load_state_dict(aggregated.to_torch_state_dict())
         sent = wire.payload_bytes(messages[0].content) if messages else 0
-        return self._entry(r, nodes, replies, accepted, sent)
+        return self._entry(r, replies, accepted, dropped, sent)
 
     # -- replies --------------------------------------------------------------------------------
 
-    def _accept(self, r: int, nodes: list[int], replies: list[Message], check) -> dict[int, tuple[Any, Message]]:
-        """Valid replies by node id; failures, malformed replies and silence are logged and left out."""
+    def _accept(self, r: int, nodes: list[int], replies: list[Message], check) -> tuple[dict, list[dict[str, Any]]]:
+        """(valid replies by node id, the clients left out); failures, malformed replies and silence
+        are logged and left out.
+
+        Raises:
+            FederationError: fewer than ``min_clients`` valid replies.
+        """
         accepted: dict[int, tuple[Any, Message]] = {}
-        self._dropped: list[dict[str, Any]] = []
+        dropped: list[dict[str, Any]] = []
         for reply in replies:
             node = reply.metadata.src_node_id
             try:
@@ -161,20 +166,21 @@ class Server:
             except wire.MalformedReply as exc:
                 kind = "failed" if reply.has_error() else "rejected"
                 log.warning("round %d: %s %s: %s", r, kind, wire.describe(reply, self.state.clients.get(str(node))), exc)
-                self._dropped.append({"node": node, "client": wire.client_of(reply, self.state.clients.get(str(node))),
+                dropped.append({"node": node, "client": wire.client_of(reply, self.state.clients.get(str(node))),
                                       "why": kind, "detail": str(exc)[:500]})
         for node in sorted(set(nodes) - {m.metadata.src_node_id for m in replies}):
             log.warning("round %d: dropped node %d (client %s): no reply within %g s", r, node,
                         self.state.clients.get(str(node), "?"), self.cfg.round_timeout)
-            self._dropped.append({"node": node, "client": self.state.clients.get(str(node)), "why": "no reply"})
+            dropped.append({"node": node, "client": self.state.clients.get(str(node)), "why": "no reply"})
         if len(accepted) < self.cfg.min_clients:
             raise FederationError(
                 f"round {r}: only {len(accepted)} of {len(nodes)} clients sent a valid reply; min_clients is "
-                f"{self.cfg.min_clients}. Dropped: {self._dropped}. The state after round {r - 1} is kept; "
+                f"{self.cfg.min_clients}. Dropped: {dropped}. The state after round {r - 1} is kept; "
                 "run the same command again to resume.")
-        return accepted
+        return accepted, dropped
 
-    def _entry(self, r: int, nodes: list[int], replies: list[Message], accepted: dict, sent: int) -> dict[str, Any]:
+    def _entry(self, r: int, replies: list[Message], accepted: dict, dropped: list, sent: int) -> dict[str, Any]:
+        """The round's record: accuracies, who answered and who was left out, bytes each way."""
         received = {str(self.state.clients.get(str(m.metadata.src_node_id), m.metadata.src_node_id)):
                     wire.payload_bytes(m.content) for m in replies if m.has_content()}
         metrics = {n: m.content.metric_records[wire.METRICS] for n, (_, m) in accepted.items()}
@@ -183,5 +189,5 @@ class Server:
         return {"round": r, "server_accuracy": local.accuracy(self.model, self.data.test_loader()),
                 "client_accuracy": client_acc,
                 "client_accuracy_mean": sum(client_acc.values()) / len(client_acc),
-                "answered": sorted(int(k) for k in client_acc), "dropped": self._dropped,
+                "answered": sorted(int(k) for k in client_acc), "dropped": dropped,
                 "bytes_sent_per_client": sent, "bytes_received": received, "bytes_per_client": per_client}
