@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from torchslim.train.batch import as_batch
 
 INPUT, OUTPUT = "input", "output"
 TWO_GB = 2**31
+CHECK_ROWS = 128  # samples per comparison run: the check's memory follows the model, not the loader's batch
 
 
 class ExportError(TorchSlimError):
@@ -131,19 +132,26 @@ def _check_inputs(example: torch.Tensor, data: Iterable | None, batches: int) ->
     return inputs
 
 
+def _pieces(x: torch.Tensor, rows: int) -> Iterator[torch.Tensor]:
+    # A check batch of thousands of samples would cost thousands of samples of activations in
+    # torch and in the session at once; outputs are per sample, so pieces compare the same.
+    yield from (x[start:start + rows] for start in range(0, max(len(x), 1), rows))
+
+
 def compare(session: Any, model: nn.Module, inputs: list[torch.Tensor]) -> tuple[float, float]:
-    """``(max |session - model|, max |model output|)`` over ``inputs``."""
+    """``(max |session - model|, max |model output|)`` over ``inputs`` (run ``CHECK_ROWS`` samples at a time)."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     worst_abs, scale = 0.0, 0.0
-    for x in inputs:
-        with torch.no_grad():
-            ref = model(x.to(device)).float().cpu().numpy()
-        got = session.run(None, {INPUT: x.detach().float().cpu().contiguous().numpy()})[0]
-        if got.shape != ref.shape:
-            raise ExportError(f"The exported graph returns shape {got.shape} for input "
-                              f"{tuple(x.shape)}, the model {ref.shape}.")
-        worst_abs = max(worst_abs, float(np.max(np.abs(got - ref))) if ref.size else 0.0)
-        scale = max(scale, float(np.max(np.abs(ref))) if ref.size else 0.0)
+    for whole in inputs:
+        for x in _pieces(whole, CHECK_ROWS):
+            with torch.no_grad():
+                ref = model(x.to(device)).float().cpu().numpy()
+            got = session.run(None, {INPUT: x.detach().float().cpu().contiguous().numpy()})[0]
+            if got.shape != ref.shape:
+                raise ExportError(f"The exported graph returns shape {got.shape} for input "
+                                  f"{tuple(x.shape)}, the model {ref.shape}.")
+            worst_abs = max(worst_abs, float(np.max(np.abs(got - ref))) if ref.size else 0.0)
+            scale = max(scale, float(np.max(np.abs(ref))) if ref.size else 0.0)
     return worst_abs, scale
 
 

@@ -54,10 +54,17 @@ def take(loader: Iterable | None, batches: int, input_name: str,
     A loader with fewer than ``batches`` batches is used whole, with a :class:`CalibrationWarning`
     naming both counts (the pipeline records it in the step's ``warnings``).
     """
+    arrays = list(checked(loader, batches, input_name, input_shape))
+    settle(len(arrays), sum(len(a) for a in arrays), batches)
+    return arrays
+
+
+def checked(loader: Iterable | None, batches: int, input_name: str,
+            input_shape: list[int | str] | None) -> Iterator[np.ndarray]:
+    """The first ``batches`` batches of ``loader``, one at a time, each checked as :func:`take` does."""
     check_batches(batches)
     if loader is None:
         raise CalibrationError("Static INT8 needs calibration data: pass a DataLoader of real inputs.")
-    arrays = []
     for i, raw in enumerate(loader):
         if i >= batches:
             break
@@ -78,37 +85,19 @@ def take(loader: Iterable | None, batches: int, input_name: str,
             raise CalibrationError(
                 f"Calibration batch {i} holds NaN or Inf inputs (its sample {int(np.argmin(finite))} first): "
                 "activation ranges cannot be measured on them; clean the calibration data.")
-        arrays.append(array)
-    if not arrays:
+        yield array
+
+
+def settle(count: int, samples: int, batches: int) -> None:
+    """Refuse ``count`` == 0 taken batches; warn when fewer than ``batches`` were there."""
+    if not count:
         raise CalibrationError("The calibration loader yielded no batches (an empty dataset, or one smaller "
                                "than a batch with drop_last): static INT8 needs at least one batch.")
-    if len(arrays) < batches:  # said, and recorded by the pipeline step: never silently fewer
+    if count < batches:  # said, and recorded by the pipeline step: never silently fewer
         warnings.warn(CalibrationWarning(
-            f"calibration asked for {batches} batches but the loader has only {len(arrays)} "
-            f"({sum(len(a) for a in arrays)} samples): static INT8 was calibrated on {len(arrays)} batch(es); "
-            "use a larger validation split (or smaller batches) to calibrate on more."), stacklevel=2)
-    return arrays
-
-
-class Reader:
-    """An ``onnxruntime.quantization.CalibrationDataReader`` over prepared arrays (re-iterable)."""
-
-    def __init__(self, input_name: str, arrays: list[np.ndarray]) -> None:
-        self.input_name, self.arrays = input_name, arrays
-        self._it: Iterator[np.ndarray] = iter(arrays)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        array = next(self._it, None)
-        return None if array is None else {self.input_name: array}
-
-    def rewind(self) -> None:
-        self._it = iter(self.arrays)
-
-    def __len__(self) -> int:
-        return len(self.arrays)
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        return ({self.input_name: a} for a in self.arrays)
+            f"calibration asked for {batches} batches but the loader has only {count} "
+            f"({samples} samples): static INT8 was calibrated on {count} batch(es); "
+            "use a larger validation split (or smaller batches) to calibrate on more."), stacklevel=3)
 
 
 def method_of(name: str) -> Any:

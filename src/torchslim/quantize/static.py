@@ -24,7 +24,7 @@ import torch
 from torchslim.core.errors import TorchSlimError
 from torchslim.export.locate import quiet
 from torchslim.quantize import calibration as calib
-from torchslim.quantize import operands, record, select, source
+from torchslim.quantize import operands, ranges, record, select, source
 from torchslim.quantize.source import Source
 from torchslim.runtime import OnnxModel, artifact
 from torchslim.runtime.graph import kernel_of, read_model
@@ -56,31 +56,45 @@ def preprocess(src: Source, workdir: Path, enabled: bool) -> Path:
     return target
 
 
-def overrides(ranges: dict[str, tuple[float, float]], prepared: Path) -> dict[str, list[dict]]:
-    """ONNX Runtime's ``TensorQuantOverrides`` for ``ranges``, each tensor checked to exist."""
+def overrides(fixed: dict[str, tuple[float, float]], prepared: Path) -> dict[str, list[dict]]:
+    """ONNX Runtime's ``TensorQuantOverrides`` for the ``fixed`` ranges, each tensor checked to exist."""
     graph = onnx.load(str(prepared), load_external_data=False).graph
     tensors = {name for node in graph.node for name in node.input} | {i.name for i in graph.input}
-    lost = sorted(set(ranges) - tensors)
+    lost = sorted(set(fixed) - tensors)
     if lost:
         raise QuantizeError(f"Tensors {', '.join(lost[:5])} with fixed ranges are not in the graph after "
                             "pre-processing; quantize with preprocess=False.")
-    return {t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for t, (lo, hi) in ranges.items()}
+    return {t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for t, (lo, hi) in fixed.items()}
 
 
 def source_and_calibration(model: Any, workdir: Path, data: Iterable | None, batches: int,
-                           example_input: torch.Tensor | None) -> tuple[Source, list]:
-    """The FP32 graph and the calibration arrays, the data checked against the model first."""
+                           example_input: torch.Tensor | None) -> tuple[Source, ranges.Stream]:
+    """The FP32 graph and the calibration batches, every batch checked against the model first
+    (the batches are read again while calibrating, never all held)."""
     target = source.resolve(model)
     if isinstance(target, OnnxModel):
         src = source.from_onnx(target.path, workdir, {"record": target.info} if target.info else None)
-        return src, calib.take(data, batches, *src.input)
+        return src, ranges.Stream(data, batches, *src.input).survey()
     shape = ["N", *example_input.shape[1:]] if example_input is not None else None
-    arrays = calib.take(data, batches, "input", shape)
-    example = example_input if example_input is not None else torch.from_numpy(arrays[0][:2])
-    return source.from_module(target, workdir, example, data), arrays
+    stream = ranges.Stream(data, batches, "input", shape).survey()
+    example = example_input if example_input is not None else torch.from_numpy(stream.head)
+    return source.from_module(target, workdir, example, data), stream
 
 
-def quantize_graph(src: Source, arrays: list, workdir: Path, out: Path, *, mode: str, method: str,
+def calibration_options(prepared: Path, stream: ranges.Stream, method: str,
+                        percentile: float) -> tuple[int, dict[str, Any]]:
+    """Samples per calibration run for ``prepared`` and the calibrator's ``extra_options``."""
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(prepared), load_external_data=False))
+    per_run = ranges.samples_per_run(graph, tuple(stream.head.shape[1:]))
+    options: dict[str, Any] = {}
+    if method != "minmax":  # histograms are folded run by run instead of holding every activation
+        options["CalibStridedMinMax"] = 1
+    if method == "percentile":
+        options["CalibPercentile"] = percentile
+    return per_run, options
+
+
+def quantize_graph(src: Source, stream: ranges.Stream, workdir: Path, out: Path, *, mode: str, method: str,
                    percentile: float, ops: operands.Operands, keep_fp32: Sequence[str], per_channel: bool,
                    use_preprocess: bool, test_data: Iterable | None, began: float,
                    fixed_ranges: dict[str, tuple[float, float]] | None = None,
@@ -98,13 +112,13 @@ def quantize_graph(src: Source, arrays: list, workdir: Path, out: Path, *, mode:
     prepared = preprocess(src, workdir, use_preprocess)
     int8_path = workdir / "int8.onnx"
     qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    options: dict[str, Any] = {"CalibPercentile": percentile} if method == "percentile" else {}
+    per_run, options = calibration_options(prepared, stream, method, percentile)
     fixed = fixed_ranges or {}
     if fixed:
         options["TensorQuantOverrides"] = overrides(fixed, prepared)
     try:
         with quiet():  # the entropy and percentile calibrators print their progress
-            quantize_static(str(prepared), str(int8_path), calib.Reader(input_name, arrays),
+            quantize_static(str(prepared), str(int8_path), ranges.Reader(input_name, stream, per_run),
                             quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=ops.reduce_range,
                             activation_type=qtype[ops.activation], weight_type=qtype[ops.weight],
                             nodes_to_exclude=excluded, calibrate_method=calib.method_of(method),
@@ -115,7 +129,8 @@ def quantize_graph(src: Source, arrays: list, workdir: Path, out: Path, *, mode:
     int8_graph = read_model(int8_path)
     quantization = {
         "format": "QDQ", "per_channel": per_channel, **ops.to_dict(), "preprocess": use_preprocess,
-        "calibration": {"method": method, "batches": len(arrays), "samples": int(sum(len(a) for a in arrays)),
+        "calibration": {"method": method, "batches": len(stream.sizes), "samples": stream.samples,
+                        "samples_per_run": per_run,
                         **({"percentile": percentile} if method == "percentile" else {})},
         "keep_fp32": {"requested": list(keep_fp32), "nodes": excluded},
         "fixed_ranges": len(fixed)}
@@ -181,7 +196,7 @@ def static_int8(
     ops = operands.choose(operand_types)
     with tempfile.TemporaryDirectory(prefix="torchslim-quantize-") as tmp:
         workdir = Path(tmp)
-        src, arrays = source_and_calibration(model, workdir, calibration, batches, example_input)
-        return quantize_graph(src, arrays, workdir, output_dir(out, "static"), mode="static", method=method,
+        src, stream = source_and_calibration(model, workdir, calibration, batches, example_input)
+        return quantize_graph(src, stream, workdir, output_dir(out, "static"), mode="static", method=method,
                               percentile=percentile, ops=ops, keep_fp32=keep_fp32, per_channel=per_channel,
                               use_preprocess=preprocess, test_data=test_data, began=began, extra=metadata)
