@@ -195,3 +195,27 @@ def test_a_silent_client_is_dropped_and_too_few_replies_stop_the_round(identity,
 
     with pytest.raises(FederationError, match=r"round 5: only 1 of 3 clients .* min_clients is 2"):
         server._accept(5, [21, 22, 23], replies[:1], check)
+
+
+def test_fedavg_clients_send_the_model_and_flower_averages_it(identity):
+    from flwr.serverapp.strategy import FedAvg
+
+    recipe = tiny_recipe(method="fedavg", clients={"count": 2, "architectures": ["cnn-tiny"]})
+    fdata = data.shared(recipe.federated, recipe.seed)
+    model = local.make_model("cnn-tiny", fdata.num_classes, 1, seed=0)  # has BatchNorm buffers
+    arrays = ArrayRecord(model.state_dict())
+    content = RecordDict({wire.ARRAYS: arrays,
+                          wire.CONFIG: wire.task_content(recipe.plain(), 1)[wire.CONFIG]})
+    replies = []
+    for pid, node in ((0, 31), (1, 32)):
+        context = Context(run_id=7, node_id=node, node_config={"partition-id": pid, "num-partitions": 2},
+                          state=RecordDict(), run_config={})
+        reply = client.app(_task(content, node), context)
+        wire.check_weights_reply(reply, arrays)  # the model's arrays, nothing else
+        replies.append(reply)
+    averaged, _ = FedAvg().aggregate_train(1, replies)
+    model.load_state_dict(averaged.to_torch_state_dict())
+    weights = [r.content[wire.METRICS]["num-examples"] for r in replies]
+    first = [torch.from_numpy(r.content[wire.ARRAYS]["fc.weight"].numpy()) for r in replies]
+    expected = (first[0] * weights[0] + first[1] * weights[1]) / sum(weights)
+    assert torch.allclose(model.state_dict()["fc.weight"], expected, atol=1e-6)

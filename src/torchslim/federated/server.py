@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
@@ -54,6 +55,8 @@ class Server:
 
     def __init__(self, grid: Grid, recipe: FederatedRecipe, out: Path, client_state_dir: str | None = None):
         self.grid, self.recipe, self.cfg, self.out = grid, recipe, recipe.federated, Path(out)
+        if recipe.threads:
+            torch.set_num_threads(recipe.threads)  # the recipe's threads hold for the server's process too
         self.plain = recipe.plain()
         self.data = data.shared(self.cfg, recipe.seed)
         self.public = self.data.public_images()
