@@ -116,3 +116,12 @@ def test_out_below_a_file(sandbox):
 
 def test_unknown_command(sandbox):
     sandbox.expect_exit_2(sandbox.cli("compres", "x.yaml"), "invalid choice", "'compres'", "compare")
+
+
+@pytest.mark.parametrize(("argv", "needles"), [
+    (["eval", "fashion-mnist-teacher", "--batch-sizes", "0,64"], ["--batch-sizes", "positive integers", "'0,64'"]),
+    (["eval", "fashion-mnist-teacher", "--threads", "one"], ["--threads", "'one'"]),
+    (["eval", "nowhere"], ["'nowhere'", "fashion-mnist-teacher"]),
+], ids=["eval-batch-sizes", "eval-threads", "eval-target-missing"])
+def test_bad_eval(sandbox, argv, needles):
+    sandbox.expect_exit_2(sandbox.cli(*argv), *needles)
