@@ -137,3 +137,6 @@ def test_deployment_engine_interrupted_and_resumed(tmp_path):
     assert record["rounds"][0] == before["history"][0]  # round 1 was not run again
     assert "resuming after round 1" in (out / "federated.log").read_text()
     assert sorted(p.name for p in state.iterdir()) == ["client-0", "client-1"]
+    # a finished federation: the same command again answers from OUT without any SuperLink running
+    assert main(command("127.0.0.1:9")) == 0
+    assert json.loads((out / "federated.json").read_text())["rounds"] == record["rounds"]

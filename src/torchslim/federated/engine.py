@@ -220,6 +220,9 @@ def run(recipe: fconfig.FederatedRecipe | str | Path, out: str | Path, *, engine
     if engine == "deployment" and isinstance(recipe, fconfig.FederatedRecipe):
         raise TorchSlimError("the deployment engine sends the recipe file to the SuperLink; pass its path.")
     parsed, out = prepare(recipe, out, restart)
+    done = state.load(out / "checkpoint", state.fingerprint(parsed.plain()))
+    if done is not None and done.round >= parsed.federated.rounds:  # finished before: nothing to send
+        return Server(None, parsed, out).finish()
     if engine == "deployment":
         return deploy(recipe, out, superlink, timeout)
     handler = attach_log(out)
