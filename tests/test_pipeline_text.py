@@ -111,8 +111,9 @@ def test_text_steps_save_and_reload_students(tmp_path, files):
 
 def test_bad_layers_fail_naming_the_step(tmp_path, files):
     recipe = text_recipe(tmp_path, files, {"s": ["load", {"layers": [0, 7]}]})
-    with pytest.raises(TorchSlimError, match=r"s\[1\] layers.*index 7 is out of range.*3 layers"):
+    with pytest.raises(TorchSlimError, match=r"strategy 's', step 2 \(layers\).*index 7 is out of range.*3 layers"):
         run(recipe, tmp_path / "out", progress=False, log=lambda _: None)
+    assert not (tmp_path / "out").exists()  # found before the run claims its folder
 
 
 # -- validation ------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ and detaches the teacher's tensors itself.
 from __future__ import annotations
 
 import inspect
-
 from typing import Any
 
 from torchslim.core.errors import TorchSlimError
