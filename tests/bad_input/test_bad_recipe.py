@@ -228,6 +228,10 @@ CASES = [
      ["'layer9'", "teacher 'teacher'", "Closest real paths"]),
     ("prune-ratios-path", "teacher: TEACHER\nstrategies:\n  s:\n    - load\n    - prune: {ratio: 0.5, ratios: "
      "{features.9: 0.5}}\n", "prune:", ["'features.9'", "Closest real paths", "step 2 (prune)"]),
+    ("prune-ignore-path", "teacher: TEACHER\nstrategies:\n  s:\n    - load\n    - prune: {ratio: 0.5, ignore: "
+     "[feature.0]}\n", "prune:", ["'feature.0'", "step 2 (prune)"]),
+    ("sparsify-ignore-path", "teacher: TEACHER\nstrategies:\n  s:\n    - load\n    - sparsify: {sparsity: 0.5, "
+     "ignore: [fc2]}\n", "sparsify:", ["'fc2'", "step 2 (sparsify)"]),
     ("evaluate-no-val", "teacher: TEACHER\ndata: {name: synthetic, options: {val_size: 0}}\nstrategies:\n  s:\n"
      "    - load\n    - evaluate: {split: val}\n", "evaluate:", ["split: val", "no validation split"]),
 ]

@@ -145,8 +145,8 @@ def _strategy(ctx: Any, name: str) -> None:
             current = _fresh(ctx, fresh, params.width, params.model_kwargs, at)
         if spec.name == "distill":
             _taps(ctx, params, current, at)
-        if spec.name == "prune" and current is not None:
-            _paths(current, params.ratios, at, "ratios")
+        if spec.name in ("prune", "sparsify") and current is not None:
+            _prune_targets(current, params, at)
         if step.makes == "onnx":
             current = None
         if spec.name == "evaluate" and params.split == "val" and ctx.data.val is None:
@@ -174,14 +174,16 @@ def _text_layers(spec: Any, current: Any, at: str) -> Any:
     return params.keep if params.keep is not None else len(params.layers)
 
 
-def _paths(model: nn.Module, paths: Any, at: str, key: str) -> None:
-    from torchslim.core.taps import resolve
+def _prune_targets(model: nn.Module, params: Any, at: str) -> None:
+    """``ignore`` paths or class names and per-layer ``ratios`` paths exist in the model (by the
+    pruning library's own resolvers, so the recipe and the library agree on what is valid)."""
+    from torchslim.prune.targets import resolve_ignore, resolve_ratios
 
-    for path in paths:
-        try:
-            resolve(model, path, "model")
-        except TorchSlimError as exc:
-            raise RecipeError(f"{at}, {key} {path!r}: {exc}") from None
+    try:
+        resolve_ignore(model, params.ignore)
+        resolve_ratios(model, getattr(params, "ratios", None) or None)
+    except TorchSlimError as exc:
+        raise RecipeError(f"{at}: {exc}") from None
 
 
 def preflight(ctx: Any, strategies: list[str]) -> None:
