@@ -366,3 +366,22 @@ def test_load_recipe_api_names_the_strategy(sandbox):
     sandbox.expect_message(exc, "recipe.yaml:6", "strategy 'bad-one'", "step 1 (prune)")
     exc = sandbox.call(lambda: run(path, sandbox.out, strategy="good", progress=False), RecipeError)
     sandbox.expect_message(exc, "strategy 'bad-one'")
+
+
+# -- the same typed loss options in Python ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "options", "needles"), [
+    ("kd", {"T": float("inf")}, ["kd", "T = inf", "finite", "T: float > 0"]),
+    ("kd", {"T": float("nan")}, ["kd", "T", "nan"]),
+    ("dkd", {"beta": float("inf")}, ["dkd", "beta = inf", "finite"]),
+    ("dist", {"gamma": "1"}, ["dist", "gamma", "'1'"]),
+    ("crd", {"num_data": 100, "nce_k": 2.5}, ["crd", "nce_k", "2.5"]),
+    ("relation-kl", {"student_tap": "a", "teacher_tap": "b", "heads": 0}, ["relation-kl", "heads", "0"]),
+], ids=["kd-T-inf", "kd-T-nan", "dkd-beta-inf", "dist-gamma-text", "crd-nce-k-float", "relation-kl-heads-zero"])
+def test_loss_options_in_python(sandbox, name, options, needles):
+    from torchslim.core.errors import TorchSlimError
+    from torchslim.distill import losses as L
+
+    exc = sandbox.call(lambda: L.create(name, **options), TorchSlimError)
+    sandbox.expect_message(exc, *needles)
