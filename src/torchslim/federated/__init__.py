@@ -9,6 +9,12 @@ distillation by logits, with a server model distilled from the clients' ensemble
 
 from __future__ import annotations
 
+import os
+
+# Flower reports usage events to its makers by default; a compression toolkit that runs offline should
+# not, unless the user opts in by setting the variable themselves. Set before flwr is imported.
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
 from torchslim.federated.config import FederatedConfig, FederatedRecipe, load, parse
 from torchslim.federated.engine import ENGINES, run
 
