@@ -28,6 +28,15 @@ def ratio_item(text: str) -> tuple[str, float]:
     raise argparse.ArgumentTypeError(f"expected PATH=RATIO with a ratio in (0, 1), such as layer3=0.7, got {text!r}")
 
 
+def heads_item(text: str) -> tuple[str, int]:
+    """``"blocks.0.attn=4"`` -> ``("blocks.0.attn", 4)``."""
+    path, eq, value = text.rpartition("=")
+    if eq and path and value.isdigit() and int(value) > 0:
+        return path, int(value)
+    raise argparse.ArgumentTypeError(f"expected PATH=HEADS with a positive head count, such as blocks.0.attn=4, "
+                                     f"got {text!r}")
+
+
 def non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -85,6 +94,9 @@ def add_parser(sub: Any) -> None:
                    help="a per-layer ratio, e.g. layer3=0.7; repeat")
     p.add_argument("--head-ratio", type=number(0, 1, high_open=True), default=None,
                    help="fraction of attention heads to remove, in [0, 1) (--ratio)")
+    p.add_argument("--heads", action="append", type=heads_item, default=[], metavar="PATH=HEADS",
+                   help="head count of the attention block at PATH (the module owning its q/k/v layers), "
+                        "for blocks without a num_heads attribute, e.g. blocks.0.attn=4; repeat")
     p.add_argument("--round-to", type=positive_int, default=None, help="keep channel counts multiples of this")
     p.add_argument("--bn-batches", type=non_negative_int, default=50,
                    help="batches re-estimating BatchNorm statistics after each step (50)")
@@ -158,7 +170,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                   f"for {args.epochs} epoch(s) -> {out}")
     pruned, record = prune.channels(
         model, bundle.example_batch(2), args.ratio, args.importance, ratios=dict(args.ratios),
-        head_ratio=args.head_ratio, global_ranking=args.global_ranking, round_to=args.round_to,
+        head_ratio=args.head_ratio, heads=dict(args.heads) or None, global_ranking=args.global_ranking, round_to=args.round_to,
         ignore=args.ignore, steps=args.steps, recover=args.recover, epochs=args.epochs, data=bundle,
         seed=args.seed, cache=args.cache, cache_dir=out / "cache", T=args.temperature,
         bn_batches=args.bn_batches, fit_options=_fit_options(args), progress=not args.quiet, threads=args.threads)

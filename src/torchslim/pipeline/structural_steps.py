@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, PositiveInt, model_validator
 
 from torchslim.pipeline.recipe import QuickConfig, Strict
 from torchslim.pipeline.steps import Output, Step, need_module, register
@@ -33,6 +33,8 @@ class PruneParams(Strict):
     round_to: int | None = Field(None, gt=0)
     ignore: list[str] = Field(default_factory=list)  # module paths kept whole (the classifier always is)
     ratios: dict[str, float] = Field(default_factory=dict)  # per-layer ratios by module path
+    head_ratio: float | None = Field(None, ge=0, lt=1)  # fraction of attention heads removed (ratio)
+    heads: dict[str, PositiveInt] = Field(default_factory=dict)  # head count per attention block path
     steps: int = Field(1, gt=0)  # iterative pruning in this many steps
     recover: Literal["none", "finetune", "kd"] = "none"  # kd: from the model before pruning
     epochs: int = Field(0, ge=0)  # recovery epochs, split over the steps
@@ -75,6 +77,7 @@ class Prune(Step):
         model = need_module("prune", model, ctx.where)
         pruned, record = channels(
             model, _example(ctx), params.ratio, params.importance, ratios=params.ratios or None,
+            head_ratio=params.head_ratio, heads=params.heads or None,
             global_ranking=params.global_ranking, round_to=params.round_to, ignore=params.ignore,
             steps=params.steps, recover=params.recover, epochs=params.epochs, data=ctx.data,
             seed=ctx.recipe.seed, fit_options=_recovery_fit(params), progress=ctx.progress,
