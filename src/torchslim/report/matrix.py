@@ -1,8 +1,81 @@
-"""The measured selection matrix, the recommendation per deployment scenario, and the rule of thumb
-checked against the measurements.
+"""The measured selection matrix: one row per (strategy, deployment target), every figure with its
+uncertainty; recommendations per scenario (:mod:`torchslim.report.scenarios`).
 
 Everything here is a pure function of the saved ``matrix.json`` content (``torchslim report DIR``
 re-renders from it), except :func:`build_matrix`, which assembles it from a run.
+
+A *target* is where a final model runs: ``torch-fp32`` (torch eager, FP32), ``ort-fp32`` (ONNX
+Runtime, FP32: the same model exported), ``ort-int8`` (ONNX Runtime, an INT8 ONNX model a quantize
+step made). Every final model is measured on each target of ``measure.targets`` that applies to it
+(a torch model: torch-fp32 and ort-fp32; an INT8 ONNX model: ort-int8 only). The baseline strategy
+("the teacher") on torch-fp32 is the *user baseline*: the model as the user runs it today. The
+teacher on ort-fp32 is its own row (the conversion alone) and the *same-runtime* baseline of every
+ONNX Runtime row; torch-fp32 rows' same-runtime baseline is the user baseline.
+
+Speed-ups: ``speedup`` (same runtime) is what compression bought; ``speedup_user`` is what the
+user gets against today (runtime x compression); the teacher's ort-fp32 row's ``speedup_user`` is
+what the runtime alone bought (also ``matrix["runtime_gain"]``).
+
+``matrix.json`` (format 2); types are JSON's; ``S`` is a setting key ``b{batch}_t{threads}``;
+``RID`` a row id ``strategy@target``; a ratio interval is ``{"ratio", "low", "high", "converged",
+"rounds", "baseline": RID}`` (95% bootstrap interval of the median of per-round ratios, converged:
+within +-5% before the time cap).
+
+Top level:
+    format            int      2
+    recipe, source, quick, task, quality, date, wall_seconds, data, machine, columns: as before
+    baseline          str      the baseline strategy's name (the teacher)
+    user_baseline     RID      the baseline strategy on torch-fp32: "the teacher as run today"
+    targets           list     ``{"name", "runtime", "description"}`` of each target measured
+    settings          list[S]  every timed setting; ``primary`` S: the one scenarios rank on
+    scenarios         dict     the recipe's ``scenarios:`` (floors in points, budgets as fractions)
+    rows              list     one per (strategy, target), below
+    failed            list[str] strategies (or ``RID`` for one target) that failed or were not measured
+    failures          list     ``{"strategy", "target" (None: the whole strategy), "error"}`` (one line)
+    timing            dict     the noise, once per run: ``verdict`` str, ``quiet`` bool, ``notes``
+                               list[str], ``options`` (min_rounds, max_seconds, target_width,
+                               confidence), ``settings`` [{``setting`` S, ``rounds``, ``seconds``,
+                               ``converged`` bool}]; None when nothing was timed (text task)
+    runtime_gain      dict     target -> S -> ratio interval: the teacher on that target vs the user
+                               baseline (the runtime's gain alone)
+    recommendations   dict     scenario -> recommendation, below
+    rule_of_thumb     list     ``{"aspect", "claim", "status" ("confirmed" | "partly" |
+                               "contradicted" | "not measured"), "evidence", "basis"}``; ``basis``
+                               says which ratios it read ("same-runtime speed-ups", ...)
+
+A row:
+    id                RID      ``strategy@target``
+    strategy, target  str
+    runtime, kernel   str      "torch-eager" / "onnxruntime"; the arithmetic path
+    status            str      "ok" | "failed"; ``error`` str | None (one line)
+    steps, families   list[str]
+    artifact          str      the model's path relative to the run directory
+                               (``steps/.../model`` or ``.../model.onnx``)
+    load              list[str] two Python lines that load and run it on a tensor ``x``
+    input_name        str|None the ONNX input name (ONNX Runtime rows)
+    parameters, macs, bytes (int) and parameters_ratio, macs_ratio, bytes_ratio (float):
+                               ratios are the user baseline's / this row's
+    accuracy          float    top-1 % on the test set; ``test_samples`` int
+    accuracy_se       float    its standard error in points (binomial, for test_samples)
+    accuracy_delta    float    accuracy - the user baseline's, in points; ``accuracy_delta_se``
+    accuracy_within_noise bool the delta is within 2 standard errors (not a real difference)
+    retention         float    accuracy / the user baseline's, %
+    latency           S -> float   median ms per batch
+    speedup           S -> float   same-runtime speed-up (the same-runtime baseline's time / this)
+    speedup_ci        S -> ratio interval of ``speedup``
+    speedup_user      S -> float   speed-up against the user baseline
+    speedup_user_ci   S -> ratio interval of ``speedup_user``
+    same_runtime_baseline RID
+    train_seconds, epochs, needs_teacher, peak_memory_mb, reused_steps: what producing it cost
+    notes             list[str] what its steps reported (timing noise is in ``timing``, not here)
+
+A recommendation (keys ``resource_limited``, ``accuracy_sensitive``, ``balanced``):
+    row               RID|None the pick; ``strategy``, ``target`` its parts
+    criterion         str      the rule, with the floor and budget in numbers
+    ranked_by         str      what it ranks on (e.g. "speed-up vs the user baseline at b64_t1")
+    tie               list[RID] rows within noise of the pick on what it ranks by (empty: clear)
+    artifact, load    str, list[str]  as in the pick's row
+    text              str      one paragraph with the numbers and their uncertainty
 """
 
 from __future__ import annotations
