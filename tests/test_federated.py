@@ -102,19 +102,20 @@ def _valid_content() -> RecordDict:
 
 
 BAD_REPLIES = {
-    "wrong-shape": (lambda: wire.logits_content(torch.zeros(PUBLIC, CLASSES + 1), {"num-examples": 3}),
+    "wrong-shape": (lambda: wire.logits_content(torch.zeros(PUBLIC, CLASSES + 1), {"num-examples": 3, "partition-id": 0}),
                     "shape [24, 5]"),
-    "transposed": (lambda: wire.logits_content(torch.zeros(CLASSES, PUBLIC), {"num-examples": 3}), "[24, 4]"),
+    "transposed": (lambda: wire.logits_content(torch.zeros(CLASSES, PUBLIC), {"num-examples": 3, "partition-id": 0}), "[24, 4]"),
     "float64": (lambda: RecordDict({wire.LOGITS: ArrayRecord({"logits": Array(np.zeros((PUBLIC, CLASSES)))}),
-                                    wire.METRICS: MetricRecord({"num-examples": 3})}), "float64"),
-    "nan": (lambda: wire.logits_content(torch.full((PUBLIC, CLASSES), float("nan")), {"num-examples": 3}), "NaN"),
+                                    wire.METRICS: MetricRecord({"num-examples": 3, "partition-id": 0})}), "float64"),
+    "nan": (lambda: wire.logits_content(torch.full((PUBLIC, CLASSES), float("nan")), {"num-examples": 3, "partition-id": 0}), "NaN"),
     "weights-smuggled": (lambda: RecordDict({**_valid_content(), "weights": ArrayRecord(torch.nn.Linear(2, 2).state_dict())}),
                          "expected exactly"),
     "images-as-extra-array": (lambda: RecordDict({
         wire.LOGITS: ArrayRecord({"logits": Array(np.zeros((PUBLIC, CLASSES), np.float32)),
                                   "x": Array(np.zeros((PUBLIC, 1, 28, 28), np.float32))}),
-        wire.METRICS: MetricRecord({"num-examples": 3})}), "the one array 'logits'"),
+        wire.METRICS: MetricRecord({"num-examples": 3, "partition-id": 0})}), "the one array 'logits'"),
     "no-metrics": (lambda: RecordDict({wire.LOGITS: _valid_content()[wire.LOGITS]}), "expected exactly"),
+    "no-partition": (lambda: wire.logits_content(torch.zeros(PUBLIC, CLASSES), {"num-examples": 3}), "partition-id"),
 }
 
 
@@ -219,3 +220,14 @@ def test_fedavg_clients_send_the_model_and_flower_averages_it(identity):
     first = [torch.from_numpy(r.content[wire.ARRAYS]["fc.weight"].numpy()) for r in replies]
     expected = (first[0] * weights[0] + first[1] * weights[1]) / sum(weights)
     assert torch.allclose(model.state_dict()["fc.weight"], expected, atol=1e-6)
+
+
+def test_two_replies_for_one_partition_count_once(identity, tmp_path):
+    from torchslim.federated.server import Server
+
+    server = Server(grid=None, recipe=tiny_recipe(min_clients=1), out=tmp_path)
+    tasks = {node: _task(RecordDict(), node) for node in (41, 42)}
+    replies = [_reply(tasks[n], _valid_content()) for n in (41, 42)]  # both claim partition 0
+    accepted, dropped = server._accept(1, [41, 42], replies, lambda m: wire.check_logits_reply(m, PUBLIC, CLASSES))
+    assert list(accepted) == [41]
+    assert dropped[0]["node"] == 42 and "partition-id 0 already answered" in dropped[0]["detail"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from torch import nn
@@ -119,8 +119,7 @@ class Server:
         extra = {}
         if "soft_labels" in self.state.tensors:
             extra[wire.SOFT_LABELS] = wire.soft_labels_record(self.state.tensors["soft_labels"])
-        content = wire.task_content(self.plain, r, extra)
-        content[wire.CONFIG] = self._task_config(r)
+        content = RecordDict({wire.CONFIG: self._task_config(r), **extra})
         nodes = list(self.grid.get_node_ids())
         messages = [Message(content, dst_node_id=n, message_type=MessageType.TRAIN) for n in nodes]
         replies = list(self.grid.send_and_receive(messages, timeout=self.cfg.round_timeout))
@@ -164,8 +163,13 @@ class Server:
         for reply in replies:
             node = reply.metadata.src_node_id
             try:
-                accepted[node] = (check(reply), reply)
-                self.state.clients[str(node)] = int(reply.content.metric_records[wire.METRICS]["partition-id"])
+                value = check(reply)
+                pid = int(reply.content.metric_records[wire.METRICS]["partition-id"])  # checked: an int
+                if pid in {self.state.clients.get(str(n)) for n in accepted}:
+                    raise wire.MalformedReply(f"partition-id {pid} already answered this round (two SuperNodes "
+                                              "started with the same --node-config partition-id?)")
+                accepted[node] = (value, reply)
+                self.state.clients[str(node)] = pid
             except wire.MalformedReply as exc:
                 kind = "failed" if reply.has_error() else "rejected"
                 log.warning("round %d: %s %s: %s", r, kind, wire.describe(reply, self.state.clients.get(str(node))), exc)

@@ -91,8 +91,9 @@ def _only_records(content: RecordDict, expected: set[str]) -> None:
         raise MalformedReply(f"records {sorted(content)}; expected exactly {sorted(expected)}")
     if METRICS not in content.metric_records:
         raise MalformedReply(f"{METRICS!r} is not a MetricRecord")
-    if "num-examples" not in content.metric_records[METRICS]:
-        raise MalformedReply(f"{METRICS!r} lacks 'num-examples'")
+    for key in ("num-examples", "partition-id"):
+        if not isinstance(content.metric_records[METRICS].get(key), int):
+            raise MalformedReply(f"{METRICS!r} lacks the integer {key!r}")
 
 
 def check_logits_reply(reply: Message, public_size: int, num_classes: int) -> torch.Tensor:
