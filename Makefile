@@ -11,7 +11,7 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 # Debian's wordnet-base: the glosses of the wordnet-glosses text corpus.
 WORDNET_DIR := /usr/share/wordnet
 
-.PHONY: setup data test test-fast run bench lint clean
+.PHONY: setup data browser test test-fast run bench lint clean
 
 setup: $(STAMP)
 
@@ -44,7 +44,20 @@ data:
 		echo "WordNet glosses: no apt-get here; skipping Debian's wordnet-base (put data.noun etc. in \$$TORCHSLIM_DATA/wordnet)"; \
 	fi
 
-test: setup data
+# Debian's chromium and chromium-driver: tests/test_report_browser.py opens report.html in them
+# (it skips where they are missing).
+browser:
+	@if command -v chromedriver >/dev/null 2>&1 && (command -v chromium || command -v chromium-browser) >/dev/null 2>&1; then \
+		echo "chromium and chromedriver: found"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "chromium: apt-get install chromium chromium-driver failed; the report's browser test will skip"; \
+	else \
+		echo "chromium: no apt-get here; the report's browser test will skip (install chromium and chromedriver)"; \
+	fi
+
+test: setup data browser
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -227,8 +227,10 @@ def pareto_figure(matrix: dict):
     on_front = [(xs[i], ys[i]) for i in front(list(zip(xs, ys, strict=True)))]
     ax.plot(*zip(*on_front, strict=True), "--", color="black", linewidth=1, zorder=2)
     _latency_axis(ax, xs)
-    pad = (max(ys) - min(ys)) * 0.12 or 1.0
-    ax.set_ylim(min(ys) - pad, max(ys) + pad)
+    errs = [accuracy_se(r) or 0 for r in rows]
+    lo, hi = min(y - e for y, e in zip(ys, errs, strict=True)), max(y + e for y, e in zip(ys, errs, strict=True))
+    pad = (hi - lo) * 0.08 or 1.0
+    ax.set_ylim(lo - pad, hi + pad)
     _legends(fig, rows, biggest, targets, ", ".join(sorted(bars)))
     renderer = fig.canvas.get_renderer()
     names = [r["strategy"] + (f" · {r['target']}" if r.get("target") else "") for r in rows]
