@@ -25,7 +25,7 @@ from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import did_you_mean
 from torchslim.measure.latency import check_options, check_positive_ints, interleaved_latency, measure_latency
 from torchslim.measure.macs import batch_size_of, count_macs, count_parameters
-from torchslim.measure.record import SPREAD_LIMIT, LatencyStat, MeasureRecord
+from torchslim.measure.record import SPREAD_LIMIT, LatencyStat, MeasureRecord, RatioStat, TimingRun
 from torchslim.measure.system import machine_info
 from torchslim.measure.table import print_records, records_markdown, records_table
 from torchslim.train.batch import as_batch
@@ -226,7 +226,17 @@ def measure(
 
 
 __all__ = [
-    "SPREAD_LIMIT", "LatencyStat", "MeasureRecord", "artifact_bytes", "count_macs", "count_parameters",
+    "SPREAD_LIMIT", "LatencyStat", "MeasureRecord", "RatioStat", "TimingRun", "artifact_bytes", "attach_timing",
+    "confident_latency", "first_sample", "count_macs", "count_parameters",
     "interleaved_latency", "machine_info", "measure", "measure_latency", "measure_many", "print_records",
     "records_markdown", "records_table", "state_dict_bytes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # rounds imports this package's helpers, so its two entry points are imported on first use
+    if name in ("attach_timing", "confident_latency"):
+        from torchslim.measure import rounds
+
+        return getattr(rounds, name)
+    raise AttributeError(f"module 'torchslim.measure' has no attribute {name!r}")

@@ -72,11 +72,33 @@ class DataConfig(Strict):
     options: dict[str, Any] = Field(default_factory=dict)  # further keyword arguments of the loader
 
 
+# Deployment targets a final model is measured on: name -> (runtime, what it is). A torch model runs
+# on torch-fp32 and, exported, on ort-fp32; an INT8 ONNX model (a quantize step's) on ort-int8 only.
+TARGETS = {
+    "torch-fp32": ("torch-eager", "torch eager, FP32: the model as trained"),
+    "ort-fp32": ("onnxruntime", "ONNX Runtime, FP32: the same model exported to ONNX"),
+    "ort-int8": ("onnxruntime", "ONNX Runtime, INT8: the quantize step's ONNX model"),
+}
+MAX_TIMING_SECONDS = 600.0  # per setting: beyond this a comparison's timing stage takes hours
+
+
 class MeasureConfig(Strict):
+    """How final models are measured.
+
+    ``targets``: the deployment targets every final model is measured on (each that applies to
+    it); the baseline strategy is always measured on torch-fp32 (the user's model as run today)
+    and, when an ONNX Runtime target is listed, on ort-fp32 (the same-runtime baseline of every
+    ONNX Runtime row). Timing runs interleaved rounds per (batch size, threads) until each
+    speed-up's 95% interval is within +-5% or ``max_seconds`` of rounds, at least ``rounds``.
+    """
+
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 64], min_length=1)
     threads: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    rounds: int = Field(3, gt=0)
-    min_seconds: float = Field(0.5, gt=0)
+    targets: list[str] = Field(default_factory=lambda: list(TARGETS), min_length=1)
+    rounds: int = Field(5, gt=0, le=1000)  # timing rounds that always run per setting
+    # time cap per setting; ~10 models x 3 targets x 2 batch sizes stay under ~5 minutes of timing
+    max_seconds: float = Field(60.0, gt=0, le=MAX_TIMING_SECONDS)
+    min_seconds: float = Field(0.5, gt=0)  # text task: seconds per timed measurement
 
     @field_validator("batch_sizes", "threads")
     @classmethod
@@ -85,18 +107,38 @@ class MeasureConfig(Strict):
             raise ValueError(f"every entry must be a positive integer, got {values}")
         return values
 
+    @field_validator("targets")
+    @classmethod
+    def _known_targets(cls, values: list[str]) -> list[str]:
+        for name in values:
+            if name not in TARGETS:
+                raise ValueError(f"unknown deployment target {name!r}.{did_you_mean(name, list(TARGETS))} "
+                                 f"Targets: {', '.join(TARGETS)}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"targets are listed more than once: {values}; list each once")
+        return values
+
 
 class ScenarioConfig(Strict):
-    # resource-limited: the fastest (or smallest) strategy at most this many points below the teacher
-    accuracy_floor: float = Field(1.0, ge=0)
+    """Each scenario's accuracy floor (points below the teacher) and budget (a fraction of the
+    teacher's latency on torch eager at the primary setting, or of its bytes)."""
+
+    # resource-limited: the fastest (or smallest) row at most accuracy_floor points below the
+    # teacher, and at most resource_budget x the teacher's latency (or bytes)
+    accuracy_floor: float = Field(1.0, ge=0, le=100)
     resource: Literal["latency", "bytes"] = "latency"
-    # accuracy-sensitive: the most accurate strategy whose batch-64 latency is at most this fraction
-    # of the teacher's (and, when given, whose file is at most this fraction of the teacher's bytes)
+    resource_budget: float = Field(1.0, gt=0)
+    # accuracy-sensitive: the most accurate row at most sensitive_floor points below the teacher
+    # whose latency is at most latency_budget x the teacher's (and, when given, whose file is at
+    # most size_budget x the teacher's bytes)
+    sensitive_floor: float = Field(1.0, ge=0, le=100)
     latency_budget: float = Field(0.5, gt=0)
     size_budget: float | None = Field(None, gt=0)
-    # balanced: the knee of the accuracy-latency Pareto front among strategies at most this many
-    # points below the teacher (a knee far below it is a different product, not a balance)
-    balanced_floor: float = Field(3.0, ge=0)
+    # balanced: the knee of the accuracy-latency Pareto front among rows at most balanced_floor
+    # points below the teacher and at most balanced_budget x its latency (a knee far below it is
+    # a different product, not a balance)
+    balanced_floor: float = Field(3.0, ge=0, le=100)
+    balanced_budget: float = Field(1.0, gt=0)
 
 
 class QuickConfig(Strict):
@@ -447,5 +489,5 @@ def load_recipe(path: str | Path) -> Recipe:
     return parse(data, str(path), node=node)
 
 
-__all__ = ["DataConfig", "MeasureConfig", "QuickConfig", "Recipe", "RecipeError", "ScenarioConfig",
+__all__ = ["TARGETS", "DataConfig", "MeasureConfig", "QuickConfig", "Recipe", "RecipeError", "ScenarioConfig",
            "StepSpec", "TextConfig", "VERSION", "digest", "load_recipe", "parse", "validate_section"]
