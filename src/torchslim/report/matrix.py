@@ -30,8 +30,9 @@ Top level:
     settings          list[S]  every timed setting; ``primary`` S: the one scenarios rank on
     scenarios         dict     the recipe's ``scenarios:`` (floors in points, budgets as fractions)
     rows              list     one per (strategy, target), below
-    failed            list[str] strategies (or ``RID`` for one target) that failed or were not measured
-    failures          list     ``{"strategy", "target" (None: the whole strategy), "error"}`` (one line)
+    failed            list[str] strategies that failed or were not measured (the exit code's reason)
+    failures          list     ``{"strategy", "target" (None: the whole strategy), "error"}`` (one line):
+                               also a target alone that failed (an export), its strategy's other rows kept
     timing            dict     the noise, once per run: ``verdict`` str, ``quiet`` bool, ``notes``
                                list[str], ``options`` (min_rounds, max_seconds, target_width,
                                confidence), ``settings`` [{``setting`` S, ``rounds``, ``seconds``,
@@ -56,7 +57,7 @@ A row:
     parameters, macs, bytes (int) and parameters_ratio, macs_ratio, bytes_ratio (float):
                                ratios are the user baseline's / this row's
     accuracy          float    top-1 % on the test set; ``test_samples`` int
-    accuracy_se       float    its standard error in points (binomial, for test_samples)
+    accuracy_se       float    its standard error in points (binomial, for test_samples; not for text)
     accuracy_delta    float    accuracy - the user baseline's, in points; ``accuracy_delta_se``
     accuracy_within_noise bool the delta is within 2 standard errors (not a real difference)
     retention         float    accuracy / the user baseline's, %
@@ -65,7 +66,8 @@ A row:
     speedup_ci        S -> ratio interval of ``speedup``
     speedup_user      S -> float   speed-up against the user baseline
     speedup_user_ci   S -> ratio interval of ``speedup_user``
-    same_runtime_baseline RID
+    same_runtime_baseline RID  the teacher on this runtime; the user baseline when there is none
+                               (the teacher's export failed; text rows, one runtime per model)
     train_seconds, epochs, needs_teacher, peak_memory_mb, reused_steps: what producing it cost
     notes             list[str] what its steps reported (timing noise is in ``timing``, not here)
 
@@ -156,6 +158,8 @@ def columns_for(task: str) -> list[tuple[str, str, str]]:
         return list(COLUMNS)
     q, out = QUALITY["text"], []
     for key, heading, description in COLUMNS:
+        if key == "accuracy_se":  # a Spearman has no binomial standard error
+            continue
         if key == "accuracy":
             out.append((key, q["heading"], q["description"]))
         elif key in ("accuracy_delta", "retention"):
@@ -265,7 +269,7 @@ def build_matrix(recipe: Any, results: list[Any], measured: dict[str, Any], *, o
         "settings": [setting_key(b, t) for t in cfg.threads for b in cfg.batch_sizes], "primary": primary,
         "data": dict(data), "scenarios": recipe.scenarios.model_dump(mode="json"), "machine": machine_info(),
         "columns": [{"key": k, "heading": h, "description": d} for k, h, d in columns_for(task)],
-        "rows": rows, "failed": [r["id"] if r["target"] else r["strategy"] for r in rows if r["status"] != "ok"],
+        "rows": rows, "failed": [r["strategy"] for r in rows if r["status"] != "ok" and r["target"] is None],
         "failures": failures, "timing": timing, "runtime_gain": gain,
     }
     matrix["recommendations"] = recommend(matrix)

@@ -146,7 +146,7 @@ def _pick(key: str, row: dict | None, matrix: dict, criterion: str, ranked_by: s
                artifact=row.get("artifact"), load=list(row.get("load") or []))
     where = f" on {row['target']}" if row.get("target") else ""
     tie_text = (f" Within noise of it on {ranked_by.split(' at ')[0]}: {', '.join(_rid(r) for r in tie)} — a tie; "
-                "either serves." if tie else "")
+                f"{'either' if len(tie) == 1 else 'any of them'} serves." if tie else "")
     load = f" Load it from `{row['artifact']}`." if row.get("artifact") else ""
     out["text"] = (f"{headline}: **{row['strategy']}**{where}, {criterion} — {_describe(row, matrix)}."
                    f"{tie_text}{load}")
@@ -181,12 +181,15 @@ def _accuracy_sensitive(rows: list[dict], base: dict, matrix: dict) -> dict:
     size = sc.get("size_budget")
     fits = [r for r in rows if r["accuracy"] >= floor and _lat(r, matrix) <= _lat(base, matrix) * sc["latency_budget"]
             and (size is None or r["bytes"] <= base["bytes"] * size)]
-    ranked = sorted(fits, key=lambda r: (-r["accuracy"], -_speed(r, matrix)))
-    tie = [r for r in ranked[1:] if accuracy_tie(ranked[0], r)]
+    best = max(fits, key=lambda r: r["accuracy"]) if fits else None
+    # rows whose accuracy is within noise of the best are equally accurate: the fastest of them is
+    # the pick, the others its tie
+    tied = sorted((r for r in fits if r is best or accuracy_tie(best, r)), key=lambda r: -_speed(r, matrix))
     size_text = f" and at most {size:g}× its bytes" if size else ""
-    criterion = (f"the most accurate row at most {sc.get('sensitive_floor', 1.0):g} point(s) below the teacher "
-                 f"with at most {sc['latency_budget']:g}× its latency{size_text}")
-    return _pick("accuracy_sensitive", ranked[0] if ranked else None, matrix, criterion, "accuracy", tie,
+    criterion = (f"the most accurate row (the fastest of those within noise of the best) at most "
+                 f"{sc.get('sensitive_floor', 1.0):g} point(s) below the teacher with at most "
+                 f"{sc['latency_budget']:g}× its latency{size_text}")
+    return _pick("accuracy_sensitive", tied[0] if tied else None, matrix, criterion, "accuracy", tied[1:],
                  "Accuracy-sensitive", f"no row is within {sc.get('sensitive_floor', 1.0):g} point(s) of the teacher "
                  f"at {sc['latency_budget']:g}× its latency{size_text}; raise `scenarios.latency_budget` or "
                  "`scenarios.sensitive_floor`, or distil longer.")
@@ -256,6 +259,8 @@ def _did(row: dict) -> dict[str, bool]:
             "prune_then_distill": "prune" in steps and "distill" in steps[steps.index("prune"):]}
 
 
+PRACTICE = {"prune": "prune", "quantize": "quantize", "distill": "distil", "intermediate": "match intermediate layers",
+            "prune_then_distill": "distil after pruning"}
 # scenario -> (claim, the practices the claim names, in order)
 ADVICE = {
     "resource_limited": ("resource-limited: prune + quantize", ("prune", "quantize")),
@@ -280,7 +285,7 @@ def _advice_cell(key: str, matrix: dict, by_id: dict[str, dict], recs: dict) -> 
     return {"aspect": aspect, "claim": claim, "status": status,
             "basis": "what the scenario's pick did; speed as same-runtime speed-up",
             "evidence": f"measured pick: {_rid(row)} ({' → '.join(row['steps'])}{same}); it "
-                        + ", ".join(f"{'did' if did[p] else 'did not'} {p.replace('_', ' ')}" for p in practices)}
+                        + ", ".join(f"{'did' if did[p] else 'did not'} {PRACTICE[p]}" for p in practices)}
 
 
 def rule_of_thumb(matrix: dict) -> list[dict]:
