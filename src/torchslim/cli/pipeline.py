@@ -86,14 +86,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"{matrix['recipe']} — measured on this machine")
-    shown = [("strategy", "strategy"), ("accuracy", quality(matrix)["heading"]), ("accuracy_delta", "Δ"),
+    shown = [("strategy", "strategy"), ("target", "target"), ("accuracy", quality(matrix)["heading"]),
+             ("accuracy_delta", "Δ"),
              ("bytes_ratio", "bytes ×"), ("macs_ratio", "MACs ×"), ("speedup", "speed-up ×"),
              ("train_seconds", "train s")]
     for _, head in shown:
         table.add_column(head)
     for row in matrix["rows"]:
         c = cells(row, matrix)
-        table.add_row(*(c.get(k, "") for k, _ in shown))
+        table.add_row(*(c.get(k, str(row.get(k) or "")) for k, _ in shown))
     console.print(table)
     for rec in matrix["recommendations"].values():
         console.print(rec["text"].replace("**", ""), highlight=False, markup=False)
