@@ -30,6 +30,9 @@ def _target_row(row: dict, target: str, slow: float) -> dict:
                 "artifact": f"steps/{row['strategy']}/" + ("model" if target == "torch-fp32" else "model.onnx"),
                 "accuracy_se": 0.25, "accuracy_within_noise": abs(row.get("accuracy_delta") or 0) < 0.5,
                 "same_runtime_baseline": "teacher-fp32@" + target})
+    out["load"] = ([f"model = torchslim.load('{out['artifact']}')", "y = model(x)"] if target == "torch-fp32" else
+                   [f"session = onnxruntime.InferenceSession('{out['artifact']}')",
+                    "y = session.run(None, {'input': x.numpy()})[0]"])
     out["latency"] = {k: v * slow for k, v in row["latency"].items()}
     out["latency_p10"] = {k: v * 0.9 for k, v in out["latency"].items()}
     out["latency_p90"] = {k: v * 1.2 for k, v in out["latency"].items()}

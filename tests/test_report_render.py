@@ -3,12 +3,13 @@ plot's labels apart and its millisecond ticks plain, matrices of format 1 and 2 
 
 from __future__ import annotations
 
+import base64
 import itertools
 import re
 
 import pytest
-from report_matrices import crowded_matrix, format2_matrix, old_matrix
 
+from report_matrices import crowded_matrix, format2_matrix, old_matrix
 from torchslim.report import write_report
 from torchslim.report.html import to_html
 from torchslim.report.plot import pareto_figure, plotted_rows
@@ -77,7 +78,9 @@ def test_format2_answer_names_ties_failures_and_load_lines():
     load = m["recommendations"]["resource_limited"]["load"]
     assert "```python\n" + "\n".join(f"  {line}" for line in load) in md
     assert "<pre><code>import onnxruntime as ort\ny = ort.InferenceSession(" in page
-    assert md.count("```python") == 1, "the load lines are shown once per pick, not once per scenario"
+    answer = md.split("## Measurements")[0]
+    assert answer.count("```python") == 1, "the load lines are shown once per pick, not once per scenario"
+    assert md.count("```python") == 1 + sum(bool(r.get("load")) for r in m["rows"]), "and in each row's record"
     for text in (page, md):
         assert "Tied within noise with: teacher-pruned-distilled-int8@ort-int8" in text
         assert "student-broken: loss became nan at epoch 1" in text
@@ -158,8 +161,6 @@ def test_write_report_files(tmp_path):
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     png = (tmp_path / "pareto.png").read_bytes()
     assert png.startswith(b"\x89PNG")
-    import base64
-
     assert base64.b64encode(png).decode() in page
     assert (tmp_path / "matrix.md").read_text(encoding="utf-8").startswith("# Selection matrix — fashion-mnist")
 
@@ -173,3 +174,14 @@ def test_no_rows_renders():
     assert labels == []
     assert "No recommendation: nothing measured." in to_markdown(m)
     assert "No recommendation" in to_html(m, PNG)
+
+
+def test_what_the_sentence_says_is_not_repeated():
+    m = format2_matrix()
+    rec = m["recommendations"]["resource_limited"]
+    rec["text"] += f" Within noise of it: {rec['tie'][0]}. Load it from `{rec['artifact']}`."
+    md = to_markdown(m)
+    first = md.split("\n- ")[1].split("\n- ")[0]
+    assert "Tied within noise with" not in first and "Artifact:" not in first
+    assert "```python" in first, "the load lines still follow"
+    assert md.count("Tied within noise with") == 2, "the other scenarios' texts do not name the tie"

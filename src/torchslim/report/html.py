@@ -45,18 +45,19 @@ details{margin:.2em 0}summary{cursor:pointer}.small{color:#555;font-size:12px}""
 
 
 def _bold(text: str) -> str:
-    """Escape ``text`` and turn its ``**...**`` spans into <b>."""
+    """Escape ``text`` and turn its Markdown ``**bold**`` and ```code``` spans into HTML."""
     parts = e(text).split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    bold = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(bold.split("`")))
 
 
 def _answer(matrix: dict) -> str:
     items = []
     for item in answer(matrix):
         parts = [_bold(item["text"])]
-        if item["tie"]:
-            parts.append(f"<div class='tie'>Tied within noise with: {e(', '.join(item['tie']))}</div>")
-        if not item["repeat"] and item["artifact"]:
+        if item["tie_untold"]:
+            parts.append(f"<div class='tie'>Tied within noise with: {e(', '.join(item['tie_untold']))}</div>")
+        if not item["repeat"] and item["artifact_untold"]:
             parts.append(f"<div>Artifact: <code>{e(item['artifact'])}</code></div>")
         if not item["repeat"] and item["load"]:
             parts.append(f"<pre><code>{e(chr(10).join(item['load']))}</code></pre>")
@@ -97,10 +98,14 @@ def _rules(matrix: dict) -> str:
             f"<th>rule of thumb</th><th>verdict</th><th>evidence</th></tr>{rows}</table>")
 
 
+def _value(heading: str, value: str) -> str:
+    return f"<pre><code>{e(value)}</code></pre>" if heading == "load" else e(value)
+
+
 def _records(matrix: dict) -> str:
     out = []
     for row in matrix["rows"]:
-        cells = "".join(f"<tr><th>{e(h)}</th><td>{e(v)}</td><td class='small'>{e(d)}</td></tr>"
+        cells = "".join(f"<tr><th>{e(h)}</th><td>{_value(h, v)}</td><td class='small'>{e(d)}</td></tr>"
                         for h, v, d in record(row, matrix))
         out.append(f"<details><summary>{e(row_id(row))}</summary><table class='text'>{cells}</table></details>")
     return "<h2>Full record per row</h2>" + "".join(out)
@@ -119,7 +124,7 @@ def to_html(matrix: dict, png: bytes) -> str:
 <figcaption>Up and left is better. Ringed: recommended. Latency at the primary setting on the runtime each row
 ships on.</figcaption></figure>
 <h2>Measurements</h2>
-<p class="small">{_bold(context_line(matrix).replace('`', '**'))}</p>
+<p class="small">{_bold(context_line(matrix))}</p>
 {f"<p>{_bold(q)}</p>" if q else ""}
 {_table(matrix)}
 {_rules(matrix)}

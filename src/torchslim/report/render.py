@@ -36,11 +36,11 @@ from torchslim.report.view import (
 def _md_answer(matrix: dict) -> list[str]:
     lines = ["## Recommendation", "", *([headline(matrix), ""] if headline(matrix) else [])]
     for item in answer(matrix):
-        tie = f" Tied within noise with: {', '.join(item['tie'])}." if item["tie"] else ""
+        tie = f" Tied within noise with: {', '.join(item['tie_untold'])}." if item["tie_untold"] else ""
         lines.append(f"- {item['text']}{tie}")
         if item["repeat"] or not (item["artifact"] or item["load"]):
             continue
-        if item["artifact"]:
+        if item["artifact_untold"]:
             lines.append(f"  Artifact: `{item['artifact']}`")
         if item["load"]:
             lines += ["", "  ```python", *[f"  {line}" for line in item["load"]], "  ```"]
@@ -79,7 +79,11 @@ def to_markdown(matrix: dict) -> str:
     lines += ["", "## Full record per row", ""]
     for row in matrix["rows"]:
         lines += [f"<details><summary>{row_id(row)}</summary>", ""]
-        lines += [f"- **{h}**: {v}" + (f" — {d}" if d else "") for h, v, d in record(row, matrix)]
+        for h, v, d in record(row, matrix):
+            if h == "load":
+                lines += [f"- **{h}** ({d}):", "", "  ```python", *[f"  {x}" for x in v.splitlines()], "  ```", ""]
+            else:
+                lines.append(f"- **{h}**: {v}" + (f" — {d}" if d else ""))
         lines += ["", "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -96,27 +96,32 @@ def failures(matrix: dict) -> list[str]:
     """One line per failed strategy (or target): its name and why."""
     if matrix.get("failures"):
         return [f"{f['strategy']}" + (f" on {f['target']}" if f.get("target") else "")
-                + f": {f.get('error') or 'unknown error'}" for f in matrix["failures"]]
+                + f": {(f.get('error') or 'unknown error').rstrip('.')}" for f in matrix["failures"]]
     errors = {row_id(r): r.get("error") for r in matrix["rows"] if r["status"] != "ok"}
     names = matrix.get("failed") or list(errors)
-    return [f"{name}: {errors.get(name) or 'unknown error'}" for name in names]
+    return [f"{name}: {(errors.get(name) or 'unknown error').rstrip('.')}" for name in names]
 
 
 def answer(matrix: dict) -> list[dict]:
     """The recommendations, in scenario order: ``title``, ``text`` (``**bold**`` marks the pick),
-    ``pick`` (a row id or None), ``tie`` (row ids within noise), ``artifact`` and ``load`` (the
-    pick's path and Python lines, where the matrix has them; the first scenario naming a pick
-    carries them, later ones point back)."""
+    ``pick`` (a row id or None), ``tie`` (row ids within noise; ``tie_untold`` those the text does
+    not name), ``artifact`` and ``load`` (the pick's path and Python lines, where the matrix has
+    them; ``repeat`` is true for a scenario whose pick an earlier one shows already)."""
     out, shown = [], set()
     recs = matrix["recommendations"]
     for key in [*[k for k in SCENARIOS if k in recs], *[k for k in recs if k not in SCENARIOS]]:
         rec = recs[key] if isinstance(recs[key], dict) else {"text": str(recs[key])}
         pick = rec.get("row") or rec.get("strategy")
         load = rec.get("load") or []
-        item = {"key": key, "title": SCENARIOS.get(key, key.replace("_", " ").capitalize()),
-                "text": rec.get("text") or "", "pick": pick, "tie": list(rec.get("tie") or []),
-                "artifact": rec.get("artifact"), "load": [load] if isinstance(load, str) else list(load),
-                "repeat": pick in shown}
+        text = rec.get("text") or ""
+        tie = list(rec.get("tie") or [])
+        item = {"key": key, "title": SCENARIOS.get(key, key.replace("_", " ").capitalize()), "text": text,
+                "pick": pick, "tie": tie,
+                # what the sentence already says is not repeated under it
+                "tie_untold": [t for t in tie if t not in text],
+                "artifact": rec.get("artifact"), "artifact_untold": bool(rec.get("artifact"))
+                and rec["artifact"] not in text,
+                "load": [load] if isinstance(load, str) else list(load), "repeat": pick in shown}
         shown.add(pick)
         out.append(item)
     return out
@@ -271,6 +276,8 @@ def record(row: dict, matrix: dict) -> list[tuple[str, str, str]]:
                     f"against {matrix.get('user_baseline') or matrix['baseline']} as run today"))
     if row.get("artifact"):
         out.append(("artifact", row["artifact"], "path relative to the run directory"))
+    if row.get("load"):
+        out.append(("load", "\n".join(row["load"]), "Python that loads it and runs it on a tensor x"))
     out += [("note", n, "") for n in row.get("notes", [])]
     return out
 
