@@ -31,9 +31,9 @@ STEPS = {
 }
 
 
-def recipe(names, **scenarios):
+def recipe(names, targets=("torch-fp32", "ort-fp32", "ort-int8"), **scenarios):
     return parse({"name": "synthetic-matrix", "baseline": "teacher",
-                  "measure": {"batch_sizes": [64], "threads": [1], "targets": ["torch-fp32", "ort-fp32", "ort-int8"]},
+                  "measure": {"batch_sizes": [64], "threads": [1], "targets": list(targets)},
                   "scenarios": scenarios, "strategies": {n: STEPS[n] for n in names}})
 
 
@@ -57,10 +57,11 @@ def result(name, steps, error=None):
     return StrategyResult(name=name, steps=[] if error else made, error=error)
 
 
-def matrix_of(recs, results, failures=(), out=Path("/run"), **scenarios):
+def matrix_of(recs, results, failures=(), out=Path("/run"), targets=("torch-fp32", "ort-fp32", "ort-int8"),
+              **scenarios):
     names = [r.name for r in results]
     measured = {"records": {r["name"]: r for r in recs}, "timing": None, "failures": list(failures)}
-    return build_matrix(recipe(names, **scenarios), results, measured, out=out,
+    return build_matrix(recipe(names, targets, **scenarios), results, measured, out=out,
                         data={"name": "synthetic", "train_samples": 100, "test_samples": 10000}, quick=True,
                         wall_seconds=1.0)
 
@@ -138,6 +139,15 @@ def test_failed_strategies_and_targets_are_listed_with_one_line_errors():
     assert m["failed"] == ["broken"]  # a target that failed alone keeps its strategy's other rows
     for rec in m["recommendations"].values():
         assert set(rec["failed"]) == {"student@ort-fp32", "broken"}
+
+
+def test_a_model_no_listed_target_runs_is_skipped_not_failed():
+    student = result("student", ["distill"])
+    student.final = Saved(Path("/run/steps/01-distill"), "torch")
+    m = matrix_of(TEACHER, [result("teacher", ["load"]), student], targets=("ort-int8",))
+    row = rows_by_id(m)["student"]
+    assert row["status"] == "skipped" and "ort-int8" in row["error"] and "a torch model" in row["error"]
+    assert m["failed"] == [] and m["failures"] == []
 
 
 def test_rule_of_thumb_says_partly_when_the_pick_did_not_prune():

@@ -218,8 +218,9 @@ def measure_results(ctx: Context, results: list[StrategyResult]) -> dict[str, An
     ctx.log(f"measuring {len(runnables)} row(s) (strategy x target): accuracy on {len(ctx.data.test.dataset)} "
             "test samples, parameters, MACs, bytes ...")
     exported = {rid for rid, e in extras.items() if e.get("source") is not None}
-    records = measure_many({k: v for k, v in runnables.items() if k not in exported}, ctx.data.test,
-                           batch_sizes=(), artifacts={k: v for k, v in sized.items() if k not in exported})
+    direct = {k: v for k, v in runnables.items() if k not in exported}
+    records = measure_many(direct, ctx.data.test, batch_sizes=(),
+                           artifacts={k: sized[k] for k in direct}) if direct else []
     records += [_exported_record(rid, extras[rid].pop("source"), runnables[rid], sized[rid], ctx, example)
                 for rid in exported]
     for rec in records:

@@ -48,7 +48,8 @@ A row:
     id                RID      ``strategy@target``
     strategy, target  str
     runtime, kernel   str      "torch-eager" / "onnxruntime"; the arithmetic path
-    status            str      "ok" | "failed"; ``error`` str | None (one line)
+    status            str      "ok" | "failed" | "skipped" (no listed target runs its kind of model);
+                               ``error`` str | None: why, one line
     steps, families   list[str]
     artifact          str      the model's path relative to the run directory
                                (``steps/.../model`` or ``.../model.onnx``)
@@ -223,7 +224,11 @@ def _rows_of(r: Any, recipe: Any, measured: dict, user_id: str, out: Path, opts:
     for f in failures:
         rows.append({"id": row_id(r.name, f.get("target")), **common, "target": f.get("target"), "status": "failed",
                      "error": f["error"]})
-    if not rows:
+    if not rows and r.ok and r.final is not None:  # finished, but no listed target runs its kind of model
+        rows.append({"id": r.name, **common, "target": None, "status": "skipped",
+                     "error": f"none of measure.targets ({', '.join(recipe.measure.targets)}) runs "
+                              f"{'an ONNX' if r.final.kind == 'onnx' else 'a torch'} model"})
+    elif not rows:
         rows.append({"id": r.name, **common, "target": None, "status": "failed",
                      "error": r.error or "not measured"})
     return rows
@@ -254,7 +259,7 @@ def build_matrix(recipe: Any, results: list[Any], measured: dict[str, Any], *, o
                    next((rid for rid, rec in records.items() if rec["extra"].get("strategy") == baseline), None))
     rows = [row for r in results for row in _rows_of(r, recipe, measured, user_id, out, opts)]
     failures = [{"strategy": r["strategy"], "target": r["target"], "error": first_line(r["error"])}
-                for r in rows if r["status"] != "ok"]
+                for r in rows if r["status"] == "failed"]
     task = getattr(recipe, "task", "image")
     primary = setting_key(max(cfg.batch_sizes), min(cfg.threads))
     gain = {r["target"]: r.get("speedup_user_ci") or {} for r in rows
@@ -269,7 +274,7 @@ def build_matrix(recipe: Any, results: list[Any], measured: dict[str, Any], *, o
         "settings": [setting_key(b, t) for t in cfg.threads for b in cfg.batch_sizes], "primary": primary,
         "data": dict(data), "scenarios": recipe.scenarios.model_dump(mode="json"), "machine": machine_info(),
         "columns": [{"key": k, "heading": h, "description": d} for k, h, d in columns_for(task)],
-        "rows": rows, "failed": [r["strategy"] for r in rows if r["status"] != "ok" and r["target"] is None],
+        "rows": rows, "failed": [r["strategy"] for r in rows if r["status"] == "failed" and r["target"] is None],
         "failures": failures, "timing": timing, "runtime_gain": gain,
     }
     matrix["recommendations"] = recommend(matrix)
