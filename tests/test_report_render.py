@@ -185,3 +185,18 @@ def test_what_the_sentence_says_is_not_repeated():
     assert "Tied within noise with" not in first and "Artifact:" not in first
     assert "```python" in first, "the load lines still follow"
     assert md.count("Tied within noise with") == 2, "the other scenarios' texts do not name the tie"
+
+
+def test_text_task_has_no_invented_error():
+    """A text matrix's quality is agreement, not a proportion of samples: no binomial error."""
+    m = old_matrix()
+    m.update(task="text", quality=None)
+    for row in m["rows"]:
+        row["accuracy"] = 90.0
+    md = to_markdown(m)
+    assert "Spearman ×100" in md and "±" not in md.split("## Measurements")[1].split("## The rule")[0]
+    fig, _ = pareto_figure(m)
+    try:
+        assert not [c for c in fig.axes[0].collections if c.__class__.__name__ == "LineCollection"]
+    finally:
+        _close(fig)

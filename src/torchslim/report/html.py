@@ -81,7 +81,7 @@ def _table(matrix: dict) -> str:
             continue
         is_pick = row_id(row) in chosen or row["strategy"] in chosen
         texts = [e(main) + (f"<span class='ci'>{e(sub)}</span>" if sub else "")
-                 for main, sub in (table_cell(row, k) for k, _, _ in cols)]
+                 for main, sub in (table_cell(row, k, matrix) for k, _, _ in cols)]
         if is_pick:
             texts[0] = f"{MARK} {texts[0]}"
         cls = "chosen" if is_pick else "measured"

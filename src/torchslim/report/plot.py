@@ -215,7 +215,7 @@ def pareto_figure(matrix: dict):
         marker = TARGET_MARKERS[targets.index(r["target"]) % len(TARGET_MARKERS)] if r.get("target") else "o"
         ax.scatter([x], [y], s=_area(b, biggest), alpha=0.55, color=_route(r)[1], marker=marker,
                    edgecolors="black", linewidths=0.6, zorder=3)
-        band, se = latency_band(r, p), accuracy_se(r)
+        band, se = latency_band(r, p), accuracy_se(r, matrix)
         bars |= ({"p10–p90 latency"} if band else set()) | ({"±1 s.e. " + q["short"]} if se else set())
         if band or se:
             xerr = [[max(x - band[0], 0)], [max(band[1] - x, 0)]] if band else None
@@ -227,7 +227,7 @@ def pareto_figure(matrix: dict):
     on_front = [(xs[i], ys[i]) for i in front(list(zip(xs, ys, strict=True)))]
     ax.plot(*zip(*on_front, strict=True), "--", color="black", linewidth=1, zorder=2)
     _latency_axis(ax, xs)
-    errs = [accuracy_se(r) or 0 for r in rows]
+    errs = [accuracy_se(r, matrix) or 0 for r in rows]
     lo, hi = min(y - e for y, e in zip(ys, errs, strict=True)), max(y + e for y, e in zip(ys, errs, strict=True))
     pad = (hi - lo) * 0.08 or 1.0
     ax.set_ylim(lo - pad, hi + pad)

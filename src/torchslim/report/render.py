@@ -59,7 +59,7 @@ def _md_table(matrix: dict) -> list[str]:
             lines.append(f"| {row['strategy']} | FAILED: {row.get('error') or 'unknown error'} |"
                          + " |" * (len(cols) - 2))
             continue
-        texts = [" ".join(p for p in table_cell(row, k) if p) for k, _, _ in cols]
+        texts = [" ".join(p for p in table_cell(row, k, matrix) if p) for k, _, _ in cols]
         if row_id(row) in chosen or row["strategy"] in chosen:
             texts[0] = f"{MARK} **{texts[0]}**"
         lines.append("| " + " | ".join(texts) + " |")

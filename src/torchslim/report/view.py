@@ -65,11 +65,12 @@ def setting_label(key: str, matrix: dict) -> str:
     return batch if len(counts) == 1 else f"{batch}/{threads[1:]}t"
 
 
-def accuracy_se(row: dict) -> float | None:
-    """The accuracy's standard error in points: the matrix's own (format 2) or, for older matrices,
-    the binomial one computed from the accuracy and the number of test samples."""
+def accuracy_se(row: dict, matrix: dict) -> float | None:
+    """The accuracy's standard error in points: the matrix's own (format 2) or, for an older image
+    matrix, the binomial one from the accuracy and the number of test samples (a text task's
+    agreement is not a proportion of samples: no error unless the matrix gives one)."""
     se = number(row.get("accuracy_se"))
-    if se is not None:
+    if se is not None or matrix.get("format", 1) >= 2 or matrix.get("task", "image") != "image":
         return se
     acc, n = number(row.get("accuracy")), number(row.get("test_samples"))
     if acc is None or not n or not 0 <= acc <= 100:
@@ -189,7 +190,8 @@ def table_columns(matrix: dict) -> list[tuple[str, str, str]]:
     where = ("target", "target", "where it runs") if any(r.get("target") for r in matrix["rows"]) else \
         ("runtime", "runtime", "what runs it")
     cols = [("strategy", "strategy", f"the recipe's name for it; {MARK} = recommended above"), where,
-            ("accuracy", q["heading"], f"{q['description']} ± its standard error"),
+            ("accuracy", q["heading"], q["description"] + (" ± its standard error" if any(
+                accuracy_se(r, matrix) is not None for r in matrix["rows"]) else "")),
             ("accuracy_delta", "Δ pts", f"{q['short']} − {matrix['baseline']}'s, in points"),
             ("bytes", "size", "bytes of the saved artifact"),
             ("bytes_ratio", "smaller ×", f"{matrix['baseline']}'s bytes / this one's")]
@@ -200,7 +202,7 @@ def table_columns(matrix: dict) -> list[tuple[str, str, str]]:
     return cols + _speed_columns(matrix) + [("train_seconds", "train s", "seconds to produce it")]
 
 
-def table_cell(row: dict, key: str) -> tuple[str, str]:
+def table_cell(row: dict, key: str, matrix: dict) -> tuple[str, str]:
     """The compact table's text for ``row`` in column ``key``: the value and its uncertainty (a
     standard error or a 95% interval; empty where there is none), which HTML sets on a second line."""
     if ":" in key:
@@ -210,7 +212,7 @@ def table_cell(row: dict, key: str) -> tuple[str, str]:
             return fmt(value, ".3g"), ""
         return fmt(value, ".2f"), interval_text((row.get(f"{field}_ci") or {}).get(setting)).strip()
     if key == "accuracy":
-        se = accuracy_se(row)
+        se = accuracy_se(row, matrix)
         return fmt(row.get("accuracy"), ".2f"), f"± {se:.2f}" if se is not None else ""
     if key == "accuracy_delta":
         return fmt(row.get("accuracy_delta"), "+.2f"), "within noise" if row.get("accuracy_within_noise") else ""
