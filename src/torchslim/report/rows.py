@@ -130,6 +130,9 @@ def measured_row(rid: str, rec: dict, steps: list[str], records: dict[str, dict]
         "input_name": extra.get("input_name"),
         "load": load_lines(artifact, rec["runtime"], extra.get("input_name")) if artifact else [],
         "latency": {k: s["median_ms"] for k, s in _latency(rec).items()},
+        # the spread of the per-batch times, S -> ms: the report's latency bars
+        "latency_p10": {k: s["p10_ms"] for k, s in _latency(rec).items() if s.get("p10_ms") is not None},
+        "latency_p90": {k: s["p90_ms"] for k, s in _latency(rec).items() if s.get("p90_ms") is not None},
         "same_runtime_baseline": same_id,
     }
     _accuracy(row, rec, user)
