@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
