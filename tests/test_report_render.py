@@ -89,7 +89,7 @@ def test_format2_answer_names_ties_failures_and_load_lines():
     assert page.index("student-broken: loss") < page.index("id='matrix'")
     assert "speed-up b64 (same runtime) ×" in md and "speed-up b64 (vs today) ×" in md
     assert "3.07 [2.92–3.25]" in md and "93.39 ± 0.25" in md
-    assert "| student-broken | FAILED: loss became nan at epoch 1 |" in md
+    assert "| student-broken | FAILED: loss became nan at epoch 1, step 2" in md
     assert "teacher-fp32@ort-fp32" in md and "| ort-int8 |" in md
 
 

@@ -37,6 +37,7 @@ table{border-collapse:collapse;font-size:13px;margin:.6em 0}th,td{border:1px sol
 text-align:right;vertical-align:top}th{background:#f2f2f2;font-weight:600}
 td:first-child,th:first-child{text-align:left}table.text td,table.text th{text-align:left}
 table.compact td{white-space:nowrap}table.compact td:first-child{white-space:normal;min-width:9em}
+table.compact td.error{white-space:normal;text-align:left}
 td .ci{display:block;font-size:11px;color:#666;white-space:nowrap}
 tr.chosen td{background:#fff3c4}tr.chosen td:first-child{font-weight:700}tr.failed td{background:#fde8e8}
 ul.legend{columns:2;column-gap:2em;font-size:12px;color:#444;padding-left:1.2em;margin:.3em 0 1em}
@@ -77,7 +78,7 @@ def _table(matrix: dict) -> str:
     for row in matrix["rows"]:
         if row["status"] != "ok":
             body.append(f"<tr class='failed'><td>{e(row['strategy'])}</td><td colspan='{len(cols) - 1}' "
-                        f"style='text-align:left'>FAILED: {e(row.get('error') or 'unknown error')}</td></tr>")
+                        f"class='error'>FAILED: {e(row.get('error') or 'unknown error')}</td></tr>")
             continue
         is_pick = row_id(row) in chosen or row["strategy"] in chosen
         texts = [e(main) + (f"<span class='ci'>{e(sub)}</span>" if sub else "")
