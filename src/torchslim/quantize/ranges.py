@@ -4,7 +4,7 @@ ONNX Runtime's calibrators run an *augmented* copy of the graph: MinMax adds a R
 ReduceMax on every activation, entropy and percentile make every activation a graph output. In the
 order its calibration session runs that graph, every activation of a run stays alive until the run
 ends, so one run costs ``samples x every activation of one sample``. Measured on the shipped
-ResNet-20 (1.8 MB of activations per 28 x 28 image) at a validation batch of 1000: the augmented
+ResNet-20 (1.5 MB of activations per 28 x 28 image) at a validation batch of 1000: the augmented
 graph held 1.5 GB where the plain graph holds 0.2 GB, and the session's arena doubled it (3.5 GB
 resident). Priority-based execution order would avoid it, but the session's options cannot be
 reached through ``quantize_static``; so the samples of a run are bounded instead:
