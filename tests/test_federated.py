@@ -78,6 +78,27 @@ def test_ensemble_is_the_mean_of_softened_probabilities_and_kd_recovers_it():
     assert torch.allclose(torch.softmax(2.0 * probs.log() / 2.0, 1), probs)
 
 
+def test_class_reliability_discounts_a_client_for_a_class_it_never_predicts():
+    # client a learnt classes 0 and 1, client b classes 1 and 2 (rows: four public images)
+    a = torch.tensor([[0.9, 0.08, 0.02], [0.08, 0.9, 0.02], [0.7, 0.28, 0.02], [0.5, 0.48, 0.02]]).log()
+    b = torch.tensor([[0.34, 0.33, 0.33], [0.02, 0.9, 0.08], [0.02, 0.38, 0.6], [0.02, 0.28, 0.7]]).log()
+    # mean probability per class, over the images, scaled so each client's top class is 1
+    assert torch.allclose(local.class_reliability([a, b]),
+                          torch.tensor([[1.0, 0.7982, 0.0367], [0.2116, 1.0, 0.9048]]), atol=1e-4)
+    # image 3: a is unsure between 0 and 1, b is sure of 2. The mean follows the mass both put on
+    # class 1; weighting class 2 by who predicts it gives b's answer.
+    assert local.ensemble([a, b], 1.0, "mean")[3].argmax() == 1
+    rel = local.ensemble([a, b], 1.0, "class-reliability")
+    assert torch.allclose(rel, torch.tensor([[0.5990, 0.1636, 0.2374], [0.0664, 0.8595, 0.0742],
+                                             [0.3890, 0.2246, 0.3864], [0.2853, 0.2529, 0.4618]]), atol=1e-4)
+    assert rel[3].argmax() == 2 and torch.allclose(rel.sum(1), torch.ones(4))
+    sq = local.ensemble([a, b], 1.0, "class-reliability-sq")
+    assert torch.allclose(sq[3], torch.tensor([0.3121, 0.2329, 0.4550]), atol=1e-4)
+    # reliabilities from other logits (the public set) when given: identical clients weigh equally
+    assert torch.allclose(local.ensemble([a, b], 1.0, "class-reliability", reference=[a, a]),
+                          local.ensemble([a, b], 1.0, "mean"), atol=1e-6)
+
+
 # -- the wire --------------------------------------------------------------------------------------
 
 

@@ -53,6 +53,9 @@ CASES = [
     ("unknown-method", "federated.method", "fedprox", ["federated.method", "fedprox", "fd", "fedavg"]),
     ("fedavg-mixed-architectures", "federated.method", "fedavg", ["fedavg", "one architecture"]),
     ("zero-temperature", "federated.temperature", 0, ["federated.temperature", "greater than 0"]),
+    ("unknown-ensemble", "federated.ensemble", "median",
+     ["federated.ensemble", "median", "mean", "class-reliability", "class-reliability-sq"]),
+    ("ensemble-not-a-name", "federated.ensemble", 3, ["federated.ensemble", "3", "class-reliability"]),
     ("no-clients-section", "federated.clients", _DROP, ["federated.clients", "required"]),
 ]
 

@@ -15,6 +15,7 @@ A federated recipe is a YAML file with a ``federated:`` section::
       local_epochs: 1
       lr: 0.05
       temperature: 3.0
+      ensemble: class-reliability-sq  # per-class weights from each client's own predictions
       min_clients: 8
       server: {architecture: cnn-small, epochs: 2}
 
@@ -93,6 +94,9 @@ class FederatedConfig(Strict):
     lr: float = Field(0.05, gt=0, allow_inf_nan=False, description="client SGD learning rate")
     batch_size: int = Field(64, gt=0, description="training batch size (clients and server)")
     temperature: float = Field(3.0, gt=0, allow_inf_nan=False, description="softmax temperature of the logits")
+    ensemble: Literal["mean", "class-reliability", "class-reliability-sq"] = Field(
+        "class-reliability-sq", description="how the server combines the clients' probabilities (fd): mean, or "
+        "per class weighted by how often each client predicts that class (squared weights: -sq)")
     min_clients: int = Field(2, gt=0, description="fewest answering clients for a round to count")
     round_timeout: float = Field(600.0, gt=0, allow_inf_nan=False,
                                  description="seconds to wait for replies in a round")

@@ -86,9 +86,39 @@ def logits_on(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) ->
     return torch.cat([model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).float()
 
 
-def ensemble(logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
-    """Mean of the clients' softened probabilities ``softmax(z_k / T)`` (N, C)."""
-    return torch.stack([F.softmax(z.float() / temperature, dim=1) for z in logits]).mean(0)
+ENSEMBLES = ("mean", "class-reliability", "class-reliability-sq")
+
+
+def class_reliability(logits: list[torch.Tensor], power: float = 1.0) -> torch.Tensor:
+    """Per client and class, how much the client's probability for that class is trusted (K, C).
+
+    Under label skew a client only predicts the classes it was trained on, so the mean of its
+    probabilities (T = 1) over the public set estimates its label mix from the logits alone. Each
+    row is scaled so the client's most-predicted class gets 1, then raised to ``power``.
+    """
+    usage = torch.stack([F.softmax(z.float(), dim=1).mean(0) for z in logits])
+    return (usage / usage.max(dim=1, keepdim=True).values.clamp_min(EPS)) ** power
+
+
+def ensemble(logits: list[torch.Tensor], temperature: float, rule: str = "mean",
+             reference: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """The clients' consensus on the public set (N, C): softened probabilities ``softmax(z_k / T)``
+    combined by ``rule``.
+
+    ``mean`` averages them. ``class-reliability`` averages each class's probability over clients
+    weighted by their :func:`class_reliability` for it (a client that rarely predicts a class is
+    discounted for it), then renormalises each row; ``class-reliability-sq`` squares the weights.
+    The reliabilities come from ``reference`` (each client's logits on the public set) when given,
+    else from ``logits`` themselves.
+    """
+    probs = torch.stack([F.softmax(z.float() / temperature, dim=1) for z in logits])  # K, N, C
+    if rule == "mean":
+        return probs.mean(0)
+    if rule not in ENSEMBLES:
+        raise ValueError(f"unknown ensemble rule {rule!r}; valid: {', '.join(ENSEMBLES)}")
+    weight = class_reliability(logits if reference is None else reference, 2.0 if rule == "class-reliability-sq" else 1.0)  # K, C
+    mixed = (probs * weight[:, None, :]).sum(0) / weight.sum(0).clamp_min(EPS)
+    return mixed / mixed.sum(dim=1, keepdim=True).clamp_min(EPS)
 
 
 def accuracy(model: nn.Module, loader) -> float:
