@@ -200,3 +200,15 @@ def test_text_task_has_no_invented_error():
         assert not [c for c in fig.axes[0].collections if c.__class__.__name__ == "LineCollection"]
     finally:
         _close(fig)
+
+
+def test_format2_runtime_gain_timing_notes_and_basis():
+    m = format2_matrix()
+    m["runtime_gain"] = {"ort-fp32": {"b64_t1": {"ratio": 1.25, "low": 1.19, "high": 1.33, "baseline": "x"}}}
+    m["timing"]["notes"] = ["b1_t1: 40 rounds, not converged within 60 s"]
+    m["rule_of_thumb"][0]["basis"] = "bytes on disk"
+    for text in (to_markdown(m), to_html(m, PNG)):
+        assert "The runtime alone (the baseline converted, not compressed), at b64: ort-fp32 1.25× [1.19–1.33]." in text
+        assert "b1_t1: 40 rounds, not converged within 60 s" in text and "Timing notes" in text
+        assert "(basis: bytes on disk)" in text
+    assert "The runtime alone" not in to_markdown(old_matrix())

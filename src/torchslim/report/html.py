@@ -18,9 +18,12 @@ from torchslim.report.view import (
     quality_line,
     record,
     row_id,
+    rule_evidence,
+    runtime_gain_line,
     table_cell,
     table_columns,
     timing_line,
+    timing_notes,
     title,
 )
 
@@ -65,7 +68,8 @@ def _answer(matrix: dict) -> str:
         items.append(f"<li class='rec' id='rec-{e(item['key'])}'>{''.join(parts)}</li>")
     fails = failures(matrix)
     extra = f"<p class='failures'><b>Failed:</b> {e('; '.join(fails))}.</p>" if fails else ""
-    timing = f"<p class='small'>{e(timing_line(matrix))}</p>" if timing_line(matrix) else ""
+    timing = "".join(f"<p class='small'>{e(line)}</p>" for line in (timing_line(matrix), runtime_gain_line(matrix))
+                     if line)
     top = f"<p class='headline'>{_bold(headline(matrix))}</p>" if headline(matrix) else ""
     return (f"<section class='answer' id='recommendation'><h2>Recommendation</h2>{top}<ul>{''.join(items)}</ul>"
             f"{extra}{timing}</section>")
@@ -94,9 +98,11 @@ def _table(matrix: dict) -> str:
 
 def _rules(matrix: dict) -> str:
     rows = "".join(f"<tr><td>{e(c['aspect'])}</td><td>{e(c['claim'])}</td><td class='{e(c['status'])}'>"
-                   f"{e(c['status'])}</td><td>{e(c['evidence'])}</td></tr>" for c in matrix["rule_of_thumb"])
+                   f"{e(c['status'])}</td><td>{e(rule_evidence(c))}</td></tr>" for c in matrix["rule_of_thumb"])
+    notes = "".join(f"<li>{e(n)}</li>" for n in timing_notes(matrix))
+    folded = f"<details><summary>Timing notes</summary><ul>{notes}</ul></details>" if notes else ""
     return ("<h2>The rule of thumb, checked against these measurements</h2><table class='text'><tr><th>aspect</th>"
-            f"<th>rule of thumb</th><th>verdict</th><th>evidence</th></tr>{rows}</table>")
+            f"<th>rule of thumb</th><th>verdict</th><th>evidence</th></tr>{rows}</table>{folded}")
 
 
 def _value(heading: str, value: str) -> str:

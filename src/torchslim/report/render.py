@@ -26,9 +26,12 @@ from torchslim.report.view import (
     quality_line,
     record,
     row_id,
+    rule_evidence,
+    runtime_gain_line,
     table_cell,
     table_columns,
     timing_line,
+    timing_notes,
     title,
 )
 
@@ -46,8 +49,7 @@ def _md_answer(matrix: dict) -> list[str]:
             lines += ["", "  ```python", *[f"  {line}" for line in item["load"]], "  ```"]
     if failures(matrix):
         lines += ["", "**Failed:** " + "; ".join(failures(matrix)) + "."]
-    if timing_line(matrix):
-        lines += ["", timing_line(matrix)]
+    lines += [x for line in (timing_line(matrix), runtime_gain_line(matrix)) if line for x in ("", line)]
     return lines
 
 
@@ -75,7 +77,10 @@ def to_markdown(matrix: dict) -> str:
              "", "## The rule of thumb, checked against these measurements", "",
              "| aspect | rule of thumb | verdict | evidence |", "|---|---|---|---|"]
     for cell in matrix["rule_of_thumb"]:
-        lines.append(f"| {cell['aspect']} | {cell['claim']} | {cell['status']} | {cell['evidence']} |")
+        lines.append(f"| {cell['aspect']} | {cell['claim']} | {cell['status']} | {rule_evidence(cell)} |")
+    if timing_notes(matrix):
+        lines += ["", "<details><summary>Timing notes</summary>", "", *[f"- {n}" for n in timing_notes(matrix)],
+                  "", "</details>"]
     lines += ["", "## Full record per row", ""]
     for row in matrix["rows"]:
         lines += [f"<details><summary>{row_id(row)}</summary>", ""]

@@ -169,6 +169,31 @@ def context_line(matrix: dict) -> str:
             f"(interleaved rounds); latency is the median per batch.{minutes}")
 
 
+def runtime_gain_line(matrix: dict) -> str:
+    """What the runtime alone bought at the primary setting (format 2: the teacher on each other
+    target against the user baseline), or nothing."""
+    p, parts = matrix["primary"], []
+    for target, by_setting in (matrix.get("runtime_gain") or {}).items():
+        ci = (by_setting or {}).get(p)
+        if isinstance(ci, dict) and number(ci.get("ratio")) is not None:
+            parts.append(f"{target} {ci['ratio']:.2f}×{interval_text(ci)}")
+    if not parts:
+        return ""
+    return (f"The runtime alone (the baseline converted, not compressed), at {setting_label(p, matrix)}: "
+            + "; ".join(parts) + ".")
+
+
+def timing_notes(matrix: dict) -> list[str]:
+    """The run's timing notes (format 2; older matrices keep them in each row's notes)."""
+    timing = matrix.get("timing")
+    return [str(n) for n in timing.get("notes") or []] if isinstance(timing, dict) else []
+
+
+def rule_evidence(cell: dict) -> str:
+    """A rule-of-thumb cell's evidence, with the quantity it read where the matrix says."""
+    return cell["evidence"] + (f" (basis: {cell['basis']})" if cell.get("basis") else "")
+
+
 def _speed_columns(matrix: dict) -> list[tuple[str, str, str]]:
     p = matrix["primary"]
     label = setting_label(p, matrix)
@@ -286,4 +311,5 @@ def record(row: dict, matrix: dict) -> list[tuple[str, str, str]]:
 
 __all__ = ["MARK", "SCENARIOS", "accuracy_se", "answer", "cells", "columns", "context_line", "failures", "headline",
            "latency_band", "picks",
-           "quality_line", "record", "row_id", "table_cell", "table_columns", "timing_line", "title"]
+           "quality_line", "record", "row_id", "rule_evidence", "runtime_gain_line", "table_cell", "table_columns",
+           "timing_line", "timing_notes", "title"]
