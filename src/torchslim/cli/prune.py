@@ -151,11 +151,12 @@ def _save(model, out: Path, args: argparse.Namespace, key: str, record: Any, tes
     from torchslim.core.checkpoint import save_model
     from torchslim.core.io import atomic_write_json
 
-    metrics = {"test": test, key: record.to_dict()}
+    # metrics.json first, model.json (written last by save_model) as the commit: a kill between
+    # the two leaves no model record that claims a finished run.
+    atomic_write_json(out / "metrics.json", {"test": test, key: record.to_dict()})
     save_model(model, out, {"data": {"name": args.data, "kwargs": args.data_kwargs}, "source": args.target,
                             key: record.to_dict(), "metrics": {"test": test},
                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    atomic_write_json(out / "metrics.json", metrics)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -170,8 +171,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
                   f"for {args.epochs} epoch(s) -> {out}")
     pruned, record = prune.channels(
         model, bundle.example_batch(2), args.ratio, args.importance, ratios=dict(args.ratios),
-        head_ratio=args.head_ratio, heads=dict(args.heads) or None, global_ranking=args.global_ranking, round_to=args.round_to,
-        ignore=args.ignore, steps=args.steps, recover=args.recover, epochs=args.epochs, data=bundle,
+        head_ratio=args.head_ratio, heads=dict(args.heads) or None, global_ranking=args.global_ranking,
+        round_to=args.round_to, ignore=args.ignore, steps=args.steps, recover=args.recover, epochs=args.epochs,
+        data=bundle,
         seed=args.seed, cache=args.cache, cache_dir=out / "cache", T=args.temperature,
         bn_batches=args.bn_batches, fit_options=_fit_options(args), progress=not args.quiet, threads=args.threads)
     test = evaluate(pruned, bundle.test)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.core.io import atomic_write_json
+from torchslim.core.io import atomic_write, atomic_write_json
 from torchslim.pipeline.recipe import Recipe, RecipeError, digest
 from torchslim.pipeline.sources import ModelSources, import_factory  # noqa: F401  (import_factory: re-exported)
 from torchslim.pipeline.steps import Output, steps_for
@@ -261,12 +261,11 @@ def _save_output(out: Output, step_dir: Path, record: dict) -> str:
         source = Path(out.onnx)
         target = step_dir / "model.onnx"
         if source.resolve() != target.resolve():
-            tmp = target.with_suffix(".onnx.partial")
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
+            # Atomic and full-disk-safe: a kill or ENOSPC leaves no partial model.onnx behind.
+            atomic_write(target, lambda tmp: shutil.copyfile(source, tmp), need=source.stat().st_size)
             sidecar = source.with_suffix(".json")
             if sidecar.is_file():
-                shutil.copyfile(sidecar, target.with_suffix(".json"))
+                atomic_write(target.with_suffix(".json"), lambda tmp: shutil.copyfile(sidecar, tmp))
         return "onnx"
     raise TorchSlimError(f"Step {record['step']!r} produced no model.")
 

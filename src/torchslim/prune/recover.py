@@ -109,7 +109,6 @@ def recover(model: nn.Module, teacher: nn.Module, data: Any, epochs: int, recove
     if recovery.mode == "finetune":
         return fit(model, data, epochs, progress=recovery.progress, threads=recovery.threads, **options)
     task = DistillTask(model, teacher, [(KD(T=recovery.T), recovery.kd_weight), (CE(), 1.0 - recovery.kd_weight)])
-    sampler = getattr(data.train, "sampler", None)
     if cache is not None:
         task.caches["teacher"] = cache
         cache.attach()
@@ -117,8 +116,8 @@ def recover(model: nn.Module, teacher: nn.Module, data: Any, epochs: int, recove
         return fit(task, data, epochs, progress=recovery.progress, threads=recovery.threads, **options)
     finally:
         task.close()
-        if cache is not None and sampler is not None:
-            sampler.cycle = None  # the loader serves fresh augmentations again
+        if cache is not None:
+            cache.detach()  # the loader serves fresh augmentations again, as it came
 
 
 @torch.no_grad()
