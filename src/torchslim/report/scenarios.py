@@ -133,7 +133,7 @@ def _describe(row: dict, matrix: dict) -> str:
     return ", ".join(parts)
 
 
-def _pick(key: str, row: dict | None, matrix: dict, criterion: str, ranked_by: str, tie: list[dict],
+def _pick(row: dict | None, matrix: dict, criterion: str, ranked_by: str, tie: list[dict],
           headline: str, empty: str) -> dict[str, Any]:
     out: dict[str, Any] = {"row": None, "strategy": None, "target": None, "criterion": criterion,
                            "ranked_by": ranked_by, "tie": [], "artifact": None, "load": [],
@@ -170,7 +170,7 @@ def _resource_limited(rows: list[dict], base: dict, matrix: dict) -> dict:
     what = "smallest" if by_bytes else "fastest"
     criterion = (f"the {what} row at most {sc['accuracy_floor']:g} point(s) below the teacher and at most "
                  f"{budget:g}× its {'bytes' if by_bytes else 'latency'} (ranked by {ranked_by})")
-    return _pick("resource_limited", ranked[0] if ranked else None, matrix, criterion, ranked_by, tie,
+    return _pick(ranked[0] if ranked else None, matrix, criterion, ranked_by, tie,
                  "Resource-limited", f"no row stays within {sc['accuracy_floor']:g} point(s) of the teacher inside "
                  "the budget; relax `scenarios.accuracy_floor` or `scenarios.resource_budget`, or train longer.")
 
@@ -189,7 +189,7 @@ def _accuracy_sensitive(rows: list[dict], base: dict, matrix: dict) -> dict:
     criterion = (f"the most accurate row (the fastest of those within noise of the best) at most "
                  f"{sc.get('sensitive_floor', 1.0):g} point(s) below the teacher with at most "
                  f"{sc['latency_budget']:g}× its latency{size_text}")
-    return _pick("accuracy_sensitive", tied[0] if tied else None, matrix, criterion, "accuracy", tied[1:],
+    return _pick(tied[0] if tied else None, matrix, criterion, "accuracy", tied[1:],
                  "Accuracy-sensitive", f"no row is within {sc.get('sensitive_floor', 1.0):g} point(s) of the teacher "
                  f"at {sc['latency_budget']:g}× its latency{size_text}; raise `scenarios.latency_budget` or "
                  "`scenarios.sensitive_floor`, or distil longer.")
@@ -206,7 +206,7 @@ def _balanced(rows: list[dict], base: dict, matrix: dict) -> dict:
     criterion = (f"the knee of the accuracy–latency Pareto front ({' → '.join(_rid(r) for r in near)}) among rows at "
                  f"most {sc.get('balanced_floor', 3.0):g} points below the teacher and {budget:g}× its latency"
                  + (f", leaving out {', '.join(left)}" if left else ""))
-    out = _pick("balanced", k, matrix, criterion, f"accuracy and speed-up vs the teacher as run today at "
+    out = _pick(k, matrix, criterion, f"accuracy and speed-up vs the teacher as run today at "
                 f"{matrix['primary']}", tie, "Balanced", "no Pareto point within the floor and budget; raise "
                 "`scenarios.balanced_floor`.")
     out["front"] = [_rid(r) for r in front]
