@@ -212,3 +212,15 @@ def test_format2_runtime_gain_timing_notes_and_basis():
         assert "b1_t1: 40 rounds, not converged within 60 s" in text and "Timing notes" in text
         assert "(basis: bytes on disk)" in text
     assert "The runtime alone" not in to_markdown(old_matrix())
+
+
+def test_skipped_row_is_named_not_failed():
+    m = format2_matrix()
+    m["rows"].append({"id": "onnx-only", "strategy": "onnx-only", "target": None, "status": "skipped",
+                      "steps": ["export"], "families": [],
+                      "error": "none of measure.targets (torch-fp32) runs an ONNX model"})
+    md, page = to_markdown(m), to_html(m, PNG)
+    line = "onnx-only: none of measure.targets (torch-fp32) runs an ONNX model"
+    assert f"**Not measured:** {line}." in md and f"<b>Not measured:</b> {line}." in page
+    assert "| onnx-only | SKIPPED: none of measure.targets" in md and "<tr class='skipped'>" in page
+    assert "onnx-only" not in md.split("**Failed:**")[1].split("\n")[0]

@@ -20,6 +20,8 @@ from torchslim.report.view import (
     row_id,
     rule_evidence,
     runtime_gain_line,
+    skipped,
+    status_text,
     table_cell,
     table_columns,
     timing_line,
@@ -42,7 +44,7 @@ td:first-child,th:first-child{text-align:left}table.text td,table.text th{text-a
 table.compact td{white-space:nowrap}table.compact td:first-child{white-space:normal;min-width:9em}
 table.compact td.error{white-space:normal;text-align:left}
 td .ci{display:block;font-size:11px;color:#666;white-space:nowrap}
-tr.chosen td{background:#fff3c4}tr.chosen td:first-child{font-weight:700}tr.failed td{background:#fde8e8}
+tr.chosen td{background:#fff3c4}tr.chosen td:first-child{font-weight:700}tr.failed td{background:#fde8e8}tr.skipped td{background:#f0f0f0}
 ul.legend{columns:2;column-gap:2em;font-size:12px;color:#444;padding-left:1.2em;margin:.3em 0 1em}
 .confirmed{color:#176b2c;font-weight:600}.contradicted{color:#a11;font-weight:600}.partly{color:#8a5a00}
 details{margin:.2em 0}summary{cursor:pointer}.small{color:#555;font-size:12px}"""
@@ -68,6 +70,8 @@ def _answer(matrix: dict) -> str:
         items.append(f"<li class='rec' id='rec-{e(item['key'])}'>{''.join(parts)}</li>")
     fails = failures(matrix)
     extra = f"<p class='failures'><b>Failed:</b> {e('; '.join(fails))}.</p>" if fails else ""
+    if skipped(matrix):
+        extra += f"<p><b>Not measured:</b> {e('; '.join(skipped(matrix)))}.</p>"
     timing = "".join(f"<p class='small'>{e(line)}</p>" for line in (timing_line(matrix), runtime_gain_line(matrix))
                      if line)
     top = f"<p class='headline'>{_bold(headline(matrix))}</p>" if headline(matrix) else ""
@@ -81,8 +85,8 @@ def _table(matrix: dict) -> str:
     body = []
     for row in matrix["rows"]:
         if row["status"] != "ok":
-            body.append(f"<tr class='failed'><td>{e(row['strategy'])}</td><td colspan='{len(cols) - 1}' "
-                        f"class='error'>FAILED: {e(row.get('error') or 'unknown error')}</td></tr>")
+            body.append(f"<tr class='{e(row['status'])}'><td>{e(row['strategy'])}</td><td colspan='{len(cols) - 1}' "
+                        f"class='error'>{e(status_text(row))}</td></tr>")
             continue
         is_pick = row_id(row) in chosen or row["strategy"] in chosen
         texts = [e(main) + (f"<span class='ci'>{e(sub)}</span>" if sub else "")

@@ -28,6 +28,8 @@ from torchslim.report.view import (
     row_id,
     rule_evidence,
     runtime_gain_line,
+    skipped,
+    status_text,
     table_cell,
     table_columns,
     timing_line,
@@ -49,6 +51,8 @@ def _md_answer(matrix: dict) -> list[str]:
             lines += ["", "  ```python", *[f"  {line}" for line in item["load"]], "  ```"]
     if failures(matrix):
         lines += ["", "**Failed:** " + "; ".join(failures(matrix)) + "."]
+    if skipped(matrix):
+        lines += ["", "**Not measured:** " + "; ".join(skipped(matrix)) + "."]
     lines += [x for line in (timing_line(matrix), runtime_gain_line(matrix)) if line for x in ("", line)]
     return lines
 
@@ -58,7 +62,7 @@ def _md_table(matrix: dict) -> list[str]:
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in matrix["rows"]:
         if row["status"] != "ok":
-            lines.append(f"| {row['strategy']} | FAILED: {row.get('error') or 'unknown error'} |"
+            lines.append(f"| {row['strategy']} | {status_text(row)} |"
                          + " |" * (len(cols) - 2))
             continue
         texts = [" ".join(p for p in table_cell(row, k, matrix) if p) for k, _, _ in cols]

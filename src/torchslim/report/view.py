@@ -98,9 +98,20 @@ def failures(matrix: dict) -> list[str]:
     if matrix.get("failures"):
         return [f"{f['strategy']}" + (f" on {f['target']}" if f.get("target") else "")
                 + f": {(f.get('error') or 'unknown error').rstrip('.')}" for f in matrix["failures"]]
-    errors = {row_id(r): r.get("error") for r in matrix["rows"] if r["status"] != "ok"}
+    errors = {row_id(r): r.get("error") for r in matrix["rows"] if r["status"] == "failed"}
     names = matrix.get("failed") or list(errors)
     return [f"{name}: {(errors.get(name) or 'unknown error').rstrip('.')}" for name in names]
+
+
+def status_text(row: dict) -> str:
+    """``FAILED: why`` or ``SKIPPED: why`` for a row that was not measured."""
+    return f"{row['status'].upper()}: {(row.get('error') or 'unknown error').rstrip('.')}"
+
+
+def skipped(matrix: dict) -> list[str]:
+    """One line per strategy measured on no target (none of the listed targets runs its model)."""
+    return [f"{r['strategy']}: {(r.get('error') or 'no listed target runs it').rstrip('.')}"
+            for r in matrix["rows"] if r["status"] == "skipped"]
 
 
 def answer(matrix: dict) -> list[dict]:
@@ -273,7 +284,7 @@ def cells(row: dict, matrix: dict) -> dict[str, str]:
     """The display text of every full column of ``row`` (its record; the CLI's table reads it too)."""
     if row["status"] != "ok":
         return {"strategy": row["strategy"], "steps": " → ".join(row.get("steps", [])),
-                "parameters": f"FAILED: {row.get('error') or 'unknown error'}"}
+                "parameters": status_text(row)}
     return {
         "strategy": row["strategy"], "steps": " → ".join(row.get("steps", [])),
         "parameters": human(row.get("parameters")), "parameters_ratio": fmt(row.get("parameters_ratio"), ".2f"),
@@ -311,5 +322,5 @@ def record(row: dict, matrix: dict) -> list[tuple[str, str, str]]:
 
 __all__ = ["MARK", "SCENARIOS", "accuracy_se", "answer", "cells", "columns", "context_line", "failures", "headline",
            "latency_band", "picks",
-           "quality_line", "record", "row_id", "rule_evidence", "runtime_gain_line", "table_cell", "table_columns",
+           "quality_line", "record", "row_id", "rule_evidence", "runtime_gain_line", "skipped", "status_text", "table_cell", "table_columns",
            "timing_line", "timing_notes", "title"]
