@@ -20,15 +20,29 @@ from typing import Any
 import onnx
 import torch
 
+from torchslim.core.errors import TorchSlimError
+from torchslim.core.registry import did_you_mean
 from torchslim.export.locate import quiet
 from torchslim.quantize import operands, record, select
 from torchslim.quantize.rewrite import gemm_to_matmul
 from torchslim.quantize.source import prepare
-from torchslim.quantize.static import QuantizeError, output_dir, preprocess
+from torchslim.quantize.static import QuantizeError, check_flag, check_out, output_dir, preprocess
 from torchslim.runtime import OnnxModel, artifact
 from torchslim.runtime.graph import kernel_of, read_model
 
 DEFAULT_OPS = ("MatMul", "Conv", "Attention", "LSTM", "Gather")
+
+
+def check_op_types(op_types: Sequence[str] | str) -> list[str]:
+    """``op_types`` as a list (one name alone is allowed), each one an op dynamic INT8 quantizes."""
+    names = [op_types] if isinstance(op_types, str) else list(op_types)
+    if not names:
+        raise TorchSlimError(f"op_types is empty: give at least one of {', '.join(DEFAULT_OPS)}.")
+    for name in names:
+        if name not in DEFAULT_OPS:
+            raise TorchSlimError(f"op_types: {name!r} is not an op dynamic INT8 quantizes.{did_you_mean(str(name), DEFAULT_OPS)} "
+                                 f"Valid: {', '.join(DEFAULT_OPS)} (ONNX op types).")
+    return names
 
 
 def _layer_counts(graph: onnx.ModelProto) -> dict[str, dict[str, int]]:
@@ -73,16 +87,17 @@ def dynamic_int8(
         metadata: JSON-serialisable entries added to the sidecar.
 
     Raises:
-        TorchSlimError: an unknown op type or keep_fp32 name; ExportError, CorruptFileError,
-            QuantizeError as for :func:`~torchslim.quantize.static_int8`.
+        TorchSlimError: an unknown op type or keep_fp32 name, a non-bool switch, an ``out`` where a
+            file stands in the way; ExportError, CorruptFileError, QuantizeError as for
+            :func:`~torchslim.quantize.static_int8`.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     began = time.perf_counter()
-    unknown = sorted(set(op_types) - set(DEFAULT_OPS))
-    if unknown or not op_types:
-        raise QuantizeError(f"op_types {list(op_types)}: dynamic INT8 quantizes {', '.join(DEFAULT_OPS)}; "
-                            f"{'unknown: ' + ', '.join(unknown) if unknown else 'give at least one'}.")
+    op_types = check_op_types(op_types)
+    check_flag("per_channel", per_channel)
+    check_flag("preprocess_graph", preprocess_graph)
+    check_out(out)
     ops = operands.choose("u8s8")
     with tempfile.TemporaryDirectory(prefix="torchslim-quantize-") as tmp:
         workdir = Path(tmp)

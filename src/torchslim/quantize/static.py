@@ -11,6 +11,7 @@ the session is created.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -37,6 +38,36 @@ class QuantizeError(TorchSlimError):
 def output_dir(out: str | Path | None, mode: str) -> Path:
     """``out``, or a fresh temporary directory when None (kept: the artifact lives there)."""
     return Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"torchslim-int8-{mode}-"))
+
+
+def check_out(out: str | Path | None) -> None:
+    """Refuse, before any work, an ``out`` that cannot hold the artifact (a file where a directory goes)."""
+    if out is None:
+        return
+    onnx_path, _ = artifact.resolve(out)
+    if onnx_path.is_dir():
+        raise TorchSlimError(f"out={str(out)!r}: {onnx_path} is a directory; an .onnx path must name a file.")
+    if Path(out).suffix != ".onnx" and Path(out).is_file():
+        raise TorchSlimError(f"out={str(out)!r} is a file, not a directory: give a directory (model.onnx and "
+                             "model.json are written inside) or an .onnx path.")
+    existing = onnx_path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TorchSlimError(f"out={str(out)!r} cannot be created: {existing} is a file, not a directory.")
+
+
+def check_flag(name: str, value: Any) -> None:
+    """Refuse a non-bool switch: ``per_channel="no"`` is truthy and would silently mean True."""
+    if not isinstance(value, bool):
+        raise TorchSlimError(f"{name} must be True or False, got {value!r}.")
+
+
+def check_percentile(percentile: Any) -> None:
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not (
+            math.isfinite(percentile) and 0 < percentile <= 100):
+        raise TorchSlimError(f"percentile must be a number in (0, 100] (the share of |activation| values the "
+                             f"range keeps, e.g. 99.999), got {percentile!r}.")
 
 
 def preprocess(src: Source, workdir: Path, enabled: bool) -> Path:
@@ -185,7 +216,8 @@ def static_int8(
         CalibrationError: ``batches`` < 1, an empty loader, or inputs that do not fit the model.
         ExportError: the torch model does not export (the failing module named).
         CorruptFileError: a damaged ``.onnx`` given.
-        TorchSlimError: an unknown method, operand choice or keep_fp32 name.
+        TorchSlimError: an unknown method, operand choice or keep_fp32 name; a percentile outside
+            (0, 100]; a non-bool switch; an ``out`` where a file stands in the way.
         QuantizeError: ONNX Runtime's quantizer failed.
     Warns:
         SlowKernelWarning: ``operand_types="s8s8"`` on a CPU where S8S8 is slow.
@@ -193,6 +225,10 @@ def static_int8(
     began = time.perf_counter()
     calib.check_batches(batches)
     calib.method_of(method)
+    check_percentile(percentile)
+    check_flag("per_channel", per_channel)
+    check_flag("preprocess", preprocess)
+    check_out(out)
     ops = operands.choose(operand_types)
     with tempfile.TemporaryDirectory(prefix="torchslim-quantize-") as tmp:
         workdir = Path(tmp)
