@@ -99,16 +99,18 @@ def same_runtime_baseline(target: str, baseline: str, records: dict[str, dict]) 
 def _accuracy(row: dict, rec: dict, base: dict | None) -> None:
     acc, n = rec.get("accuracy"), rec.get("test_samples")
     row.update(accuracy=acc, test_samples=n)
-    if acc is None or not n or (rec.get("extra") or {}).get("agreement") is not None:
+    if acc is None:
+        return
+    b_acc, b_n = (base or {}).get("accuracy"), (base or {}).get("test_samples")
+    if b_acc is not None:
+        row["accuracy_delta"] = acc - b_acc
+        row["retention"] = 100.0 * acc / b_acc if b_acc else None
+    if not n or (rec.get("extra") or {}).get("agreement") is not None:
         return  # a text model's quality is a Spearman, not a proportion: no binomial error
     row["accuracy_se"] = conf.accuracy_standard_error(acc, n)
-    if base is None or base.get("accuracy") is None or not base.get("test_samples"):
-        return
-    b_acc, b_n = base["accuracy"], base["test_samples"]
-    row["accuracy_delta"] = acc - b_acc
-    row["accuracy_delta_se"] = math.hypot(row["accuracy_se"], conf.accuracy_standard_error(b_acc, b_n))
-    row["accuracy_within_noise"] = not conf.accuracies_differ(acc, n, b_acc, b_n)
-    row["retention"] = 100.0 * acc / b_acc if b_acc else None
+    if b_acc is not None and b_n:
+        row["accuracy_delta_se"] = math.hypot(row["accuracy_se"], conf.accuracy_standard_error(b_acc, b_n))
+        row["accuracy_within_noise"] = not conf.accuracies_differ(acc, n, b_acc, b_n)
 
 
 def measured_row(rid: str, rec: dict, steps: list[str], records: dict[str, dict], user_id: str, baseline: str,
@@ -128,7 +130,9 @@ def measured_row(rid: str, rec: dict, steps: list[str], records: dict[str, dict]
         "parameters": rec["parameters"], "macs": rec["macs"], "bytes": rec["bytes"],
         "runtime": rec["runtime"], "kernel": kernel(rec, steps), "artifact": artifact,
         "input_name": extra.get("input_name"),
-        "load": load_lines(artifact, rec["runtime"], extra.get("input_name")) if artifact else [],
+        # a text model takes token ids from its tokenizer: torchslim.text loads it, not these lines
+        "load": load_lines(artifact, rec["runtime"], extra.get("input_name"))
+        if artifact and extra.get("agreement") is None else [],
         "latency": {k: s["median_ms"] for k, s in _latency(rec).items()},
         # the spread of the per-batch times, S -> ms: the report's latency bars
         "latency_p10": {k: s["p10_ms"] for k, s in _latency(rec).items() if s.get("p10_ms") is not None},

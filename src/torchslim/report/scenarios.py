@@ -64,8 +64,8 @@ def speed_tie(a: dict, b: dict, matrix: dict) -> bool:
 def accuracy_tie(a: dict, b: dict) -> bool:
     """Whether ``a`` and ``b``'s accuracies differ by no more than noise (2 standard errors)."""
     na, nb = a.get("test_samples"), b.get("test_samples")
-    if not na or not nb:
-        return a["accuracy"] == b["accuracy"]
+    if not na or not nb or a.get("accuracy_se") is None or b.get("accuracy_se") is None:
+        return a["accuracy"] == b["accuracy"]  # no binomial error (text agreement): only equal ties
     return not accuracies_differ(a["accuracy"], na, b["accuracy"], nb)
 
 
@@ -122,7 +122,10 @@ def _describe(row: dict, matrix: dict) -> str:
         noise = ", within noise" if row.get("accuracy_within_noise") else ""
         acc += f" ({row['accuracy_delta']:+.2f} points vs the teacher{noise})"
     parts = [acc, f"{_lat(row, matrix):.3g} ms per batch of {batch}"]
-    for key, label in (("speedup_user", "vs the teacher as run today"), ("speedup", "vs the teacher on the same runtime")):
+    keys = [("speedup_user", "vs the teacher as run today")]
+    if row.get("same_runtime_baseline") not in (None, matrix.get("user_baseline")):
+        keys.append(("speedup", "vs the teacher on the same runtime"))
+    for key, label in keys:
         value, ci = (row.get(key) or {}).get(p), (row.get(f"{key}_ci") or {}).get(p)
         if value is not None:
             band = f" [{ci['low']:.2f}–{ci['high']:.2f}]" if ci and ci.get("low") is not None else ""
