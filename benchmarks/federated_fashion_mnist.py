@@ -53,10 +53,11 @@ class Settings:
     train_subset: int | None = None
     local_epochs: int = 1
     distill_epochs: int = 1
-    server_epochs: int = 4
+    server_epochs: int = 8
     lr: float = 0.05
     temperature: float = 3.0
-    ensemble: str = "class-reliability-sq"
+    ensemble: str = "class-reliability-entropy"
+    soft_label_momentum: float = 0.0
     threads: int = 1
 
 
@@ -73,7 +74,8 @@ def recipe(name: str, s: Settings, method: str, archs: list[str], server: str) -
             "clients": {"count": s.clients, "architectures": archs}, "split": {"alpha": s.alpha},
             "public": {"size": s.public}, "server": {"architecture": server, "epochs": s.server_epochs},
             "rounds": s.rounds, "local_epochs": s.local_epochs, "distill_epochs": s.distill_epochs,
-            "lr": s.lr, "temperature": s.temperature, "ensemble": s.ensemble, "min_clients": max(1, s.clients - 2)}}, f"<{name}>")
+            "lr": s.lr, "temperature": s.temperature, "ensemble": s.ensemble,
+            "soft_label_momentum": s.soft_label_momentum, "min_clients": max(1, s.clients - 2)}}, f"<{name}>")
 
 
 def alone(rec: Any) -> list[dict[str, Any]]:

@@ -99,6 +99,16 @@ def test_class_reliability_discounts_a_client_for_a_class_it_never_predicts():
                           local.ensemble([a, b], 1.0, "mean"), atol=1e-6)
 
 
+def test_entropy_weights_let_a_confident_correct_client_outweigh_unsure_wrong_ones():
+    unsure = torch.tensor([[0.5, 0.25, 0.25]]).log()  # four clients leaning to the wrong class 0
+    sure = torch.tensor([[0.05, 0.05, 0.9]]).log()  # one client sure of the right class 2
+    logits, equal = [unsure] * 4 + [sure], [torch.zeros(1, 3)] * 5  # equal class reliabilities
+    assert local.ensemble(logits, 1.0, "mean").argmax() == 0
+    # entropies 1.0397 and 0.3944 nats: weights 1/(H + 0.001) = 0.9609 (each) and 2.5292
+    probs = local.ensemble(logits, 1.0, "class-reliability-entropy", reference=equal)
+    assert torch.allclose(probs, torch.tensor([[0.3214, 0.1706, 0.5080]]), atol=1e-4)
+
+
 # -- the wire --------------------------------------------------------------------------------------
 
 

@@ -54,8 +54,11 @@ CASES = [
     ("fedavg-mixed-architectures", "federated.method", "fedavg", ["fedavg", "one architecture"]),
     ("zero-temperature", "federated.temperature", 0, ["federated.temperature", "greater than 0"]),
     ("unknown-ensemble", "federated.ensemble", "median",
-     ["federated.ensemble", "median", "mean", "class-reliability", "class-reliability-sq"]),
+     ["federated.ensemble", "median", "mean", "class-reliability-sq", "class-reliability-entropy"]),
     ("ensemble-not-a-name", "federated.ensemble", 3, ["federated.ensemble", "3", "class-reliability"]),
+    ("momentum-one", "federated.soft_label_momentum", 1.0, ["federated.soft_label_momentum", "1", "less than 1"]),
+    ("momentum-negative", "federated.soft_label_momentum", -0.5,
+     ["federated.soft_label_momentum", "-0.5", "greater than or equal to 0"]),
     ("no-clients-section", "federated.clients", _DROP, ["federated.clients", "required"]),
 ]
 

@@ -94,9 +94,13 @@ class FederatedConfig(Strict):
     lr: float = Field(0.05, gt=0, allow_inf_nan=False, description="client SGD learning rate")
     batch_size: int = Field(64, gt=0, description="training batch size (clients and server)")
     temperature: float = Field(3.0, gt=0, allow_inf_nan=False, description="softmax temperature of the logits")
-    ensemble: Literal["mean", "class-reliability", "class-reliability-sq"] = Field(
-        "class-reliability-sq", description="how the server combines the clients' probabilities (fd): mean, or "
-        "per class weighted by how often each client predicts that class (squared weights: -sq)")
+    ensemble: Literal["mean", "class-reliability", "class-reliability-sq", "class-reliability-entropy"] = Field(
+        "class-reliability-entropy", description="how the server combines the clients' probabilities (fd): mean, "
+        "or per class weighted by how often each client predicts that class (-sq: squared weights; -entropy: "
+        "also by each prediction's inverse entropy)")
+    soft_label_momentum: float = Field(
+        0.0, ge=0, lt=1, allow_inf_nan=False, description="fd: share of the previous round's soft labels kept "
+        "in the new ones (0: each round's ensemble alone)")
     min_clients: int = Field(2, gt=0, description="fewest answering clients for a round to count")
     round_timeout: float = Field(600.0, gt=0, allow_inf_nan=False,
                                  description="seconds to wait for replies in a round")

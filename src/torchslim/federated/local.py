@@ -86,7 +86,7 @@ def logits_on(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) ->
     return torch.cat([model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).float()
 
 
-ENSEMBLES = ("mean", "class-reliability", "class-reliability-sq")
+ENSEMBLES = ("mean", "class-reliability", "class-reliability-sq", "class-reliability-entropy")
 
 
 def class_reliability(logits: list[torch.Tensor], power: float = 1.0) -> torch.Tensor:
@@ -107,7 +107,9 @@ def ensemble(logits: list[torch.Tensor], temperature: float, rule: str = "mean",
 
     ``mean`` averages them. ``class-reliability`` averages each class's probability over clients
     weighted by their :func:`class_reliability` for it (a client that rarely predicts a class is
-    discounted for it), then renormalises each row; ``class-reliability-sq`` squares the weights.
+    discounted for it), then renormalises each row; ``class-reliability-sq`` squares the weights;
+    ``class-reliability-entropy`` further scales client k's weights on image n by the inverse entropy
+    of its prediction there, so a confident client outweighs an unsure one.
     The reliabilities come from ``reference`` (each client's logits on the public set) when given,
     else from ``logits`` themselves.
     """
@@ -116,8 +118,13 @@ def ensemble(logits: list[torch.Tensor], temperature: float, rule: str = "mean",
         return probs.mean(0)
     if rule not in ENSEMBLES:
         raise ValueError(f"unknown ensemble rule {rule!r}; valid: {', '.join(ENSEMBLES)}")
-    weight = class_reliability(logits if reference is None else reference, 2.0 if rule == "class-reliability-sq" else 1.0)  # K, C
-    mixed = (probs * weight[:, None, :]).sum(0) / weight.sum(0).clamp_min(EPS)
+    reliability = class_reliability(logits if reference is None else reference,
+                                    2.0 if rule == "class-reliability-sq" else 1.0)  # K, C
+    weight = reliability[:, None, :].expand_as(probs)  # K, N, C
+    if rule == "class-reliability-entropy":
+        entropy = -(probs * probs.clamp_min(EPS).log()).sum(2, keepdim=True)  # K, N, 1
+        weight = weight / (entropy + 1e-3)  # the floor keeps a one-hot prediction finite
+    mixed = (probs * weight).sum(0) / weight.sum(0).clamp_min(EPS)
     return mixed / mixed.sum(dim=1, keepdim=True).clamp_min(EPS)
 
 

@@ -3,8 +3,8 @@
 fd, round r (FedMD/FedDF style): every client digests the ensemble's soft labels from round r-1,
 trains on its shard and sends its logits on the public set; the server checks each reply (shape,
 dtype, finiteness, no other records), combines the clients' softened probabilities into the new
-soft labels (``federated.ensemble``: the mean, or per-class reliability weights), and distils its
-own model from them on the public set.
+soft labels (``federated.ensemble``: the mean, or per-class reliability weights; optionally mixed
+with the last round's, ``soft_label_momentum``), and distils its own model from them on the public set.
 
 fedavg, round r: Flower's ``FedAvg`` strategy configures the round and aggregates the weights.
 
@@ -127,6 +127,9 @@ class Server:
         size = (len(self.public), self.data.num_classes)
         accepted, dropped = self._accept(r, nodes, replies, lambda m: wire.check_logits_reply(m, *size))
         probs = local.ensemble([logits for logits, _ in accepted.values()], self.cfg.temperature, self.cfg.ensemble)
+        previous = self.state.tensors.get("soft_labels")
+        if previous is not None and self.cfg.soft_label_momentum:  # damps the round-to-round swing of the ensemble
+            probs = self.cfg.soft_label_momentum * previous + (1 - self.cfg.soft_label_momentum) * probs
         server = self.cfg.server
         local.distil(self.model, self.public, probs, temperature=self.cfg.temperature, epochs=server.epochs,
                      lr=server.lr, batch_size=self.cfg.batch_size, seed=self.recipe.seed + r,
