@@ -165,3 +165,46 @@ def test_dynamic_int8_quantizes_every_linear_of_an_mlp(tmp_path):
     x = torch.randn(4, *SHAPE)
     with torch.no_grad():
         assert (art(x).argmax(1) == mlp()(x).argmax(1)).float().mean() >= 0.75
+
+
+def _initializers(path) -> dict[str, np.ndarray]:
+    return {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+
+
+def _sample_bytes() -> int:
+    from torchslim.quantize import ranges
+
+    return ranges.activation_bytes(onnx.shape_inference.infer_shapes(onnx.load(str(cnn_onnx()))), SHAPE)
+
+
+def test_calibration_in_small_runs_gives_the_same_minmax_ranges(tmp_path, monkeypatch):
+    from torchslim.quantize import ranges
+
+    whole = static_int8(cnn_onnx(), bundle().train, out=tmp_path / "whole", batches=3)
+    monkeypatch.setattr(ranges, "RUN_BYTES", 7 * _sample_bytes())  # about 7 samples per run: 5 runs a batch
+    pieces = static_int8(cnn_onnx(), bundle().train, out=tmp_path / "pieces", batches=3)
+    assert pieces.info["quantization"]["calibration"]["samples_per_run"] < 16
+    assert whole.info["quantization"]["calibration"]["samples_per_run"] >= 32
+    a, b = _initializers(whole.path), _initializers(pieces.path)
+    assert a.keys() == b.keys() and any(name.endswith("_scale") for name in a)
+    for name in a:  # every scale and zero point: a minimum of minima is the minimum
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_a_one_shot_iterator_calibrates_like_its_list(tmp_path):
+    listed = list(bundle().train)[:2]
+    from_list = static_int8(cnn_onnx(), listed, out=tmp_path / "list", batches=2)
+    from_iterator = static_int8(cnn_onnx(), iter(listed), out=tmp_path / "iter", batches=2)
+    assert from_iterator.info["quantization"]["calibration"]["samples"] == 64
+    a, b = _initializers(from_list.path), _initializers(from_iterator.path)
+    assert all(np.array_equal(a[name], b[name]) for name in a)
+
+
+def test_entropy_calibration_folds_each_run_into_its_histograms(tmp_path, monkeypatch):
+    from torchslim.quantize import ranges
+
+    monkeypatch.setattr(ranges, "RUN_BYTES", 16 * _sample_bytes())
+    art = static_int8(cnn_onnx(), bundle().train, out=tmp_path, batches=2, method="entropy")
+    assert art.info["quantization"]["calibration"]["samples_per_run"] < 32  # several runs per batch, each folded in
+    fp32 = json.loads((static_artifact() / "model.json").read_text())["accuracy"]["fp32_onnx"]["accuracy"]
+    assert art.kernel.startswith("INT8 QDQ") and abs(evaluate(art, bundle().test)["accuracy"] - fp32) <= 5.0

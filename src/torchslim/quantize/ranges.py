@@ -10,7 +10,8 @@ resident). Priority-based execution order would avoid it, but the session's opti
 reached through ``quantize_static``; so the samples of a run are bounded instead:
 
 * the loader is read batch by batch, twice — once to check every batch before any heavy work, once
-  while calibrating — and no more than one batch is held at a time;
+  while calibrating — and no more than one batch is held at a time (a one-shot iterator, which
+  cannot be read twice, is kept whole);
 * each batch is cut into runs of at most :func:`samples_per_run` samples, sized so that one run's
   activations stay under ``RUN_BYTES``;
 * histogram calibrators (entropy, percentile) fold each run into their histograms before the
@@ -49,6 +50,8 @@ class Stream:
         self.input_name, self.input_shape = input_name, input_shape
         self.sizes: list[int] = []
         self.head: np.ndarray | None = None
+        # A one-shot iterator (a generator) cannot be read twice: its batches are kept instead.
+        self.kept: list[np.ndarray] | None = [] if loader is not None and iter(loader) is loader else None
 
     def survey(self) -> Stream:
         """Check every batch before any heavy work; raises :class:`CalibrationError` (see ``take``)."""
@@ -56,11 +59,15 @@ class Stream:
         for array in calib.checked(self.loader, self.batches, self.input_name, self.input_shape):
             sizes.append(len(array))
             head = array[:2].copy() if head is None else head
+            if self.kept is not None:
+                self.kept.append(array)
         calib.settle(len(sizes), sum(sizes), self.batches)
         self.sizes, self.head = sizes, head
         return self
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        if self.kept is not None:
+            return iter(self.kept)
         # The loader is read again: a batch is checked again, so a loader that changes between
         # passes (one that shuffles) cannot slip NaN or a wrong shape past the survey.
         return calib.checked(self.loader, self.batches, self.input_name, self.input_shape)
