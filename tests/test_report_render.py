@@ -130,6 +130,8 @@ def test_committed_matrix_labels_apart_and_ticks_plain():
         boxes = [label.get_window_extent(renderer) for label in labels]
         assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
         assert sorted(label.get_text() for label in labels) == sorted(r["strategy"] for r in plotted_rows(m))
+        # with room around every point, each label sits right next to its marker: no leader lines
+        assert not [line for line in ax.lines if line.get_linestyle() == "-"], "a label was pushed away"
     finally:
         _close(fig)
 

@@ -64,28 +64,28 @@ def _latency_axis(ax, xs: list[float]) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(_ms))
 
 
-def _intersection(a, b) -> float:
-    w = min(a.x1, b.x1) - max(a.x0, b.x0)
-    h = min(a.y1, b.y1) - max(a.y0, b.y0)
-    return w * h if w > 0 and h > 0 else 0.0
+def _overlap(box, boxes) -> float:
+    """The area of ``box`` (x0, y0, x1, y1) shared with the rows of ``boxes`` (N × 4), summed."""
+    import numpy as np
+
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    w = np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0])
+    h = np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1])
+    return float(np.sum(np.clip(w, 0, None) * np.clip(h, 0, None)))
 
 
-def _outside(box, frame) -> float:
-    inner = _intersection(box, frame)
-    return box.width * box.height - inner
+def _around(x: float, y: float, half_w: float, half_h: float) -> tuple[float, float, float, float]:
+    return (x - half_w, y - half_h, x + half_w, y + half_h)
 
 
 def _line_boxes(ax, line: list[tuple[float, float]]) -> list:
-    """Small boxes along a polyline (data coordinates), so labels keep off it."""
-    from matplotlib.transforms import Bbox
-
+    """Small boxes every 4 px along a polyline (data coordinates), so labels keep off it."""
     boxes = []
     pts = [ax.transData.transform(p) for p in line]
     for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
         steps = max(int(math.hypot(x1 - x0, y1 - y0) / 4), 1)
-        for k in range(steps + 1):
-            x, y = x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps
-            boxes.append(Bbox.from_extents(x - 1.5, y - 1.5, x + 1.5, y + 1.5))
+        boxes += [_around(x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps, 1.5, 1.5)
+                  for k in range(steps + 1)]
     return boxes
 
 
@@ -95,41 +95,18 @@ def place_labels(ax, renderer, points: list[tuple[float, float]], names: list[st
     label, no marker (``radii`` in points) and no segment of the polyline ``avoid``, and stays inside
     the axes (else at the offset that overlaps least); labels set away from their marker get a thin
     leader line. Returns the annotations, in point order."""
-    from matplotlib.transforms import Bbox
-
     scale = renderer.points_to_pixels(1.0)
     display = [ax.transData.transform(p) for p in points]
-    markers = [Bbox.from_extents(x - r * scale, y - r * scale, x + r * scale, y + r * scale)
-               for (x, y), r in zip(display, radii, strict=True)]
-    markers += _line_boxes(ax, list(avoid))
-    frame = ax.get_window_extent(renderer)
+    markers = [_around(x, y, r * scale, r * scale) for (x, y), r in zip(display, radii, strict=True)]
+    obstacles = markers + _line_boxes(ax, list(avoid))
+    f = ax.get_window_extent(renderer)
+    frame = (f.x0, f.y0, f.x1, f.y1)
     placed, labels = [], [None] * len(points)
     # the most crowded points choose first, while there is still room next to them
-    order = sorted(range(len(points)), key=lambda i: -sum(_intersection(markers[i].expanded(3, 3), m)
-                                                           for m in markers))
+    order = sorted(range(len(points)), key=lambda i: -_overlap(
+        _around(*display[i], 3 * radii[i] * scale, 3 * radii[i] * scale), markers))
     for i in order:
-        best = None
-        for dist in _DISTANCES:
-            for angle in _ANGLES:
-                dx, dy = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-                off = ((radii[i] + dist) * dx, (radii[i] + dist) * dy)
-                ann = ax.annotate(names[i], points[i], xytext=off, textcoords="offset points", fontsize=FONT,
-                                  ha="left" if dx > 0.3 else "right" if dx < -0.3 else "center",
-                                  va="bottom" if dy > 0.3 else "top" if dy < -0.3 else "center")
-                box = ann.get_window_extent(renderer).expanded(1.04, 1.1)
-                cost = (sum(_intersection(box, b) for b in placed) + sum(_intersection(box, m) for m in markers)
-                        + 4 * _outside(box, frame))
-                if best is None or cost < best[0]:
-                    if best is not None:
-                        best[1].remove()
-                    best = (cost, ann, box, dist)
-                else:
-                    ann.remove()
-                if cost == 0:
-                    break
-            if best[0] == 0:
-                break
-        _, ann, box, dist = best
+        ann, box, dist = _place_one(ax, renderer, points[i], names[i], radii[i], placed, obstacles, frame)
         placed.append(box)
         labels[i] = ann
         if dist > _DISTANCES[0]:
@@ -137,10 +114,48 @@ def place_labels(ax, renderer, points: list[tuple[float, float]], names: list[st
     return labels
 
 
+def _candidates(radius: float):
+    """``(distance, offset in points, ha, va)`` of each place a label may go, nearest first."""
+    for dist in _DISTANCES:
+        for angle in _ANGLES:
+            dx, dy = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+            yield (dist, ((radius + dist) * dx, (radius + dist) * dy),
+                   "left" if dx > 0.3 else "right" if dx < -0.3 else "center",
+                   "bottom" if dy > 0.3 else "top" if dy < -0.3 else "center")
+
+
+def _place_one(ax, renderer, point, name: str, radius: float, placed: list, obstacles: list, frame):
+    """The nearest candidate that overlaps nothing, else the least overlapping: (annotation, box, distance).
+
+    The text is laid out once; each candidate's box is that size moved to the candidate's anchor
+    (with a little margin, so labels do not touch)."""
+    probe = ax.annotate(name, point, xytext=(0, 0), textcoords="offset points", fontsize=FONT)
+    size = probe.get_window_extent(renderer)
+    probe.remove()
+    w, h = size.width * 1.04, size.height * 1.1
+    scale = renderer.points_to_pixels(1.0)
+    x, y = ax.transData.transform(point)
+    best = None
+    for dist, (ox, oy), ha, va in _candidates(radius):
+        cx = x + ox * scale + {"left": size.width / 2, "center": 0, "right": -size.width / 2}[ha]
+        cy = y + oy * scale + {"bottom": size.height / 2, "center": 0, "top": -size.height / 2}[va]
+        box = _around(cx, cy, w / 2, h / 2)
+        outside = max(w * h - _overlap(box, frame), 0.0)
+        cost = _overlap(box, placed) + _overlap(box, obstacles) + 4 * outside
+        cost = 0.0 if cost < 1e-6 else cost  # areas in px²: below this is rounding, not overlap
+        if best is None or cost < best[0]:
+            best = (cost, box, dist, (ox, oy), ha, va)
+        if cost == 0:
+            break
+    _, box, dist, offset, ha, va = best
+    ann = ax.annotate(name, point, xytext=offset, textcoords="offset points", fontsize=FONT, ha=ha, va=va)
+    return ann, box, dist
+
+
 def _leader(ax, point, box, radius: float) -> None:
     """A thin line from the marker's edge to the nearest point of the label's box."""
     x, y = point
-    tx, ty = min(max(x, box.x0), box.x1), min(max(y, box.y0), box.y1)
+    tx, ty = min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3])
     length = math.hypot(tx - x, ty - y)
     if length <= radius:
         return
