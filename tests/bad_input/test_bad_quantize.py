@@ -104,6 +104,8 @@ API_CASES = [
      CalibrationError, ["Calibration batch 2", "NaN or Inf", "sample 1"]),
     ("static-calibration-none", lambda g, o: static_int8(g, None, out=o), CalibrationError,
      ["needs calibration data", "DataLoader"]),
+    ("static-calibration-not-iterable", lambda g, o: static_int8(g, 42, out=o), CalibrationError,
+     ["iterable of batches", "DataLoader", "of type int"]),
     ("static-calibration-shape", lambda g, o: static_int8(g, [(torch.randn(4, 3, 8, 8), torch.zeros(4))], out=o),
      CalibrationError, ["shape (4, 3, 8, 8)", "takes (N, 1, 8, 8)"]),
     ("static-keep-fp32-unknown", lambda g, o: static_int8(g, batches(), out=o, keep_fp32=["fcc"]), TorchSlimError,

@@ -37,6 +37,14 @@ ELEMENT_BYTES = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2, onnx.Te
                  onnx.TensorProto.DOUBLE: 8}
 
 
+def _iterator(loader: Iterable) -> Iterator:
+    try:
+        return iter(loader)
+    except TypeError:
+        raise calib.CalibrationError(f"Calibration data must be an iterable of batches (a DataLoader, or a list "
+                                     f"of (x, y)), got an object of type {type(loader).__name__}.") from None
+
+
 class Stream:
     """The first ``batches`` batches of ``loader`` as checked float32 arrays, read again on each pass.
 
@@ -51,7 +59,7 @@ class Stream:
         self.sizes: list[int] = []
         self.head: np.ndarray | None = None
         # A one-shot iterator (a generator) cannot be read twice: its batches are kept instead.
-        self.kept: list[np.ndarray] | None = [] if loader is not None and iter(loader) is loader else None
+        self.kept: list[np.ndarray] | None = [] if loader is not None and _iterator(loader) is loader else None
 
     def survey(self) -> Stream:
         """Check every batch before any heavy work; raises :class:`CalibrationError` (see ``take``)."""
