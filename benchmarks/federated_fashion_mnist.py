@@ -48,11 +48,11 @@ class Settings:
     clients: int = 10
     alpha: float = 0.3
     rounds: int = 5
-    public: int = 2000
+    public: int = 4000
     test_subset: int | None = 5000
     train_subset: int | None = None
     local_epochs: int = 1
-    distill_epochs: int = 1
+    distill_epochs: int = 0
     server_epochs: int = 8
     lr: float = 0.05
     temperature: float = 3.0

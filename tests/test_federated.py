@@ -229,6 +229,43 @@ def test_a_silent_client_is_dropped_and_too_few_replies_stop_the_round(identity,
         server._accept(5, [21, 22, 23], replies[:1], check)
 
 
+class _LoopbackGrid:
+    """Delivers the server's messages to the real ClientApp in this process (one Context per node)."""
+
+    def __init__(self, nodes: dict[int, int]):
+        self.contexts = {node: Context(run_id=7, node_id=node, state=RecordDict(), run_config={},
+                                       node_config={"partition-id": pid, "num-partitions": len(nodes)})
+                         for node, pid in nodes.items()}
+        self.sent, self.received = [], []
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def send_and_receive(self, messages, timeout=None):
+        self.sent.append(messages)
+        replies = [client.app(m, self.contexts[m.metadata.dst_node_id]) for m in messages]
+        self.received.append(replies)
+        return replies
+
+
+@pytest.mark.parametrize("distill_epochs,momentum", [(0, 0.0), (1, 0.5)])
+def test_soft_labels_go_only_to_clients_that_digest_them_and_keep_the_momentum_share(
+        identity, tmp_path, distill_epochs, momentum):
+    from torchslim.federated.server import Server
+
+    recipe = tiny_recipe(distill_epochs=distill_epochs, soft_label_momentum=momentum)
+    grid = _LoopbackGrid({21: 0, 22: 1})
+    server = Server(grid=grid, recipe=recipe, out=tmp_path)
+    before = server._fd_round(1)["bytes_sent_per_client"]  # round 1: only the config goes down
+    first = server.state.tensors["soft_labels"].clone()
+    extra = server._fd_round(2)["bytes_sent_per_client"] - before
+    assert (wire.read_soft_labels(grid.sent[1][0].content) is not None) == bool(distill_epochs)
+    assert extra >= PUBLIC * CLASSES * 4 if distill_epochs else abs(extra) < 16  # float32 soft labels, or none
+    logits = [torch.from_numpy(m.content[wire.LOGITS]["logits"].numpy()) for m in grid.received[1]]
+    fresh = local.ensemble(logits, recipe.federated.temperature, recipe.federated.ensemble)
+    assert torch.allclose(server.state.tensors["soft_labels"], momentum * first + (1 - momentum) * fresh, atol=1e-6)
+
+
 def test_fedavg_clients_send_the_model_and_flower_averages_it(identity):
     from flwr.serverapp.strategy import FedAvg
 

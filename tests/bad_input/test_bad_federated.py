@@ -56,6 +56,8 @@ CASES = [
     ("unknown-ensemble", "federated.ensemble", "median",
      ["federated.ensemble", "median", "mean", "class-reliability-sq", "class-reliability-entropy"]),
     ("ensemble-not-a-name", "federated.ensemble", 3, ["federated.ensemble", "3", "class-reliability"]),
+    ("negative-distill-epochs", "federated.distill_epochs", -1,
+     ["federated.distill_epochs", "-1", "greater than or equal to 0"]),
     ("momentum-one", "federated.soft_label_momentum", 1.0, ["federated.soft_label_momentum", "1", "less than 1"]),
     ("momentum-negative", "federated.soft_label_momentum", -0.5,
      ["federated.soft_label_momentum", "-0.5", "greater than or equal to 0"]),

@@ -87,7 +87,7 @@ def _fd_round(recipe: FederatedRecipe, fdata: data.FederatedData, pid: int, cont
     store.restore(model, server_round - 1)
     public = fdata.public_images()
     soft = wire.read_soft_labels(content)
-    if soft is not None:  # digest: learn the ensemble's view of the public set first
+    if soft is not None and cfg.distill_epochs:  # digest: learn the ensemble's view of the public set first
         if tuple(soft.shape) != (len(public), fdata.num_classes):
             raise TorchSlimError(f"soft labels of shape {tuple(soft.shape)}; expected "
                                  f"({len(public)}, {fdata.num_classes}).")

@@ -90,7 +90,8 @@ class FederatedConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig, description="the server model (fd)")
     rounds: int = Field(gt=0, le=10_000, description="federated rounds")
     local_epochs: int = Field(1, gt=0, le=1000, description="epochs on the private shard per round")
-    distill_epochs: int = Field(1, gt=0, le=1000, description="client epochs on the ensemble's soft labels")
+    distill_epochs: int = Field(1, ge=0, le=1000, description="client epochs on the ensemble's soft labels (0: "
+                                "clients train on their shards only and the server sends them no soft labels)")
     lr: float = Field(0.05, gt=0, allow_inf_nan=False, description="client SGD learning rate")
     batch_size: int = Field(64, gt=0, description="training batch size (clients and server)")
     temperature: float = Field(3.0, gt=0, allow_inf_nan=False, description="softmax temperature of the logits")

@@ -1,10 +1,11 @@
 """The ServerApp's loop: rounds of federated distillation (fd) or Flower's FedAvg, checkpointed.
 
-fd, round r (FedMD/FedDF style): every client digests the ensemble's soft labels from round r-1,
-trains on its shard and sends its logits on the public set; the server checks each reply (shape,
-dtype, finiteness, no other records), combines the clients' softened probabilities into the new
-soft labels (``federated.ensemble``: the mean, or per-class reliability weights; optionally mixed
-with the last round's, ``soft_label_momentum``), and distils its own model from them on the public set.
+fd, round r (FedMD/FedDF style): every client digests the ensemble's soft labels from round r-1
+(unless ``distill_epochs`` is 0: then none are sent), trains on its shard and sends its logits on
+the public set; the server checks each reply (shape, dtype, finiteness, no other records), combines
+the clients' softened probabilities into the new soft labels (``federated.ensemble``: the mean, or
+per-class reliability weights; optionally mixed with the last round's, ``soft_label_momentum``), and
+distils its own model from them on the public set.
 
 fedavg, round r: Flower's ``FedAvg`` strategy configures the round and aggregates the weights.
 
@@ -118,7 +119,7 @@ class Server:
 
     def _fd_round(self, r: int) -> dict[str, Any]:
         extra = {}
-        if "soft_labels" in self.state.tensors:
+        if "soft_labels" in self.state.tensors and self.cfg.distill_epochs:  # nothing to digest: nothing sent
             extra[wire.SOFT_LABELS] = wire.soft_labels_record(self.state.tensors["soft_labels"])
         content = RecordDict({wire.CONFIG: self._task_config(r), **extra})
         nodes = list(self.grid.get_node_ids())
