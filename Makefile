@@ -76,6 +76,8 @@ bench: setup data
 	$(PY) benchmarks/prune_fashion_mnist.py
 	$(PY) benchmarks/quantize_fashion_mnist.py
 	$(PY) benchmarks/distill_minilm.py
+	$(PY) benchmarks/federated_fashion_mnist.py
+	$(PY) benchmarks/timing_confidence.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
