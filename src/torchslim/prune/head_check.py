@@ -17,7 +17,7 @@ from torch import nn
 
 from torchslim.core.taps import first_tensor
 from torchslim.prune.errors import PruneError
-from torchslim.prune.heads import AttentionBlock
+from torchslim.prune.heads import AttentionBlock, probe_once
 
 
 def snapshot(blocks: list[AttentionBlock]) -> dict[str, nn.Module]:
@@ -96,13 +96,5 @@ def _block_inputs(model: nn.Module, example_input: torch.Tensor,
     def capture(module: nn.Module, args: tuple, kwargs: dict) -> None:
         seen.setdefault(id(module), (args, kwargs))
 
-    handles = [m.register_forward_pre_hook(capture, with_kwargs=True) for m in modules]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(example_input)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    probe_once(model, example_input, [m.register_forward_pre_hook(capture, with_kwargs=True) for m in modules])
     return seen

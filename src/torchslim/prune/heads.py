@@ -129,15 +129,22 @@ def _trace(model: nn.Module, example_input: torch.Tensor) -> _Provenance:
                 lambda _m, args, p=path: mode.inputs.__setitem__(p, mode.of(args))))
             handles.append(module.register_forward_hook(
                 lambda _m, _args, out, p=path: mode.tag(out, frozenset({p}))))
+    with mode:
+        probe_once(model, example_input, handles)
+    return mode
+
+
+def probe_once(model: nn.Module, example_input: torch.Tensor, handles: Iterable[Any]) -> None:
+    """One forward pass in eval mode without gradients, for the hooks in ``handles`` to observe;
+    the model's training mode is restored and every handle removed, whatever happens."""
     was_training = model.training
     try:
-        with torch.no_grad(), mode:
+        with torch.no_grad():
             model.eval()(example_input)
     finally:
         model.train(was_training)
         for handle in handles:
             handle.remove()
-    return mode
 
 
 def _parent(path: str) -> str:
