@@ -11,18 +11,24 @@ from torchslim.cli.common import console, int_list
 from torchslim.core.errors import TorchSlimError
 
 
+EXAMPLE = """examples:
+  torchslim eval fashion-mnist-teacher fashion-mnist-student   the shipped models, side by side
+  torchslim eval runs/teacher runs/int8 --threads 1,2 --json   a checkpoint beside its INT8 artifact"""
+
+
 def add_parser(sub: Any) -> None:
     ev = sub.add_parser(
         "eval", help="measure trained models: accuracy, size, MACs, latency",
         description="Measure one or more models on their dataset's whole test set: top-1 accuracy, "
-                    "parameters, MACs, bytes on disk and latency (median with p10/p90). TARGET is a "
-                    "directory written by `torchslim train` or `torchslim quantize`, an .onnx file "
-                    "(run by ONNX Runtime) or a shipped model name "
-                    "(fashion-mnist-teacher, fashion-mnist-student). With several targets the first "
-                    "is the baseline for speed ratios; targets sharing a test set are timed in "
-                    "interleaved rounds.")
-    ev.add_argument("targets", nargs="+", metavar="TARGET",
-                    help="checkpoint directory, .onnx file or artifact directory, or shipped model name")
+                    "parameters, MACs, bytes on disk and latency (median with p10/p90). SOURCE is a "
+                    "shipped model name (fashion-mnist-teacher, fashion-mnist-student), a checkpoint "
+                    "directory written by `torchslim train`, `distill` or `prune`, or an artifact of "
+                    "`torchslim quantize` (its directory or .onnx file, run by ONNX Runtime). With several "
+                    "sources the first is the baseline for speed ratios; sources sharing a test set are "
+                    "timed in interleaved rounds.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("sources", nargs="+", metavar="SOURCE",
+                    help="shipped model name, checkpoint directory, or quantized artifact (directory or .onnx)")
     ev.add_argument("--batch-sizes", type=int_list, default=[1, 64], help="latency batch sizes (1,64)")
     ev.add_argument("--threads", type=int_list, default=[1], help="thread counts to time (1)")
     ev.add_argument("--data-root", default=None, help="directory holding the dataset files")
@@ -79,7 +85,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from torchslim.measure import measure_many, print_records
 
     groups: dict[str, dict] = {}  # targets sharing a test set are timed together, interleaved
-    for target in args.targets:
+    for target in args.sources:
         model, meta, artifact = load_measurable(target)
         source = meta.get("data") or {"name": "fashion-mnist", "kwargs": {}}
         kwargs = dict(source.get("kwargs", {}))

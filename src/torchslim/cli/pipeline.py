@@ -10,14 +10,27 @@ from typing import Any
 from torchslim.cli.common import console
 
 
+RUN_EXAMPLE = """example:
+  torchslim run recipes/fashion-mnist.yaml --strategy student-distilled-int8 --quick --out runs/kd-int8
+      distil, then quantize; it prints the final model's directory, which `torchslim eval` measures"""
+COMPARE_EXAMPLE = """examples:
+  torchslim compare recipes/fashion-mnist.yaml --out runs/compare          every strategy, measured
+  torchslim compare recipes/fashion-mnist.yaml --quick --strategies student-distilled,teacher-int8 \\
+      --out runs/compare-quick                        a few strategies on a subset, in minutes"""
+REPORT_EXAMPLE = """example:
+  torchslim report runs/compare          rewrite runs/compare/report.html after editing matrix.json"""
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="a YAML recipe (see recipes/fashion-mnist.yaml; text: recipes/minilm-wordnet.yaml)")
+    p.add_argument("recipe", metavar="RECIPE",
+                   help="a YAML recipe file (see recipes/fashion-mnist.yaml; text: recipes/minilm-wordnet.yaml)")
     p.add_argument("--out", required=True, help="output directory (steps, models, report)")
     p.add_argument("--quick", action="store_true",
                    help="the same strategies on a subset of the data with few epochs (the recipe's `quick:`)")
     p.add_argument("--resume", action="store_true",
                    help="OUT holds a run of another recipe or settings: reuse its steps that still match")
-    p.add_argument("--force", action="store_true", help="OUT holds another run: delete it and start afresh")
+    p.add_argument("--force", action="store_true",
+                   help="OUT holds a run of another recipe or settings: discard it and start afresh")
     p.add_argument("--allow-import", action="append", default=[], metavar="PACKAGE",
                    help="allow models given as `module:function` from PACKAGE (a recipe never imports "
                         "code by itself); repeatable")
@@ -29,7 +42,8 @@ def add_parsers(sub: Any) -> None:
         "run", help="run one pipeline of a recipe (train, distill, prune, quantize, ...)",
         description="Run one pipeline: the recipe's only strategy, or the one named with --strategy. Each "
                     "step's model, metrics and cost are saved in OUT/steps; run the same command again "
-                    "after an interruption and every finished step is reused.")
+                    "after an interruption and every finished step is reused.",
+        epilog=RUN_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(run)
     run.add_argument("--strategy", default=None, help="which strategy of the recipe to run")
     run.set_defaults(func=cmd_run)
@@ -40,15 +54,17 @@ def add_parsers(sub: Any) -> None:
                     "final models together on this machine, and write OUT/report.html, OUT/matrix.md, "
                     "OUT/matrix.json and OUT/pareto.png with a recommendation per deployment scenario. "
                     "Finished steps are reused when run again. Exit code 1 when a strategy failed "
-                    "(its row holds the error; the others still finish).")
+                    "(its row holds the error; the others still finish).",
+        epilog=COMPARE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(compare)
     compare.add_argument("--strategies", default=None,
                          help="comma-separated subset of the recipe's strategies (the baseline is always run)")
     compare.set_defaults(func=cmd_compare)
 
     report = sub.add_parser("report", help="re-render a comparison's report from its matrix.json",
-                            description="Rewrite DIR/report.html, matrix.md and pareto.png from DIR/matrix.json.")
-    report.add_argument("dir", help="the --out directory of `torchslim compare`")
+                            description="Rewrite DIR/report.html, matrix.md and pareto.png from DIR/matrix.json.",
+                            epilog=REPORT_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("dir", metavar="DIR", help="a run directory: the --out of `torchslim compare`")
     report.set_defaults(func=cmd_report)
 
 

@@ -1,0 +1,7 @@
+"""``python -m torchslim``: the same program as the ``torchslim`` command."""
+
+import sys
+
+from torchslim.cli import main
+
+sys.exit(main())
