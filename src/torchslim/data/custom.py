@@ -181,8 +181,10 @@ def from_loaders(train: Iterable, test: Iterable, *, val: Iterable | None = None
     random crops and flips instead.
 
     Args:
-        train, test, val: DataLoaders or iterables of ``(images (N, C, H, W), labels (N,))`` (extra
-            items ignored).
+        train: a DataLoader or iterable of ``(images (N, C, H, W), labels (N,))`` (extra items
+            ignored).
+        test: the test batches, in the same form.
+        val: the validation batches, in the same form.
         num_classes: default: the largest label seen plus one.
         batch_size: of the loaders made here (default: the training loader's, else 128); the
             training split drops its last partial batch, so it must hold at least one batch.

@@ -54,7 +54,8 @@ class DistillTask(nn.Module):
         temperature: a :class:`Schedule` applied to every loss with a ``T`` during training.
         mix: ``None``, ``"mixup"`` or ``"cutmix"``: one draw per batch seen identically by teacher
             and student ("consistent teaching"); label losses use both labels, weighted.
-        adaptor, teacher_adaptor: map a model's raw output to logits (Hugging Face style outputs).
+        adaptor: maps the student's raw output to logits (Hugging Face style outputs).
+        teacher_adaptor: maps a teacher's raw output to logits.
         example_input: a batch to probe connector shapes now; otherwise call :meth:`prepare`
             (``fit`` does) before creating the optimizer.
 

@@ -166,7 +166,9 @@ def onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *, che
         path: the ``.onnx`` file to write; its directory is created.
         check_data: a loader of real batches; its first ``check_batches`` batches are checked
             too (recommended: the example alone may not exercise every path).
-        atol, rtol: the graph is accepted when max |onnx - torch| <= atol + rtol * max |torch|.
+        atol: absolute tolerance: the graph is accepted when max |onnx - torch| <= atol + rtol *
+            max |torch|.
+        rtol: relative tolerance, in the same test.
         opset: the ONNX opset (default: the exporter's recommended one).
 
     Returns:

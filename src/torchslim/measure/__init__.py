@@ -150,8 +150,8 @@ def measure_many(
             all of it. Without it, accuracy and loss are None.
         example_input: a batch ``(N, ...)`` for MACs and latency; default: the loader's first
             sample.
-        batch_sizes, threads: every (batch size, threads) pair is timed; empty ``batch_sizes``
-            skips latency.
+        batch_sizes: batch sizes timed (each with every entry of ``threads``); empty skips latency.
+        threads: thread counts timed (each with every entry of ``batch_sizes``).
         rounds: interleaved rounds per setting; ``latency_kwargs`` apply to each round.
         artifacts: ``{name: saved file or directory}`` whose size is reported; for a model
             without one, its state_dict saved as safetensors is sized.

@@ -134,8 +134,9 @@ def measure_latency(
             ``torch.inference_mode``.
         example_input: a batch ``(N, ...)`` on the device ``fn`` expects; its samples are repeated
             to ``batch_size`` before any timing.
-        batch_size, threads: the setting measured. ``torch.set_num_threads(threads)`` is applied
-            for the measurement and the previous value restored afterwards, whatever ``fn`` is.
+        batch_size: the batch size measured.
+        threads: the thread count measured. ``torch.set_num_threads(threads)`` is applied for the
+            measurement and the previous value restored afterwards, whatever ``fn`` is.
         warmup: untimed calls first (they pay for allocation, kernel choice and lazy init).
         repeats: timed calls; None chooses enough to last about ``min_seconds``, clamped to
             [``min_repeats``, ``max_repeats``], from the warm-up calls' times.

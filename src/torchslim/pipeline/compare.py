@@ -265,7 +265,9 @@ def compare(
     Args:
         recipe: a :class:`Recipe` or the path of a YAML recipe.
         quick: every strategy on a subset of the data with few epochs (the recipe's ``quick``).
-        resume, force: what to do when ``out`` holds another recipe's run (see :func:`prepare_out`).
+        resume: when ``out`` holds another recipe's run, reuse every step that still matches
+            (see :func:`prepare_out`).
+        force: when ``out`` holds another recipe's run, delete it and start afresh.
         strategies: run only these (default: all).
         models: ``{name: factory}`` for models of your own; a factory is called as
             ``factory(num_classes=..., in_channels=..., **model_kwargs)`` and a recipe refers to it

@@ -99,7 +99,8 @@ class GradualSparsity:
         model: the model being trained (its weights are masked in place).
         sparsity: final fraction of zeros, in (0, 1).
         scope: ``"global"`` (rank all layers together) or ``"layer"`` (the same fraction each).
-        start, end: fractions of training between which sparsity rises (AGP's t0 and t1).
+        start: the fraction of training where sparsity starts to rise (AGP's t0).
+        end: the fraction of training where it reaches its target (AGP's t1).
         initial: sparsity at ``start``.
         updates: how many times the masks are recomputed along the ramp.
         ignore: module paths or types left dense.

@@ -75,8 +75,8 @@ def dynamic_int8(
         model: an ``nn.Module`` (exported first), an ``.onnx`` file, an artifact or checkpoint
             directory, or a ``torchslim.runtime`` model. FP32 only.
         out: the artifact directory or ``.onnx`` path; None: a new temporary directory.
-        example_input, data: the export's example batch and real batches to check it on (a
-            torch model needs one of them).
+        example_input: the export's example batch (a torch model needs it or ``data``).
+        data: real batches to check the export on (a torch model needs it or ``example_input``).
         op_types: ONNX op types to quantize: ``("MatMul",)`` (every Linear) by default; add
             "Conv" for ``ConvInteger`` (often slower than FP32 on CPU), or any of
             ``DEFAULT_OPS``.

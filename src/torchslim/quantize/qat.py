@@ -217,7 +217,10 @@ def qat_int8(qmodel: nn.Module, calibration: Iterable, *, out: str | Path | None
         qmodel: a model from :func:`prepare_qat`, trained.
         calibration: real batches; the first ``batches`` calibrate the tensors QAT did not
             simulate (with ``method``) and check the export.
-        out, example_input, preprocess, test_data: as for ``static_int8``.
+        out: as for ``static_int8``.
+        example_input: as for ``static_int8``.
+        preprocess: as for ``static_int8``.
+        test_data: as for ``static_int8``.
         training: what the QAT run did (epochs, teacher, ...), recorded in the sidecar.
         metadata: JSON-serialisable entries added to the sidecar.
 

@@ -138,7 +138,8 @@ def prune_encoder(encoder: SentenceEncoder, sample: Tensor, *, heads: float = 0.
 
     Args:
         sample: (N, L) token ids of real text, for :func:`measure_importance`.
-        heads, ffn: fractions in [0, 1) removed per layer (at least one head and unit stay).
+        heads: the fraction of attention heads removed per layer, in [0, 1) (at least one stays).
+        ffn: the fraction of feed-forward units removed per layer, in [0, 1) (at least one stays).
         importance: scores to use instead of measuring them.
 
     Returns:

@@ -29,8 +29,10 @@ class AT(TapLoss):
     positions. Channel counts may differ: no connector.
 
     Args:
-        student_tap, teacher_tap: module paths of (B, C, H, W) outputs.
-        p: the power, > 0 (the paper uses 2). beta: the scale, >= 0.
+        student_tap: the student's module path of a (B, C, H, W) output.
+        teacher_tap: the teacher's module path of a (B, C, H, W) output.
+        p: the power, > 0 (the paper uses 2).
+        beta: the scale, >= 0.
 
     Raises:
         TorchSlimError: a bad argument; at call, a tap missing or a feature that is not 4-D.

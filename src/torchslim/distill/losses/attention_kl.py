@@ -37,7 +37,8 @@ class AttentionKL(TapLoss):
     (padded keys) add exactly 0; student probabilities are floored at 1e-12 inside the log.
 
     Args:
-        student_tap, teacher_tap: module paths of the stacked attention maps.
+        student_tap: the student's module path of the stacked attention maps.
+        teacher_tap: the teacher's module path of the stacked attention maps.
         layers: the mapping, ``"2:5"``, ``{2: 5}`` or pairs; negative indices count from the end.
 
     Raises:

@@ -157,7 +157,8 @@ class TapLoss(DistillLoss):
     :meth:`build` is called once by the engine with probed shapes before training.
 
     Args:
-        student_tap, teacher_tap: module paths naming the feature entries to compare.
+        student_tap: the module path naming the student's feature entry to compare.
+        teacher_tap: the module path naming the teacher's feature entry to compare.
     """
 
     needs_taps: ClassVar[bool] = True

@@ -37,8 +37,9 @@ class CRD(TapLoss):
 
     Args:
         num_data: training-set size (the banks' rows), >= 2; ``batch["index"]`` must be below it.
-        student_tap, teacher_tap: module paths (the paper taps the penultimate features), or both
-            None to use the logits.
+        student_tap: the student's module path (the paper taps the penultimate features), or None
+            (with ``teacher_tap``) to use the logits.
+        teacher_tap: the teacher's module path, or None (with ``student_tap``) to use the logits.
         feat_dim: embedding size. nce_k: negatives per batch (the paper's 16384). nce_t: τ, > 0.
         momentum: bank momentum m in [0, 1).
 

@@ -55,8 +55,10 @@ class EmbedCos(_EmbeddingLoss):
     :meth:`build` from probed shapes). A zero vector has cosine 0 (no NaN).
 
     Args:
-        student_tap, teacher_tap: module paths of (B, D) features, or both None (default) for the
-            models' outputs (a :class:`~torchslim.text.SentenceEncoder` outputs the embedding).
+        student_tap: the student's module path of (B, D) features, or None (default, with
+            ``teacher_tap``) for the models' outputs (a :class:`~torchslim.text.SentenceEncoder`
+            outputs the embedding).
+        teacher_tap: the teacher's module path of (B, D) features, or None (default).
 
     Raises:
         TorchSlimError: one tap given; at call, features that are not (B, D) or widths that differ
@@ -83,8 +85,9 @@ class EmbedSim(TapLoss):
     B x B matrices always match); pair it with ``embed-cos``, which aligns the vectors themselves.
 
     Args:
-        student_tap, teacher_tap: module paths of (B, D) features, or both None (default) for the
-            models' outputs (the sentence embeddings).
+        student_tap: the student's module path of (B, D) features, or None (default, with
+            ``teacher_tap``) for the models' outputs (the sentence embeddings).
+        teacher_tap: the teacher's module path of (B, D) features, or None (default).
 
     Raises:
         TorchSlimError: one tap given; at call, features that are not (B, D) or a batch of one.

@@ -24,8 +24,9 @@ class EmbedMSE(_EmbeddingLoss):
     to match ``embed-cos`` in scale.
 
     Args:
-        student_tap, teacher_tap: module paths of (B, D) features, or both None (default) for the
-            models' outputs.
+        student_tap: the student's module path of (B, D) features, or None (default, with
+            ``teacher_tap``) for the models' outputs.
+        teacher_tap: the teacher's module path of (B, D) features, or None (default).
 
     Raises:
         TorchSlimError: one tap given; at call, features that are not (B, D) or widths that differ

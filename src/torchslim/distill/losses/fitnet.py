@@ -27,7 +27,8 @@ class FitNet(TapLoss):
     the feature size).
 
     Args:
-        student_tap, teacher_tap: module paths of the guided and the hint layer.
+        student_tap: the student's module path of the guided layer.
+        teacher_tap: the teacher's module path of the hint layer.
 
     Raises:
         TorchSlimError: missing taps; at call, :meth:`build` not called or a tap missing from the

@@ -36,7 +36,8 @@ class HiddenMSE(TapLoss):
     (so the embeddings map to the embeddings and the last layer to the last).
 
     Args:
-        student_tap, teacher_tap: module paths of the stacked hidden states.
+        student_tap: the student's module path of the stacked hidden states.
+        teacher_tap: the teacher's module path of the stacked hidden states.
         layers: the mapping, ``"1:2/2:4/3:6"``, ``{1: 2, ...}`` or pairs; negative indices count
             from the end. None: uniform.
 

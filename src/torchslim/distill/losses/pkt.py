@@ -29,7 +29,8 @@ class PKT(TapLoss):
     the diagonal (j = i) is kept. Both follow the authors' code.
 
     Args:
-        student_tap, teacher_tap: module paths, or both None to compare the logits.
+        student_tap: the student's module path, or None (with ``teacher_tap``) to compare the logits.
+        teacher_tap: the teacher's module path, or None (with ``student_tap``).
 
     Raises:
         TorchSlimError: only one tap given; at call, a tap missing or different batch sizes.

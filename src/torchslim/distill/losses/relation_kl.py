@@ -29,7 +29,8 @@ class RelationKL(TapLoss):
     are three such losses on the three projections.
 
     Args:
-        student_tap, teacher_tap: module paths of (B, N, D) projections.
+        student_tap: the student's module path of (B, N, D) projections.
+        teacher_tap: the teacher's module path of (B, N, D) projections.
         heads: relation heads, a divisor of both widths (MiniLMv2 uses the teacher's head count).
 
     Raises:

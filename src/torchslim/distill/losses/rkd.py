@@ -29,8 +29,10 @@ class RKD(TapLoss):
     (or use the logits), not a large feature map.
 
     Args:
-        student_tap, teacher_tap: module paths, or both None to use the logits.
-        w_d, w_a: distance and angle weights, >= 0 (the paper's 25 and 50).
+        student_tap: the student's module path, or None (with ``teacher_tap``) to use the logits.
+        teacher_tap: the teacher's module path, or None (with ``student_tap``).
+        w_d: the distance term's weight, >= 0 (the paper's 25).
+        w_a: the angle term's weight, >= 0 (the paper's 50).
 
     Raises:
         TorchSlimError: a bad argument; at call, a tap missing or different batch sizes.

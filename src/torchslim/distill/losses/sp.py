@@ -24,7 +24,8 @@ class SP(TapLoss):
     γ = 3000 against cross-entropy: give that weight in the task's loss list.
 
     Args:
-        student_tap, teacher_tap: module paths, or both None to compare the logits.
+        student_tap: the student's module path, or None (with ``teacher_tap``) to compare the logits.
+        teacher_tap: the teacher's module path, or None (with ``student_tap``).
 
     Raises:
         TorchSlimError: only one tap given; at call, a tap missing or different batch sizes.
