@@ -97,7 +97,7 @@ def time_training(model: nn.Module, loader: Iterable, config: dict, settings: Se
     the shipped model is not touched. The copy's mode and the thread count are set for the timing
     and the thread count restored afterwards.
     """
-    known = {k: v for k, v in config.items() if k in FitConfig.__dataclass_fields__ and k != "epochs"}
+    known = {k: v for k, v in config.items() if k in FitConfig.model_fields and k != "epochs"}
     cfg = FitConfig(epochs=1, **known)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     trainee = copy.deepcopy(model).train().to(memory_format=memory_format)

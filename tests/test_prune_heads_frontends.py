@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from torchslim.cli import build_parser
-from torchslim.pipeline.structural_steps import PruneParams
+from torchslim.pipeline.steps.structural import PruneParams
 
 
 def test_recipe_prune_step_takes_heads_and_head_ratio():

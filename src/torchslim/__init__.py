@@ -1,48 +1,74 @@
 """torchslim: make trained PyTorch models smaller and faster, and prove it with measurements.
 
-The public API lives here; everything else may change between versions.
+The public API lives here; everything else may change between versions. Names are imported on
+first use (PEP 562), so ``import torchslim`` and ``torchslim --help`` do not load torch until a
+name that needs it is touched.
 """
 
-from torchslim import data, export, models, prune, quantize, runtime, zoo
-from torchslim.core.checkpoint import load_model, save_model
-from torchslim.core.errors import (
-    CheckpointError,
-    CorruptFileError,
-    DataNotFoundError,
-    NonFiniteLossError,
-    TorchSlimError,
-    UnknownNameError,
-)
-from torchslim.core.registry import Registry
-from torchslim.measure import MeasureRecord, measure, measure_many
-from torchslim.train import FitConfig, History, evaluate, fit
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+import sys
+import types
+from typing import Any
 
-__all__ = [
-    "CheckpointError",
-    "CorruptFileError",
-    "DataNotFoundError",
-    "FitConfig",
-    "History",
-    "MeasureRecord",
+from torchslim._version import __version__
 
-    "NonFiniteLossError",
-    "Registry",
-    "TorchSlimError",
-    "UnknownNameError",
-    "data",
-    "evaluate",
-    "export",
-    "fit",
-    "load_model",
-    "measure",
-    "measure_many",
+# public name -> the module that defines it (a module's own name: the module itself)
+_PUBLIC = {
+    "data": "torchslim.data",
+    "export": "torchslim.export",
+    "models": "torchslim.models",
+    "prune": "torchslim.prune",
+    "quantize": "torchslim.quantize",
+    "runtime": "torchslim.runtime",
+    "zoo": "torchslim.zoo",
+    "options": "torchslim.options",
+    "load_model": "torchslim.core.checkpoint",
+    "save_model": "torchslim.core.checkpoint",
+    "CheckpointError": "torchslim.core.errors",
+    "CorruptFileError": "torchslim.core.errors",
+    "DataNotFoundError": "torchslim.core.errors",
+    "NonFiniteLossError": "torchslim.core.errors",
+    "TorchSlimError": "torchslim.core.errors",
+    "UnknownNameError": "torchslim.core.errors",
+    "Registry": "torchslim.core.registry",
+    "MeasureRecord": "torchslim.measure",
+    "measure": "torchslim.measure",
+    "measure_many": "torchslim.measure",
+    "FitConfig": "torchslim.options.fit",
+    "History": "torchslim.train",
+    "evaluate": "torchslim.train",
+    "fit": "torchslim.train",
+}
 
-    "models",
-    "prune",
-    "quantize",
-    "runtime",
-    "save_model",
-    "zoo",
-]
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'torchslim' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    is_module = module.rsplit(".", 1)[-1] == name and name != "measure"
+    value = loaded if is_module else getattr(loaded, name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+class _Package(types.ModuleType):
+    """``torchslim.measure`` is the function: importing the submodule of the same name (which Python
+    binds on the package) must not replace it."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "measure" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
+
+
+__all__ = sorted(_PUBLIC) + ["__version__"]

@@ -7,7 +7,7 @@
 
 A text recipe (``task: text``, or a text dataset: ``recipes/minilm-wordnet.yaml``) compares smaller
 sentence encoders made from a text teacher (``minilm`` or a model directory) by its own steps
-(:mod:`torchslim.pipeline.text_steps`), with agreement with the teacher in place of accuracy.
+(:mod:`torchslim.pipeline.steps.text`), with agreement with the teacher in place of accuracy.
 
 Bring your own model: ``compare(recipe, out, models={"mynet": factory}, teacher=my_teacher,
 data=my_bundle)`` where ``factory(num_classes=..., in_channels=..., **kwargs)`` builds an

@@ -22,53 +22,12 @@ from torch import nn
 
 from torchslim.core.checkpoint import find_training_state, load_training_state, save_training_state
 from torchslim.core.errors import NonFiniteLossError, TorchSlimError
-from torchslim.core.registry import did_you_mean
 from torchslim.train import distributed
 from torchslim.train.batch import as_batch
 from torchslim.train.evaluate import check_bundle_fits, evaluate
 from torchslim.train.progress import Progress
-from torchslim.train.schedule import SCHEDULES, lr_factor
-
-OPTIMIZERS = ("sgd", "adamw")
-
-
-@dataclass
-class FitConfig:
-    """Every hyperparameter of a run in one place; recorded in checkpoints and compared on resume."""
-
-    epochs: int
-    optimizer: str = "sgd"
-    lr: float | None = None  # None: 0.1 for SGD, 1e-3 for AdamW
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    max_grad_norm: float | None = None
-    seed: int = 0
-    channels_last: bool = False
-
-    def validate(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs <= 0:
-            raise TorchSlimError(f"epochs must be a positive integer, got {self.epochs!r}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise TorchSlimError(f"Unknown optimizer {self.optimizer!r}."
-                                 f"{did_you_mean(self.optimizer, OPTIMIZERS)} Valid: {', '.join(OPTIMIZERS)}.")
-        if self.schedule not in SCHEDULES:
-            raise TorchSlimError(f"Unknown schedule {self.schedule!r}."
-                                 f"{did_you_mean(self.schedule, SCHEDULES)} Valid: {', '.join(SCHEDULES)}.")
-        if self.lr is not None and not self.lr > 0:
-            raise TorchSlimError(f"lr must be positive, got {self.lr!r}.")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise TorchSlimError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
-        if self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise TorchSlimError("weight_decay and warmup_epochs must be non-negative, got "
-                                 f"{self.weight_decay!r} and {self.warmup_epochs!r}.")
-
-    @property
-    def peak_lr(self) -> float:
-        return self.lr if self.lr is not None else (0.1 if self.optimizer == "sgd" else 1e-3)
+from torchslim.options.fit import FitConfig
+from torchslim.train.schedule import lr_factor
 
 
 @dataclass
@@ -159,13 +118,8 @@ def fit(
             (the last good one, in ``checkpoint_dir``) and where.
         DiskFullError: no space for a checkpoint.
     """
-    unknown = sorted(set(options) - set(FitConfig.__dataclass_fields__))
-    if unknown:
-        fields = list(FitConfig.__dataclass_fields__)
-        raise TorchSlimError(f"fit() got unknown option(s) {unknown}.{did_you_mean(unknown[0], fields)} "
-                             f"Valid: {', '.join(f for f in fields if f != 'epochs')}.")
-    cfg = FitConfig(epochs=epochs, **options)
-    cfg.validate()
+    cfg = FitConfig.build("fit", {"epochs": epochs, **options})
+    seed = cfg.seed if cfg.seed is not None else 0
     if threads is not None:
         torch.set_num_threads(threads)
     train = getattr(data, "train", data)
@@ -176,7 +130,7 @@ def fit(
         check_bundle_fits(model, data, "fit")  # channels and class count, before an optimizer exists
     device = torch.device(device)
     dist_info = distributed.setup(device)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
     if hasattr(model, "prepare") and not getattr(model, "prepared", True):
@@ -193,7 +147,7 @@ def fit(
         runner = nn.parallel.DistributedDataParallel(model)
         runner.torchslim_task = _is_task(model)  # type: ignore[attr-defined]
 
-    history = History(config=asdict(cfg))
+    history = History(config=cfg.model_dump(mode="json"))
     start_epoch, kept = 0, None  # kept: the newest training state on disk, for the NaN message
     if resume and checkpoint_dir and (state := find_training_state(checkpoint_dir)):
         info = load_training_state(state, model, optimizer)
@@ -288,7 +242,7 @@ def _non_finite_message(value: float, epoch: int, step: int, lr: float, kept: Pa
         return text + f"No checkpoint was kept ({why}): a new run starts from the beginning."
     return text + (f"The last good training state is kept in {kept}; the same options resume from it, "
                    "changed ones (such as a lower learning rate) need a new checkpoint directory "
-                   "(CLI: --restart).")
+                   "(CLI: --force).")
 
 
 def _check_same_config(saved: dict, current: dict, where: Path) -> None:

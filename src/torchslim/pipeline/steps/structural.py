@@ -1,5 +1,5 @@
 """The image task's structural steps: channel pruning, magnitude sparsity, INT8 quantization and
-ONNX export, registered in :data:`~torchslim.pipeline.steps.STEPS` when that module is imported."""
+ONNX export, registered in :data:`~torchslim.pipeline.steps.STEPS`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, Field, PositiveInt, model_validator
 
-from torchslim.pipeline.recipe import QuickConfig, Strict
-from torchslim.pipeline.steps import Output, Step, need_module, register
+from torchslim.pipeline.schema import QuickConfig, Strict
+from torchslim.pipeline.steps.base import Output, Step, need_module, register
 
 # -- structural compression ------------------------------------------------------------------------
 

@@ -33,9 +33,11 @@ from torch import nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import Registry
-from torchslim.pipeline.recipe import Strict
-from torchslim.pipeline.steps import Evaluate as ImageEvaluate
-from torchslim.pipeline.steps import Load, LossItem, Output, Step, check_warmup
+from torchslim.pipeline.schema import Strict
+from torchslim.pipeline.steps.base import Output, Step
+from torchslim.pipeline.steps.measurement import Evaluate as ImageEvaluate
+from torchslim.pipeline.steps.source import Load
+from torchslim.pipeline.steps.training import LossItem, check_warmup
 from torchslim.text.distill import FIT
 
 TEXT_STEPS: Registry = Registry("text pipeline step")
