@@ -62,7 +62,7 @@ def test_train_then_eval(tmp_path, capsys):
     # Training into a finished run is refused rather than overwriting it.
     code, _, err = run(capsys, "train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "1",
                        "--out", str(out_dir), "--quiet")
-    assert code == 2 and "--restart" in err
+    assert code == 2 and "--force" in err
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -125,4 +125,4 @@ def test_output_holding_another_federation_exits_2(sandbox):
     state.save(sandbox.out / "checkpoint", state.ServerState(fingerprint="another recipe", round=1))
     recipe = _write(sandbox, BASE)
     sandbox.expect_exit_2(sandbox.cli("federated", recipe, "--out", sandbox.out),
-                          str(sandbox.out), "different recipe", "--restart")
+                          str(sandbox.out), "different recipe", "--force")

@@ -61,7 +61,7 @@ def test_finished_run_rerun_says_done_and_exits_0(sandbox, finished):
     out = copy_run(finished, sandbox)
     stamp = (out / "model.json").stat().st_mtime_ns
     code, stdout, _ = sandbox.cli(*train(out))
-    assert code == 0 and "already holds this run, finished" in stdout and "--restart" in stdout
+    assert code == 0 and "already holds this run, finished" in stdout and "--force" in stdout
     assert (out / "model.json").stat().st_mtime_ns == stamp  # nothing was retrained
 
 
@@ -74,19 +74,19 @@ def test_finished_run_rerun_says_done_and_exits_0(sandbox, finished):
 def test_finished_run_of_other_options_names_what_differs(sandbox, finished, extra, needles):
     out = copy_run(finished, sandbox)
     sandbox.expect_exit_2(sandbox.cli(*train(out), *extra), str(out), "finished run with other options",
-                          *needles, "--restart")
+                          *needles, "--force")
 
 
 def test_finished_train_run_is_not_a_distill_run(sandbox, finished):
     out = copy_run(finished, sandbox)
     argv = [a.format(teacher=finished) for a in DISTILL]
     sandbox.expect_exit_2(sandbox.cli("distill", *argv, "--out", out), "--command: 'train' there, 'distill' now",
-                          "--restart")
+                          "--force")
 
 
-def test_restart_discards_a_finished_run_of_other_options(sandbox, finished):
+def test_force_discards_a_finished_run_of_other_options(sandbox, finished):
     out = copy_run(finished, sandbox)
-    code, stdout, err = sandbox.cli(*train(out), "--epochs", "2", "--restart")
+    code, stdout, err = sandbox.cli(*train(out), "--epochs", "2", "--force")
     assert code == 0, err
     assert json.loads((out / "model.json").read_text())["run"]["epochs"] == 2
 
@@ -115,10 +115,10 @@ def _meta_without_options(out: Path) -> None:
 
 
 @pytest.mark.parametrize(("damage", "needles"), [
-    (_weights_missing, ["damaged record", "model.safetensors is missing", "--restart"]),
-    (_weights_changed, ["damaged record", "does not match the SHA-256", "--restart"]),
+    (_weights_missing, ["damaged record", "model.safetensors is missing", "--force"]),
+    (_weights_changed, ["damaged record", "does not match the SHA-256", "--force"]),
     (_meta_not_json, ["model.json", "JSON"]),
-    (_meta_without_options, ["options were not recorded", "--restart"]),
+    (_meta_without_options, ["options were not recorded", "--force"]),
 ], ids=["weights-missing", "weights-changed", "json-cut-short", "options-not-recorded"])
 def test_damaged_record_is_refused_with_the_way_out(sandbox, finished, damage: Callable, needles):
     out = copy_run(finished, sandbox)
@@ -161,13 +161,13 @@ def _unfinished(finished: Path, sandbox) -> Path:
 def test_unfinished_run_of_other_options_names_what_differs(sandbox, finished):
     out = _unfinished(finished, sandbox)
     sandbox.expect_exit_2(sandbox.cli(*train(out), "--batch-size", "32"), "unfinished run with other options",
-                          "--batch-size: 64 there, 32 now", "same command as before", "--restart")
+                          "--batch-size: 64 there, 32 now", "same command as before", "--force")
 
 
 def test_unfinished_run_options_file_damaged(sandbox, finished):
     out = _unfinished(finished, sandbox)
     (out / "checkpoints" / "run.json").write_text("{not json")
-    sandbox.expect_exit_2(sandbox.cli(*train(out)), str(out / "checkpoints" / "run.json"), "damaged", "--restart")
+    sandbox.expect_exit_2(sandbox.cli(*train(out)), str(out / "checkpoints" / "run.json"), "damaged", "--force")
 
 
 def _state_tensors_garbage(last: Path) -> None:
@@ -194,11 +194,11 @@ def _state_of_another_model(last: Path) -> None:
 
 
 @pytest.mark.parametrize(("damage", "needles"), [
-    (_state_tensors_garbage, ["training state is damaged", "state.safetensors", "--restart"]),
-    (_state_tensors_truncated, ["training state is damaged", "state.safetensors", "--restart"]),
-    (_state_json_garbage, ["state.json is damaged", "--restart"]),
-    (_state_json_incomplete, ["incomplete", "optimizer", "config", "history", "--restart"]),
-    (_state_of_another_model, ["does not fit this model", "--restart"]),
+    (_state_tensors_garbage, ["training state is damaged", "state.safetensors", "--force"]),
+    (_state_tensors_truncated, ["training state is damaged", "state.safetensors", "--force"]),
+    (_state_json_garbage, ["state.json is damaged", "--force"]),
+    (_state_json_incomplete, ["incomplete", "optimizer", "config", "history", "--force"]),
+    (_state_of_another_model, ["does not fit this model", "--force"]),
 ], ids=["tensors-garbage", "tensors-truncated", "json-garbage", "json-incomplete", "another-model"])
 def test_damaged_training_checkpoint_is_a_clear_error(sandbox, finished, damage: Callable, needles):
     out = _unfinished(finished, sandbox)
@@ -213,7 +213,7 @@ def test_damaged_training_checkpoint_through_the_api(sandbox):
     other = models.create("cnn-tiny", num_classes=4)
     wrong = torch.optim.SGD([next(other.parameters())], lr=0.1)  # one parameter group of one tensor
     exc = sandbox.call(lambda: load_training_state(find_training_state(sandbox.out), other, wrong), CheckpointError)
-    sandbox.expect_message(exc, "optimizer", str(sandbox.out / "last"), "--restart")
+    sandbox.expect_message(exc, "optimizer", str(sandbox.out / "last"), "--force")
 
 
 # -- the teacher cache on disk ----------------------------------------------------------------------

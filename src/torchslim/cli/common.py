@@ -14,8 +14,24 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
+class _Default(str):
+    """A registry-name flag's default as written in the parser: a name the parser itself chose."""
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with a short red error and exit code 2 (argparse's own code for usage errors)."""
+    """argparse with a short red error and exit code 2 (argparse's own code for usage errors).
+
+    argparse passes a string default through the flag's type even when the flag is not given; for a
+    registry name (:func:`registered`) that would import the registry, and torch with it, before a
+    mistyped flag could be reported. Defaults are marked so the type lets them through unchecked:
+    only names the user wrote are looked up, and only once parsing reaches them.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        for action in self._actions:
+            if getattr(action.type, "registry_kind", None) and type(action.default) is str:
+                action.default = _Default(action.default)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:
         self.print_usage(sys.stderr)
@@ -74,11 +90,20 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
     return parse
 
 
+# The importance criteria registered in torchslim.prune.IMPORTANCE, for help text: that registry
+# lives beside torch-pruning code, and `torchslim prune --help` must not import torch to list it.
+# tests/test_cli_conventions.py fails when the two differ.
+IMPORTANCE_NAMES = ("l1", "l2", "fpgm", "taylor", "bn_scale", "lamp", "random")
+
+
 def registered(kind: str):
     """An argparse type: a name registered in ``kind`` ("model", "dataset", "importance"),
-    refused with the closest name and the valid ones."""
+    refused with the closest name and the valid ones. The registry (and torch with it) is imported
+    only when a value is parsed, never to print help."""
 
     def parse(text: str) -> str:
+        if isinstance(text, _Default):
+            return str(text)
         registry = _registry(kind)
         if text not in registry:
             from torchslim.core.registry import did_you_mean
@@ -88,6 +113,7 @@ def registered(kind: str):
         return text
 
     parse.__name__ = kind
+    parse.registry_kind = kind
     return parse
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from torchslim.cli.common import conflict, console, number, positive_int, registered
+from torchslim.cli.common import IMPORTANCE_NAMES, conflict, console, number, positive_int, registered
 from torchslim.cli.train import OPTIMIZERS, SCHEDULES, add_data_args, data_kwargs, prepare_out
 
 
@@ -48,7 +48,8 @@ def non_negative_int(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="TARGET", help="checkpoint directory or shipped model name")
+    p.add_argument("source", metavar="SOURCE",
+                   help="the model: a shipped model name or a checkpoint directory (of train, distill or prune)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--ignore", action="append", default=[], metavar="PATH",
                    help="module path (or module class name, e.g. BatchNorm2d) to leave alone; repeat")
@@ -61,19 +62,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format for training")
     p.add_argument("--seed", type=int, default=0, help="seed of random importance, data order and training")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--restart", action="store_true", help="overwrite a finished run in OUT")
+    p.add_argument("--force", action="store_true",
+                   help="OUT holds a finished or different run: discard it and start afresh")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_parser(sub: Any) -> None:
-    from torchslim.prune import IMPORTANCE
-
     p = sub.add_parser(
         "prune", help="remove channels: a smaller, faster dense model",
-        description="Remove the least important channels of every prunable layer of TARGET (coupled layers "
+        description="Remove the least important channels of every prunable layer of SOURCE (coupled layers "
                     "together; attention heads as whole heads; the classifier's outputs kept), then recover "
                     "accuracy by distillation from the unpruned model (kd) or fine-tuning. Criteria: "
-                    f"{', '.join(IMPORTANCE.list())}. Writes OUT/model.safetensors + OUT/model.json "
+                    f"{', '.join(IMPORTANCE_NAMES)}. Writes OUT/model.safetensors + OUT/model.json "
                     "(the original recipe plus the kept channels, replayed on load) and OUT/metrics.json.",
         epilog="example:\n  torchslim prune fashion-mnist-teacher --ratio 0.5 --importance l2 --steps 3 "
                "--recover kd --epochs 6 --out runs/pruned\n  torchslim eval fashion-mnist-teacher runs/pruned",
@@ -82,7 +82,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ratio", type=number(0, 1, low_open=True, high_open=True), default=0.5,
                    help="fraction of each layer's channels to remove, in (0, 1) (0.5)")
     p.add_argument("--importance", type=registered("importance"), default="l2",
-                   help=f"criterion: {', '.join(IMPORTANCE.list())} (l2)")
+                   help=f"criterion: {', '.join(IMPORTANCE_NAMES)} (l2)")
     p.add_argument("--steps", type=positive_int, default=1, help="prune in this many steps, recovering between")
     p.add_argument("--recover", choices=("kd", "finetune", "none"), default="kd",
                    help="recovery: distil from the unpruned model (kd), fine-tune, or none")
@@ -107,7 +107,7 @@ def add_parser(sub: Any) -> None:
 
     s = sub.add_parser(
         "sparsify", help="zero the smallest weights (unstructured; smaller zipped, not faster)",
-        description="Zero the smallest-magnitude convolution and linear weights of TARGET, one-shot or "
+        description="Zero the smallest-magnitude convolution and linear weights of SOURCE, one-shot or "
                     "gradually while training (AGP). The model stays dense: it compresses, but runs no "
                     "faster with dense kernels.",
         epilog="example:\n  torchslim sparsify fashion-mnist-teacher --sparsity 0.8 --agp --epochs 2 "
@@ -129,7 +129,7 @@ def _load(args: argparse.Namespace):
     from torchslim import data
     from torchslim.cli.evaluate import load_target
 
-    model, meta, _ = load_target(args.target)
+    model, meta, _ = load_target(args.source)
     recorded = meta.get("data") or {}
     if args.data is None and recorded.get("name"):
         args.data, args.data_kwargs = recorded["name"], dict(recorded.get("kwargs", {}))
@@ -154,7 +154,7 @@ def _save(model, out: Path, args: argparse.Namespace, key: str, record: Any, tes
     # metrics.json first, model.json (written last by save_model) as the commit: a kill between
     # the two leaves no model record that claims a finished run.
     atomic_write_json(out / "metrics.json", {"test": test, key: record.to_dict()})
-    save_model(model, out, {"data": {"name": args.data, "kwargs": args.data_kwargs}, "source": args.target,
+    save_model(model, out, {"data": {"name": args.data, "kwargs": args.data_kwargs}, "source": args.source,
                             key: record.to_dict(), "metrics": {"test": test},
                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
@@ -166,7 +166,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     _check_recovery(args)
     out = prepare_out(args)
     model, bundle = _load(args)
-    console.print(f"pruning {args.target} ({sum(p.numel() for p in model.parameters()):,} parameters): "
+    console.print(f"pruning {args.source} ({sum(p.numel() for p in model.parameters()):,} parameters): "
                   f"ratio {args.ratio}, {args.importance}, {args.steps} step(s), recovery {args.recover} "
                   f"for {args.epochs} epoch(s) -> {out}")
     pruned, record = prune.channels(
@@ -187,7 +187,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                       f"{h.recovery_epochs} recovery epoch(s)")
     console.print(f"test accuracy [bold]{test['accuracy']:.2f}%[/bold] (before pruning "
                   f"{_pct(record.accuracy_before)}); saved {out}/model.safetensors. Measure it: "
-                  f"torchslim eval {args.target} {out}")
+                  f"torchslim eval {args.source} {out}")
     return 0
 
 

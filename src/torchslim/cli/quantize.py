@@ -33,7 +33,8 @@ def add_parser(sub: Any) -> None:
                     "fake-quantized fine-tuning (optionally distilled from a teacher), then the static "
                     "artifact with the learned ranges. Operand types are chosen for this CPU.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="SOURCE", help="checkpoint directory, shipped model name or .onnx file")
+    p.add_argument("source", metavar="SOURCE",
+                   help="the model: a shipped model name, a checkpoint directory or an FP32 .onnx file")
     p.add_argument("--mode", choices=("static", "dynamic", "qat"), default="static", help="quantization mode")
     p.add_argument("--out", required=True, help="output directory (model.onnx + model.json)")
     p.add_argument("--calibration-batches", type=positive_int, default=None, help="calibration batches (8)")
@@ -54,7 +55,8 @@ def add_parser(sub: Any) -> None:
                    help="QAT with distillation: 'source' (the FP32 model) or a checkpoint / shipped name")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads for QAT")
     p.add_argument("--no-eval", action="store_true", help="skip measuring accuracy on the test set")
-    p.add_argument("--force", action="store_true", help="overwrite an artifact already in OUT")
+    p.add_argument("--force", action="store_true",
+                   help="OUT holds an artifact (finished or of other settings): discard it and quantize afresh")
     p.set_defaults(func=cmd_quantize)
 
 

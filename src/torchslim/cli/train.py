@@ -10,12 +10,13 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from torchslim.cli.common import conflict, console, number, positive_int, registered
 from torchslim.core.errors import TorchSlimError
+
+if TYPE_CHECKING:  # torch is imported by the commands that run, never by `--help`
+    from torch import nn
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,8 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for init, data order, split and augmentation")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster convs on CPU)")
-    parser.add_argument("--restart", action="store_true", help="discard checkpoints in OUT and start over")
+    parser.add_argument("--force", action="store_true",
+                        help="OUT holds a finished or different run: discard it and start afresh")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -59,7 +61,10 @@ def add_parser(sub: Any) -> None:
                     "epoch in OUT/checkpoints: run the same command again after an interruption and it "
                     "resumes from the last finished epoch; run it after it finished and it says so. Writes "
                     "OUT/metrics.json, OUT/model.safetensors and OUT/model.json (last: the run is finished "
-                    "when it is there).")
+                    "when it is there).",
+        epilog="examples:\n  torchslim train --model cnn-small --data fashion-mnist --epochs 8 --out runs/student\n"
+               "  torchslim train --model resnet20 --epochs 12 --lr 0.1 --channels-last --out runs/teacher",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--model", type=registered("model"), required=True, help="model name (see `torchslim models`)")
     train.add_argument("--width", type=number(0, low_open=True), default=None,
                        help="channel width multiplier of the model family")
@@ -84,16 +89,16 @@ def fit_options(args: argparse.Namespace) -> dict:
 
 
 def prepare_out(args: argparse.Namespace) -> Path:
-    """The output directory, refusing to overwrite a finished run unless --restart; checked with
+    """The output directory, refusing to overwrite a finished run unless --force; checked with
     the flags that must agree before any data is loaded."""
     from torchslim.pipeline.preflight import check_out
 
     check_fit_flags(args)
     out = check_out(args.out)
-    if (out / "model.json").exists() and not args.restart:
-        raise TorchSlimError(f"{out} already holds a trained model; pass --restart to train it again "
+    if (out / "model.json").exists() and not args.force:
+        raise TorchSlimError(f"{out} already holds a trained model; pass --force to train it again "
                              "from scratch, or choose another --out.")
-    if args.restart:
+    if args.force:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return out
 
@@ -107,7 +112,7 @@ def prepare_out(args: argparse.Namespace) -> Path:
 
 RUN_FILE = "run.json"
 # Options that change where output goes or how it is shown, not what the run computes.
-_NOT_IDENTITY = {"func", "out", "restart", "quiet", "threads", "data_root"}
+_NOT_IDENTITY = {"func", "out", "force", "quiet", "threads", "data_root"}
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -130,7 +135,7 @@ def _finished_record(out: Path) -> dict[str, Any]:
     if not weights.is_file() or meta.get("sha256") != sha256_file(weights):
         problem = "is missing" if not weights.is_file() else "does not match the SHA-256 in model.json"
         raise TorchSlimError(f"{out} holds a damaged record of a finished run: {weights} {problem}. Pass "
-                             "--restart to discard it and train again, or choose another --out.")
+                             "--force to discard it and train again, or choose another --out.")
     return meta
 
 
@@ -138,7 +143,7 @@ def open_run(args: argparse.Namespace) -> Path | None:
     """The output directory to train into, or None when it already holds this very run, finished.
 
     A finished run of other options, or an unfinished one of other options, is refused with the
-    options that differ; ``--restart`` discards whatever ``OUT`` holds. Leftover temporary files of
+    options that differ; ``--force`` discards whatever ``OUT`` holds. Leftover temporary files of
     killed runs are removed.
 
     Raises:
@@ -152,7 +157,7 @@ def open_run(args: argparse.Namespace) -> Path | None:
     if out.exists() and not out.is_dir():
         raise TorchSlimError(f"--out {out} is a file; give a directory (it is created when missing).")
     sweep(out)
-    if args.restart:
+    if args.force:
         discard_run(out)
         return out
     now = run_options(args)
@@ -160,19 +165,19 @@ def open_run(args: argparse.Namespace) -> Path | None:
         meta = _finished_record(out)
         if not isinstance(meta.get("run"), dict):
             raise TorchSlimError(f"{out} already holds a trained model whose options were not recorded; "
-                                 "pass --restart to train it again from scratch, or choose another --out.")
+                                 "pass --force to train it again from scratch, or choose another --out.")
         if differ := _differences(meta["run"], now):
             raise TorchSlimError(f"{out} already holds a finished run with other options ({differ}). Pass "
-                                 "--restart to discard it and train again, or choose another --out.")
+                                 "--force to discard it and train again, or choose another --out.")
         accuracy = ((meta.get("metrics") or {}).get("test") or {}).get("accuracy")
         shown = f" (test accuracy {accuracy:.2f}%)" if isinstance(accuracy, (int, float)) else ""
-        console.print(f"{out} already holds this run, finished{shown}: nothing to do. Pass --restart "
+        console.print(f"{out} already holds this run, finished{shown}: nothing to do. Pass --force "
                       "to train it again.")
         return None
     saved = _unfinished_options(out)
     if saved is not None and (differ := _differences(saved, now)):
         raise TorchSlimError(f"{out} holds an unfinished run with other options ({differ}). Run the same "
-                             "command as before to resume it, pass --restart to discard it, or choose "
+                             "command as before to resume it, pass --force to discard it, or choose "
                              "another --out.")
     return out
 
@@ -184,11 +189,11 @@ def _unfinished_options(out: Path) -> dict[str, Any] | None:
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TorchSlimError(f"{path} is damaged ({exc}); pass --restart to discard the unfinished run "
+        raise TorchSlimError(f"{path} is damaged ({exc}); pass --force to discard the unfinished run "
                              "in it, or choose another --out.") from None
     if not isinstance(saved, dict):
         raise TorchSlimError(f"{path} holds {type(saved).__name__}, not the options of a run; pass "
-                             "--restart to discard the unfinished run in it, or choose another --out.")
+                             "--force to discard the unfinished run in it, or choose another --out.")
     return saved
 
 

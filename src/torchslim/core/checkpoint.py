@@ -272,7 +272,7 @@ def load_model(directory: str | Path, model: nn.Module | None = None,
 # --- training state ----------------------------------------------------------------------------
 
 STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
-_RESTART = "pass --restart (CLI) or delete that folder to start the training afresh"
+_RESTART = "pass --force (CLI) or delete that folder to start the training afresh"
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:

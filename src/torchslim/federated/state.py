@@ -87,7 +87,7 @@ def load(directory: str | Path, expected_fingerprint: str) -> ServerState | None
         raise CheckpointError(f"{found}/state.json is unreadable: {exc}.") from None
     if info.get("fingerprint") != expected_fingerprint:
         raise TorchSlimError(
-            f"{directory} holds the state of a federation run with a different recipe; pass --restart "
+            f"{directory} holds the state of a federation run with a different recipe; pass --force "
             "(restart=True) to discard it, or choose another output directory.")
     tensors = {k: v for k, v in read_tensors(found / "state.safetensors").items() if k != "empty"}
     return ServerState(info["fingerprint"], int(info["round"]), list(info["history"]), tensors,

@@ -1,0 +1,167 @@
+"""Conventions every `torchslim` command keeps: help and --version without importing torch, an
+example in every help, one overwrite flag (--force), the same positional names for the same kind
+of input, and `torchslim losses` showing whole descriptions.
+
+The commands are read from the built parser, so a new command is held to these the moment it is
+added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+import torchslim
+from torchslim.cli import build_parser, main, subcommands
+from torchslim.cli.common import IMPORTANCE_NAMES
+
+COMMANDS = subcommands(build_parser())
+# What `--help` must not load: seconds of start-up that answer nothing about flags.
+HEAVY = ("torch", "numpy", "onnx", "onnxruntime", "flwr", "matplotlib", "torch_pruning", "transformers",
+         "safetensors", "ray")
+# Runs argv through the CLI in a fresh interpreter, then lists the heavy modules it imported.
+PROBE = """
+import contextlib, io, sys
+from torchslim.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exc:
+        code = exc.code
+loaded = [m for m in {heavy!r} if m in sys.modules]
+print(out.getvalue())
+print("EXIT", code, "LOADED", ",".join(loaded) or "-")
+"""
+
+
+def probe(*argv: str) -> tuple[str, int, list[str]]:
+    """``(help text, exit code, heavy modules imported)`` of ``torchslim argv`` in a new process."""
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    text, _, last = done.stdout.rstrip().rpartition("\n")
+    _, code, _, loaded = last.split()
+    return text, int(code), [] if loaded == "-" else loaded.split(",")
+
+
+def test_the_parser_has_the_known_commands():
+    # Guards the enumeration itself: were it to find nothing, every sweep below would pass vacuously.
+    assert {"train", "distill", "eval", "prune", "sparsify", "quantize", "run", "compare", "report",
+            "federated", "models", "datasets", "losses"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_command_help_has_an_example_and_imports_nothing_heavy(command):
+    text, code, loaded = probe(command, "--help")
+    assert code == 0 and f"usage: torchslim {command}" in text
+    assert loaded == [], f"`torchslim {command} --help` imported {loaded}"
+    assert "example" in text.lower(), f"`torchslim {command} --help` shows no example"
+    assert "\n  torchslim " in text, f"`torchslim {command} --help` shows no example invocation"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], []], ids=["help", "version", "nothing"])
+def test_program_help_and_version_import_nothing_heavy(argv):
+    _, code, loaded = probe(*argv)
+    assert code == 0 and loaded == []
+
+
+def test_a_mistyped_flag_exits_2_without_importing_torch():
+    # --data's default is a registry name: it must not be looked up (importing torch) to say this
+    _, code, loaded = probe("train", "--epochs", "1", "--out", "x", "--epohcs", "3")
+    assert code == 2 and loaded == []
+
+
+def test_registry_name_defaults_are_registered():
+    # Defaults skip the lookup at parse time (see cli.common.Parser), so they are checked here.
+    from torchslim.cli.common import _registry
+
+    checked = 0
+    for command, parser in COMMANDS.items():
+        for action in parser._actions:
+            kind = getattr(action.type, "registry_kind", None)
+            if kind and isinstance(action.default, str):
+                assert action.default in _registry(kind), f"{command} {action.option_strings}: {action.default!r}"
+                checked += 1
+    assert checked  # --data fashion-mnist, --importance l2, ...
+
+
+def test_a_user_given_registry_name_is_still_checked_while_parsing(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", "fashion-mnist-teacher", "--importance", "l3", "--out", "x"])
+    assert exc.value.code == 2 and "Did you mean 'l2'" in capsys.readouterr().err
+
+
+def test_version_is_the_package_version():
+    done = subprocess.run([sys.executable, "-m", "torchslim", "--version"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"torchslim {torchslim.__version__}" == f"torchslim {metadata.version('torchslim')}"
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
+def _positionals(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_one_overwrite_flag(command):
+    flags = _options(COMMANDS[command])
+    assert "--restart" not in flags
+    if "--out" in flags:  # a command that writes a run can be told to discard what is there
+        assert "--force" in flags
+
+
+def test_overwrite_flag_help_says_what_it_discards():
+    for command, parser in COMMANDS.items():
+        for action in parser._actions:
+            if "--force" in action.option_strings:
+                assert "discard" in action.help and "OUT" in action.help, command
+
+
+EXPECTED_POSITIONALS = {
+    "prune": ["SOURCE"], "sparsify": ["SOURCE"], "quantize": ["SOURCE"], "eval": ["SOURCE"],
+    "run": ["RECIPE"], "compare": ["RECIPE"], "federated": ["RECIPE"], "report": ["DIR"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_positional_names_say_what_kind_of_input(command):
+    positionals = _positionals(COMMANDS[command])
+    assert [a.metavar for a in positionals] == EXPECTED_POSITIONALS.get(command, [])
+    for action in positionals:
+        assert action.help and len(action.help) > 20, f"{command} {action.metavar} has no help saying what it is"
+
+
+def test_eval_takes_several_sources():
+    (action,) = _positionals(COMMANDS["eval"])
+    assert action.nargs == "+"
+    assert "SOURCE [SOURCE ...]" in COMMANDS["eval"].format_usage()
+
+
+def test_help_lists_the_registered_importance_criteria():
+    from torchslim.prune import IMPORTANCE
+
+    assert sorted(IMPORTANCE_NAMES) == sorted(IMPORTANCE.list())
+
+
+def test_losses_prints_every_loss_whole(capsys):
+    from torchslim.cli.listings import description
+    from torchslim.distill.losses import LOSSES
+
+    assert main(["losses"]) == 0
+    out = capsys.readouterr().out
+    for name in LOSSES.list():
+        text = description(LOSSES.get(name).__doc__)
+        assert len(text.splitlines()) > 1, name  # a description longer than its first line
+        for line in filter(str.strip, text.splitlines()):
+            assert line.strip() in out, f"{name}: {line!r} missing from `torchslim losses`"
+    # the second line of a title that a one-line listing used to cut
+    assert "of Convolutional Neural Networks via Attention Transfer" in out
