@@ -68,7 +68,7 @@ def test_train_then_eval(tmp_path, capsys):
 @pytest.mark.parametrize(("argv", "message"), [
     (["train", "--model", "resnet2O", "--data", "synthetic", "--epochs", "1"], "Did you mean 'resnet20'"),
     (["train", "--model", "cnn-tiny", "--data", "fashion-mnst", "--epochs", "1"], "Did you mean 'fashion-mnist'"),
-    (["train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "0"], "positive integer"),
+    (["train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "0"], "--epochs = 0 is invalid: Input should be greater than 0"),
     (["train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "1", "--batch-size", "0"], "positive integer"),
     (["train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "1", "--schedule", "cosin"], "'cosine'"),
     (["eval", "no/such/run"], "neither a checkpoint directory nor a shipped model"),

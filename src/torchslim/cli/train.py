@@ -9,11 +9,14 @@ import argparse
 import json
 import shutil
 import time
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torchslim.cli.common import conflict, console, number, positive_int, registered
+from torchslim.cli.common import console, number, positive_int, registered
 from torchslim.core.errors import TorchSlimError
+from torchslim.options.cli import add_options, from_args
+from torchslim.options.fit import FitConfig, Optimizer, Schedule, TrainConfig
 
 if TYPE_CHECKING:  # torch is imported by the commands that run, never by `--help`
     from torch import nn
@@ -29,29 +32,33 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="directory holding the dataset files")
 
 
-def add_fit_args(parser: argparse.ArgumentParser) -> None:
-    """The options of ``torchslim.fit`` plus output handling, shared by train and distill."""
-    parser.add_argument("--epochs", type=positive_int, required=True, help="number of epochs")
+def add_fit_args(parser: argparse.ArgumentParser, options: type[FitConfig] = FitConfig) -> None:
+    """The flags of ``options`` (generated from the class) plus output handling, shared by train
+    and distill."""
+    add_options(parser, options, title="training options")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (Nesterov momentum 0.9) or adamw")
-    parser.add_argument("--lr", type=number(0, low_open=True), default=None,
-                        help="peak learning rate (0.1 for sgd, 1e-3 for adamw)")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="onecycle", help="onecycle, cosine or constant")
-    parser.add_argument("--warmup-epochs", type=number(0), default=0.0,
-                        help="linear warm-up length in epochs (less than --epochs)")
-    parser.add_argument("--weight-decay", type=number(0), default=5e-4, help="weight decay (5e-4)")
-    parser.add_argument("--label-smoothing", type=number(0, 1, high_open=True), default=0.0,
-                        help="label smoothing (0; note: teachers trained with it distil worse)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for init, data order, split and augmentation")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster convs on CPU)")
     parser.add_argument("--force", action="store_true",
                         help="OUT holds a finished or different run: discard it and start afresh")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(options=options)
 
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("onecycle", "cosine", "constant")
+def resolve_options(args: argparse.Namespace) -> FitConfig:
+    """The command's options from its flags, validated once (a bad value exits 2 naming its flag),
+    and spread over ``args`` (the seed resolved: none means 0) for the code that reads them."""
+    if isinstance(getattr(args, "config", None), FitConfig):
+        return args.config
+    cfg = from_args(args.options, args)
+    for name in type(cfg).model_fields:
+        setattr(args, name, getattr(cfg, name))
+    args.seed = cfg.seed if cfg.seed is not None else 0
+    args.config = cfg
+    return cfg
+
+
+# derived from the options' types, for the commands whose flags are not generated yet
+OPTIMIZERS, SCHEDULES = typing.get_args(Optimizer), typing.get_args(Schedule)
 
 
 def add_parser(sub: Any) -> None:
@@ -65,11 +72,8 @@ def add_parser(sub: Any) -> None:
         epilog="examples:\n  torchslim train --model cnn-small --data fashion-mnist --epochs 8 --out runs/student\n"
                "  torchslim train --model resnet20 --epochs 12 --lr 0.1 --channels-last --out runs/teacher",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--model", type=registered("model"), required=True, help="model name (see `torchslim models`)")
-    train.add_argument("--width", type=number(0, low_open=True), default=None,
-                       help="channel width multiplier of the model family")
     add_data_args(train)
-    add_fit_args(train)
+    add_fit_args(train, TrainConfig)
     train.set_defaults(func=cmd_train)
 
 
@@ -83,9 +87,7 @@ def data_kwargs(args: argparse.Namespace) -> dict:
 
 
 def fit_options(args: argparse.Namespace) -> dict:
-    return dict(optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, weight_decay=args.weight_decay,
-                label_smoothing=args.label_smoothing, seed=args.seed, channels_last=args.channels_last,
-                warmup_epochs=args.warmup_epochs)
+    return resolve_options(args).fit_options(args.seed)
 
 
 def prepare_out(args: argparse.Namespace) -> Path:
@@ -93,7 +95,7 @@ def prepare_out(args: argparse.Namespace) -> Path:
     the flags that must agree before any data is loaded."""
     from torchslim.pipeline.preflight import check_out
 
-    check_fit_flags(args)
+    resolve_options(args)
     out = check_out(args.out)
     if (out / "model.json").exists() and not args.force:
         raise TorchSlimError(f"{out} already holds a trained model; pass --force to train it again "
@@ -112,7 +114,7 @@ def prepare_out(args: argparse.Namespace) -> Path:
 
 RUN_FILE = "run.json"
 # Options that change where output goes or how it is shown, not what the run computes.
-_NOT_IDENTITY = {"func", "out", "force", "quiet", "threads", "data_root"}
+_NOT_IDENTITY = {"func", "out", "force", "quiet", "threads", "data_root", "options", "config"}
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -152,7 +154,7 @@ def open_run(args: argparse.Namespace) -> Path | None:
     from torchslim.core.io import sweep
     from torchslim.pipeline.preflight import check_out
 
-    check_fit_flags(args)  # contradicting flags and an unusable --out fail before any work
+    resolve_options(args)  # bad or contradicting options and an unusable --out fail before any work
     out = check_out(args.out)
     if out.exists() and not out.is_dir():
         raise TorchSlimError(f"--out {out} is a file; give a directory (it is created when missing).")
@@ -206,14 +208,6 @@ def discard_run(out: Path) -> None:
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
-def check_fit_flags(args: argparse.Namespace) -> None:
-    """Flags of the fit loop that contradict each other."""
-    warmup, epochs = getattr(args, "warmup_epochs", None), getattr(args, "epochs", None)
-    if warmup and epochs is not None and warmup >= epochs:
-        conflict(f"--warmup-epochs {warmup:g} is not less than --epochs {epochs}: the warm-up is part of the "
-                 "training; give a shorter warm-up or more epochs.")
-
-
 def train_and_save(trainee: nn.Module, export: nn.Module, bundle: Any, args: argparse.Namespace,
                    out: Path, extra: dict | None = None) -> dict:
     """Fit ``trainee`` (a model or a task), then save ``export`` with its record; returns metrics.
@@ -249,13 +243,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from torchslim import data, models
 
+    cfg = resolve_options(args)
+    if cfg.model is None:
+        raise TorchSlimError("torchslim train needs --model: a registered model to train from fresh weights (see "
+                             "`torchslim models`); to fine-tune a trained model, use a recipe step `train` without "
+                             "`model`.")
+    models.MODELS.get(cfg.model)  # an unknown name: the closest and the valid ones
     out = open_run(args)
     if out is None:  # this very run already finished
         return 0
     bundle = data.load(args.data, **data_kwargs(args))
     torch.manual_seed(args.seed)  # the initial weights follow --seed too
     model = models.create(args.model, num_classes=bundle.num_classes, in_channels=bundle.input_shape[0],
-                          **({"width": args.width} if args.width is not None else {}))
+                          **cfg.model_kwargs, **({"width": args.width} if args.width is not None else {}))
     console.print(f"training [bold]{args.model}[/bold] ({models.num_parameters(model):,} parameters) "
                   f"on {args.data} for {args.epochs} epochs -> {out}")
     train_and_save(model, model, bundle, args, out)
