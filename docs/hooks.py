@@ -1,0 +1,280 @@
+"""Build-time pages of the documentation site, generated from the code so they cannot drift.
+
+mkdocs runs this hook (``hooks:`` in ``mkdocs.yml``). ``on_files`` adds pages that exist only in
+the build, never as committed Markdown:
+
+- ``reference/steps.md``: every registered pipeline step (image and text), its docstring and a
+  table of its parameters, read from the step's pydantic ``Params`` model;
+- ``reference/recipe.md``: the recipe's top-level keys and sections (``data``, ``measure``, ...);
+- ``reference/options.md``: every options class of ``torchslim.options``: recipe key, CLI flag,
+  type, bounds, default and description of each option;
+- ``reference/cli.md``: every ``torchslim`` command's ``--help``, from ``torchslim.cli.build_parser``;
+- ``api/torchslim.md`` and ``api/text.md``: the public names of the two lazily-importing packages
+  (their names live in a dict, which static analysis cannot read), rendered by mkdocstrings.
+
+``on_page_markdown`` replaces ``<!-- generated: NAME -->`` markers in hand-written pages with
+tables from the code (the selection matrix's columns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from mkdocs.structure.files import File, Files
+
+# -- text helpers -------------------------------------------------------------------------------------
+
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc):`~?([^`]+)`")
+
+
+def markdown_of(docstring: str | None) -> str:
+    """A code docstring as Markdown: Sphinx roles (``:class:`~a.B```) become code spans."""
+    return _ROLE.sub(lambda m: f"``{m.group(1)}``", inspect.cleandoc(docstring or ""))
+
+
+def cell(text: str) -> str:
+    """``text`` made safe for one Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# -- option tables ------------------------------------------------------------------------------------
+
+
+def fields_table(model: type, cli: bool = False) -> str:
+    """A Markdown table of an options class's fields, written by the options package itself (the
+    same code that generates the CLI flags), so the page shows what the code accepts."""
+    from torchslim.options.docs import options_table
+
+    return options_table(model, cli=cli)
+
+
+# -- pages --------------------------------------------------------------------------------------------
+
+_MAKES = {"module": "a torch model", "onnx": "an ONNX file", "same": "its input, unchanged"}
+
+
+def _step_section(name: str, step: type) -> list[str]:
+    takes = " · *accepts an ONNX file*" if step.takes_onnx else ""
+    out = [f"### `{name}`", "", markdown_of(step.__doc__), "",
+           f"*Family:* {step.family} · *output:* {_MAKES.get(step.makes, step.makes)}{takes}", ""]
+    if step.Params.model_fields:
+        out += [fields_table(step.Params), ""]
+    else:
+        out += ["No parameters.", ""]
+    return out
+
+
+def steps_page() -> str:
+    """Every registered step of the image and the text task, with its parameters."""
+    from torchslim.pipeline.steps import STEPS, LossItem
+    from torchslim.pipeline.steps.text import TEXT_STEPS
+
+    out = ["# Pipeline steps", "",
+           "A strategy in a recipe is a list of steps; each step's keys are its parameters below "
+           "(unknown keys are refused with the closest valid one). This page is generated from the "
+           "step registries when the site is built.", ""]
+    for title, registry, intro in (
+            ("Image task", STEPS, "Steps of a recipe with `task: image` (the default)."),
+            ("Text task", TEXT_STEPS, "Steps of a recipe with `task: text` (a sentence-encoder teacher).")):
+        out += [f"## {title}", "", intro, ""]
+        for name in registry.list():
+            out += _step_section(name, registry.get(name))
+    out += ["## Loss items", "", markdown_of(LossItem.__doc__), "",
+            "Any other key is passed to the loss as an argument (`torchslim losses` lists each "
+            "loss's arguments).", "", fields_table(LossItem)]
+    return "\n".join(out)
+
+
+def recipe_page() -> str:
+    """The recipe's top-level keys and each section's keys, from the typed recipe model."""
+    from pydantic import BaseModel
+
+    from torchslim.pipeline.recipe import Recipe
+
+    out = ["# Recipes", "",
+           "A recipe is a YAML file parsed into the typed model below: unknown keys are errors that "
+           "name the key path, the closest valid key and the `file:line`. The strategies' steps are "
+           "described in [Pipeline steps](steps.md). This page is generated from the code when the "
+           "site is built.", "", "## Top-level keys", "", fields_table(Recipe), ""]
+    sections = {name: field.annotation for name, field in Recipe.model_fields.items()
+                if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
+    for key, model in sections.items():
+        out += [f"## `{key}`", "", markdown_of(model.__doc__), "", fields_table(model), ""]
+    return "\n".join(out)
+
+
+def options_page() -> str:
+    """Every options class of :mod:`torchslim.options`, with its recipe keys and CLI flags."""
+    import torchslim.options as options
+
+    out = ["# Options", "", markdown_of(options.__doc__), "",
+           "Each class below is one method's options: the library function takes it (keyword arguments "
+           "build it), a recipe step is one, and the command's flags are generated from it. The tables "
+           "are generated from the classes when the site is built.", ""]
+    for name in options.__all__:
+        cls = getattr(options, name)
+        if isinstance(cls, type) and issubclass(cls, options.Options) and cls is not options.Options:
+            out += [f"## `{name}`", "", markdown_of(cls.__doc__), "", fields_table(cls, cli=True), ""]
+    return "\n".join(out)
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
+    """(name, one-line help, parser) of every subcommand, depth first."""
+    found = []
+    for action in parser._actions:  # argparse keeps subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                found.append((name, helps.get(name, ""), sub))
+                found += _subcommands(sub)
+    return found
+
+
+def cli_page() -> str:
+    """Every command's ``--help`` text, exactly as ``torchslim`` prints it (at 100 columns)."""
+    from torchslim.cli import build_parser
+
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal; fix it for a stable page
+    try:
+        parser = build_parser()
+        out = ["# Command line", "",
+               "Every command exits 0 on success and 2 on bad input, with a message naming the bad "
+               "value and what would be valid. The help texts below are generated from the command "
+               "line parser when the site is built.", "", "```text", parser.format_help().rstrip(), "```", ""]
+        for name, help_text, sub in _subcommands(parser):
+            out += [f"## `{sub.prog}`", "", help_text, "", "```text", sub.format_help().rstrip(), "```", ""]
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+    return "\n".join(out)
+
+
+# The packages with a page of their own under api/: a public name defined in one of them is linked
+# to that page rather than rendered twice.
+API_PAGES = {"torchslim.prune": "prune.md", "torchslim.quantize": "quantize.md", "torchslim.distill": "distill.md",
+             "torchslim.train": "train.md", "torchslim.measure": "measure.md", "torchslim.export": "export.md",
+             "torchslim.runtime": "runtime.md", "torchslim.pipeline": "pipeline.md",
+             "torchslim.federated": "federated.md", "torchslim.text": "text.md"}
+
+
+def _page_of(module: str) -> str | None:
+    for package, page in API_PAGES.items():
+        if module == package or module.startswith(package + "."):
+            return page
+    return None
+
+
+def _griffe_package(config: Any) -> Any:
+    """``torchslim`` as griffe reads it (statically: nothing is imported, torch included)."""
+    import griffe
+
+    paths = config["plugins"]["mkdocstrings"].config.handlers["python"].get("paths", ["src"])
+    root = os.path.dirname(config["config_file_path"])
+    return griffe.load("torchslim", search_paths=[os.path.join(root, p) for p in paths])
+
+
+def public_api_page(config: Any) -> str:
+    """``import torchslim as ts``: every public name, rendered here or linked to its own page."""
+    import torchslim  # cheap: the package imports its names lazily
+
+    package = _griffe_package(config)
+    rows, rendered = [], []
+    for name, module in torchslim._PUBLIC.items():  # the package's own list of public names, in its order
+        # a name is its module when the module is named for it and does not define it (``measure``
+        # is a function of the module ``torchslim.measure``)
+        is_module = module.rsplit(".", 1)[-1] == name and name not in package[module[len("torchslim."):]].members
+        path = module if is_module else f"{module}.{name}"
+        obj = package[path[len("torchslim."):]]
+        if obj.is_module and not is_module:  # a function named like its submodule (``train.fit.fit``)
+            path, obj = f"{path}.{name}", obj[name]
+        page = _page_of(path)
+        kind = "module" if is_module else ("class" if obj.is_class else "function")
+        text = " ".join(markdown_of(obj.docstring.value if obj.docstring else "").split("\n\n")[0].split())
+        # an autorefs link to the rendered object: a name rendered nowhere fails the strict build
+        where = f"[{page[:-3] if page else 'below'}][{path}]"
+        rows.append(f"| `ts.{name}` | {kind} | {cell(text)} | {where} |")
+        if page is None:
+            rendered.append(path)
+    out = ["# torchslim", "", "The public API: `import torchslim as ts`, then `ts.<name>`. Everything else may "
+           "change between versions. Names are imported on first use, so `import torchslim` stays fast.", "",
+           "| name | kind | what it is | documented |", "|---|---|---|---|", *rows, ""]
+    for path in rendered:
+        out += [f"::: {path}", "    options:", "      heading_level: 2", ""]
+    return "\n".join(out)
+
+
+def text_api_page() -> str:
+    """``torchslim.text``: its public names (kept in a dict that maps each to its module)."""
+    import torchslim.text as text
+
+    out = ["# torchslim.text", "", markdown_of(text.__doc__), ""]
+    by_module: dict[str, list[str]] = {}
+    for name, module in text._EXPORTS.items():
+        by_module.setdefault(module, []).append(name)
+    for module, names in by_module.items():
+        for name in names:
+            out += [f"::: torchslim.text.{module}.{name}", ""]
+    return "\n".join(out)
+
+
+def _columns_table(columns: list[tuple[str, str, str]]) -> str:
+    lines = ["| column | in `matrix.json` | what it is |", "|---|---|---|"]
+    lines += [f"| {cell(heading)} | `{key}` | {cell(meaning)} |" for key, heading, meaning in columns]
+    return "\n".join(lines) + "\n"
+
+
+def matrix_columns() -> str:
+    """The matrix's columns, from the list the report renders them from."""
+    from torchslim.report.matrix import COLUMNS
+
+    return _columns_table(COLUMNS)
+
+
+def text_columns() -> str:
+    """The columns a text recipe's matrix adds."""
+    from torchslim.report.matrix import TEXT_COLUMNS
+
+    return _columns_table(TEXT_COLUMNS)
+
+
+# Markers in hand-written pages replaced by generated Markdown: ``<!-- generated: NAME -->``.
+SNIPPETS: dict[str, Callable[[], str]] = {"matrix-columns": matrix_columns, "text-columns": text_columns}
+_MARKER = re.compile(r"<!-- generated: ([\w-]+) -->")
+
+
+GENERATED: dict[str, Callable[..., str]] = {
+    "reference/steps.md": steps_page,
+    "reference/recipe.md": recipe_page,
+    "reference/cli.md": cli_page,
+    "reference/options.md": options_page,
+    "api/torchslim.md": public_api_page,
+    "api/text.md": text_api_page,
+}
+
+
+def on_files(files: Files, config: Any) -> Files:
+    """Add the generated pages to the build (they are never written into ``docs/``)."""
+    for uri, build in GENERATED.items():
+        content = build(config) if build is public_api_page else build()
+        files.append(File.generated(config, uri, content=content))
+    return files
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
+    """Replace each ``<!-- generated: NAME -->`` marker with its snippet (an unknown name fails)."""
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in SNIPPETS:
+            raise KeyError(f"{page.file.src_uri}: unknown generated snippet {name!r}; known: {', '.join(SNIPPETS)}")
+        return SNIPPETS[name]()
+
+    return _MARKER.sub(replace, markdown)
