@@ -34,7 +34,7 @@ from torchslim.export.locate import (
 )
 from torchslim.export.tidy import tidy
 from torchslim.measure.latency import make_batch
-from torchslim.measure.macs import batch_size_of
+from torchslim.core.macs import batch_size_of
 from torchslim.train.batch import as_batch
 
 INPUT, OUTPUT = "input", "output"

@@ -24,7 +24,7 @@ from torchslim.core.checkpoint import save_tensors
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import did_you_mean
 from torchslim.measure.latency import check_options, check_positive_ints, interleaved_latency, measure_latency
-from torchslim.measure.macs import batch_size_of, count_macs, count_parameters
+from torchslim.core.macs import batch_size_of, count_macs, count_parameters
 from torchslim.measure.record import SPREAD_LIMIT, LatencyStat, MeasureRecord, RatioStat, TimingRun
 from torchslim.measure.system import machine_info
 from torchslim.measure.table import print_records, records_markdown, records_table
@@ -90,7 +90,7 @@ def _as_runnable(model: Any) -> Any:
     """An ``nn.Module`` or runtime as is; a path opened as a runtime (``torchslim.runtime.load``)."""
     if isinstance(model, nn.Module):
         return model
-    from torchslim.runtime import wrap  # local: the runtimes import measure's helpers
+    from torchslim.runtime import wrap  # local: only a path needs the runtimes (and onnx loaded)
 
     return wrap(model)
 

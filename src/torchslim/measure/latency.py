@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.measure.macs import batch_size_of
+from torchslim.core.macs import batch_size_of
 from torchslim.measure.record import LatencyStat
 
 

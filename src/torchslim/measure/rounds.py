@@ -38,7 +38,7 @@ from torchslim.measure.latency import (
     timed_call,
     timing_mode,
 )
-from torchslim.measure.macs import batch_size_of
+from torchslim.core.macs import batch_size_of
 from torchslim.measure.record import LatencyStat, MeasureRecord, RatioStat, SettingTiming, TimingRun
 from torchslim.measure.system import check_cores, cores_for, pinned
 

@@ -1,13 +1,13 @@
 """The checked plan of a ``channels`` call: ratios, what to leave alone, heads, and the model's facts.
 
-Built before torch-pruning runs, so bad input fails at once: a ratio outside (0, 1), a path that
-does not exist, a model that does not run on the example input, a layer that would lose every
+Built before torch-pruning runs, so bad input fails at once (the options themselves were checked
+by :class:`~torchslim.options.PruneConfig`): a path that does not exist, a model that does not run on the example input, a layer that would lose every
 channel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.measure.macs import batch_size_of
+from torchslim.core.macs import batch_size_of
+from torchslim.options.prune import PruneConfig
 from torchslim.prune.errors import PruneError
 from torchslim.prune.heads import (
     AttentionBlock,
@@ -24,8 +25,8 @@ from torchslim.prune.heads import (
     refuse_unknown_heads,
     unresolved,
 )
-from torchslim.prune.steps import signature
-from torchslim.prune.targets import check_ratio, find_classifier, resolve_ignore, resolve_ratios
+from torchslim.prune.surgery import signature
+from torchslim.prune.targets import find_classifier, resolve_ignore, resolve_ratios
 from torchslim.prune.trace import run_naming_module
 
 
@@ -33,7 +34,7 @@ from torchslim.prune.trace import run_naming_module
 class Plan:
     ratio: float
     head_ratio: float
-    steps: int
+    iterations: int
     round_to: int | None
     ratio_modules: dict[nn.Module, float]
     ignored: list[nn.Module]
@@ -91,21 +92,17 @@ class Plan:
                 f"ignore=[{block.path!r}].")
 
 
-def make_plan(model: nn.Module, example_input: torch.Tensor, ratio: float, ratios: Mapping[str, float] | None,
-              head_ratio: float | None, ignore: Sequence[str | type], ignore_classifier: bool, steps: int,
-              round_to: int | None, heads: Mapping[str, int] | None = None) -> Plan:
-    """Check every argument against ``model`` and gather what pruning needs to know about it.
+def make_plan(model: nn.Module, example_input: torch.Tensor, config: PruneConfig,
+              ignore_types: Sequence[type] = ()) -> Plan:
+    """Check ``config`` against ``model`` and gather what pruning needs to know about it.
 
-    Cheap checks (numbers, paths) come first; then the model runs on ``example_input`` once to
+    The options' own bounds are the config's; here come the paths (``ignore``, plus module classes
+    ``ignore_types``; ``ratios``; ``heads``), then the model runs on ``example_input`` once to
     check the input, once to find the classifier and once to find the attention blocks.
     """
-    ratio = check_ratio(ratio, "ratio")
-    head_ratio = ratio if head_ratio is None else check_ratio(head_ratio, "head_ratio")
-    _check_positive("steps", steps)
-    if round_to is not None:
-        _check_positive("round_to", round_to)
-    if isinstance(ignore, (str, type)):
-        ignore = [ignore]
+    ratio, ratios, heads, ignore_classifier = config.ratio, config.ratios, config.heads, config.ignore_classifier
+    head_ratio = ratio if config.head_ratio is None else config.head_ratio
+    ignore = [*config.ignore, *ignore_types]
     ignored, labels = resolve_ignore(model, ignore)
     ratio_modules = resolve_ratios(model, ratios)
     check_heads_arg(model, heads)
@@ -125,7 +122,8 @@ def make_plan(model: nn.Module, example_input: torch.Tensor, ratio: float, ratio
     attention = [b for b in attention if b.heads is not None or (b.path and not b.out)]
     num_heads = _protect_attention(attention, ignored, labels, notes)
     _refuse_nothing_prunable(model, ignored, labels)
-    return Plan(ratio=ratio, head_ratio=head_ratio, steps=steps, round_to=round_to, ratio_modules=ratio_modules,
+    return Plan(ratio=ratio, head_ratio=head_ratio, iterations=config.iterations, round_to=config.round_to,
+                ratio_modules=ratio_modules,
                 ignored=ignored, ignored_labels=labels, classifier=classifier, attention=attention,
                 num_heads=num_heads, base=signature(model), widths=layer_widths(model),
                 output_shape=output_shape, notes=notes)
@@ -160,11 +158,6 @@ def _refuse_nothing_prunable(model: nn.Module, ignored: list[nn.Module], labels:
         else "it has no convolution or Linear layer"
     raise PruneError(f"Nothing to prune in {type(model).__name__}: {what}. Channel pruning removes output channels "
                      "of convolutions and Linear layers; ignore fewer layers, or prune a model that has some.")
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PruneError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _check_example_input(example_input: Any) -> None:

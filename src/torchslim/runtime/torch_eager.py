@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from torchslim.core.checkpoint import load_model, save_model
-from torchslim.measure.macs import count_macs, count_parameters
+from torchslim.core.macs import count_macs, count_parameters
 from torchslim.runtime.base import Runtime
 
 

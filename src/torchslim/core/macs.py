@@ -5,6 +5,9 @@ dominate a CNN's or transformer's cost (matrix multiplies, convolutions, attenti
 multiply-accumulate. Element-wise work (bias adds, BatchNorm, activations, pooling) is not
 counted, which is the usual convention for "MACs". Counting a real pass instead of walking the
 module tree sees functional calls and pruned shapes exactly as they run.
+
+These live in ``core``, below both ``measure`` (which reports them) and ``runtime`` (whose torch
+runtime answers ``Runtime.macs`` with them), so neither of the two imports the other for them.
 """
 
 from __future__ import annotations
