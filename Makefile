@@ -11,7 +11,7 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 # Debian's wordnet-base: the glosses of the wordnet-glosses text corpus.
 WORDNET_DIR := /usr/share/wordnet
 
-.PHONY: setup data browser test test-fast run bench lint clean
+.PHONY: setup data browser docs test test-fast run bench lint clean
 
 setup: $(STAMP)
 
@@ -57,7 +57,13 @@ browser:
 		echo "chromium: no apt-get here; the report's browser test will skip (install chromium and chromedriver)"; \
 	fi
 
-test: setup data browser
+# The reference site, into site/: mkdocs.yml and docs/, the step, recipe, options and CLI pages
+# generated from the code by docs/hooks.py. --strict makes every warning an error (a docstring's
+# Args naming no parameter, a broken link or cross-reference); nothing is fetched from the network.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+test: setup data browser docs
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -83,4 +89,4 @@ lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info site
