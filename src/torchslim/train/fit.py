@@ -104,7 +104,8 @@ def fit(
     Args:
         model: a classifier (logits out) or a task module (see module docstring).
         data: a ``DataBundle`` (its train/val/test loaders are used) or a training loader.
-        val, test: loaders evaluated after each epoch / once at the end (override the bundle's).
+        val: a loader evaluated after each epoch (overrides the bundle's).
+        test: a loader evaluated once at the end (overrides the bundle's).
         checkpoint_dir: where to save the training state after every epoch.
         resume: continue from the state in ``checkpoint_dir`` when there is one.
         threads: ``torch.set_num_threads`` for the run (None leaves it).
