@@ -27,13 +27,13 @@ pytestmark = pytest.mark.slow
 # waits 40 ms, so a write is on disk long enough for the poller below to kill a run in the middle.
 SERVER = """
 import json, os, sys, time, traceback
-import torchslim.core.checkpoint as checkpoint
 import torchslim.core.io as io
+import torchslim.core.training_state as training_state
 real = io.fsync_file
 def slow(path):
     time.sleep(0.04)
     real(path)
-io.fsync_file = checkpoint.fsync_file = slow
+io.fsync_file = training_state.fsync_file = slow
 from torchslim.cli import main
 for line in sys.stdin:
     argv, log = json.loads(line)

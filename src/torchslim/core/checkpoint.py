@@ -1,103 +1,43 @@
-"""Checkpoints without pickle: tensors in safetensors, everything else in JSON, written atomically.
+"""Model artifacts without pickle: ``model.safetensors`` + ``model.json``, written atomically.
 
-Two kinds:
+``save_model``/``load_model``: the JSON says how to rebuild the model, the weights' SHA-256,
+metrics and applied steps. It is written last and names the weights' hash, so a half-written pair
+is detected, never loaded.
 
-* a **model artifact** (``save_model``/``load_model``): ``model.safetensors`` + ``model.json``
-  (how to rebuild the model, the weights' SHA-256, metrics, applied steps). The JSON is written
-  last and names the weights' hash, so a half-written pair is detected, never loaded.
-* a **training state** (``save_training_state``/``load_training_state``): model, optimizer and RNG
-  tensors plus a JSON of epoch, history and config, staged in a temporary directory and renamed
-  into place, so a run killed at any instant leaves the previous complete state.
+The tensor files themselves are :mod:`torchslim.core.tensors`; resumable training states are
+:mod:`torchslim.core.training_state`. Their names are importable from here too, where callers
+have always found them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from torchslim.core.errors import CheckpointError, TorchSlimError
-from torchslim.core.io import (
-    atomic_write,
-    atomic_write_json,
-    disk_full_guard,
-    fsync_dir,
-    fsync_file,
-    remove_stale,
-    stage_path,
-)
+from torchslim.core.io import atomic_write_json
 from torchslim.core.state import applied_steps, replay_steps
+from torchslim.core.tensors import (  # noqa: F401  (re-exported)
+    FORMAT_VERSION,
+    contiguous,
+    load_state,
+    read_tensors,
+    save_tensors,
+    sha256_file,
+)
+from torchslim.core.training_state import (  # noqa: F401  (re-exported)
+    STATE_JSON,
+    STATE_TENSORS,
+    find_training_state,
+    load_training_state,
+    save_training_state,
+)
 
 WEIGHTS, META = "model.safetensors", "model.json"
-FORMAT_VERSION = 1
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors refuses shared or strided storage; a detached contiguous clone is always valid.
-    return {k: v.detach().contiguous().clone() if v.data_ptr() else v.contiguous()
-            for k, v in tensors.items()}
-
-
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> Path:
-    """Write ``tensors`` to a safetensors file atomically.
-
-    Raises:
-        DiskFullError: no space for it (naming the bytes needed; nothing is left half written).
-    """
-    tensors = _contiguous(tensors)
-    need = sum(t.numel() * t.element_size() for t in tensors.values()) + 8 * 1024  # + the JSON header
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp)), need=need)
-
-
-def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; a missing or damaged file is a :class:`CheckpointError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"No weights file at {path}.")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}.") from None
-
-
-def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """Copy ``tensors`` into ``model`` after checking names and shapes match exactly.
-
-    Raises:
-        CheckpointError: naming the missing, unexpected and mis-shaped tensors.
-    """
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(tensors)) if tensors[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
-            if items:
-                shown = "; ".join(items[:8]) + (f"; ... {len(items) - 8} more" if len(items) > 8 else "")
-                parts.append(f"{label} ({len(items)}): {shown}")
-        raise CheckpointError(
-            f"The checkpoint {source} does not fit this model (was it saved from another "
-            f"architecture?) — " + " | ".join(parts)
-        )
-    model.load_state_dict(tensors, strict=True)
+_contiguous = contiguous  # the name federated.state imports
 
 
 def save_model(model: nn.Module, directory: str | Path, metadata: dict[str, Any] | None = None,
@@ -267,142 +207,3 @@ def load_model(directory: str | Path, model: nn.Module | None = None,
         model = _replay_rest(model, meta["applied_steps"], f"{directory}/{META}")
     load_state(model, read_tensors(weights), str(weights))
     return model, meta
-
-
-# --- training state ----------------------------------------------------------------------------
-
-STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
-_RESTART = "pass --force (CLI) or delete that folder to start the training afresh"
-
-
-def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, plain = {}, {"param_groups": state["param_groups"], "state": {}}
-    for idx, entries in state["state"].items():
-        plain["state"][str(idx)] = {}
-        for key, value in entries.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim.{idx}.{key}"] = value
-            else:
-                plain["state"][str(idx)][key] = value
-    return tensors, plain
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
-    state: dict[int, dict] = {int(i): dict(v) for i, v in plain["state"].items()}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, idx, key = name.split(".", 2)
-            state.setdefault(int(idx), {})[key] = value
-    return {"state": state, "param_groups": plain["param_groups"]}
-
-
-def save_training_state(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                        info: dict[str, Any]) -> Path:
-    """Save everything needed to continue training into ``directory/last`` atomically.
-
-    The files are staged in ``directory/.stage-<pid>`` and renamed into place; staging folders of
-    killed runs are removed first.
-
-    Raises:
-        DiskFullError: no space for the state (the staging folder is removed, ``last`` kept).
-    """
-    directory = Path(directory)
-    with disk_full_guard(directory):
-        directory.mkdir(parents=True, exist_ok=True)
-    remove_stale(directory)
-    _recover_old(directory)
-    optim_tensors, optim_plain = _flatten_optimizer(optimizer.state_dict())
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors.update(optim_tensors)
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors = _contiguous(tensors)
-    text = json.dumps({"format": FORMAT_VERSION, "optimizer": optim_plain, **info}, default=str)
-    need = sum(t.numel() * t.element_size() for t in tensors.values()) + len(text) + (1 << 16)
-    stage = stage_path(directory)
-    shutil.rmtree(stage, ignore_errors=True)
-    try:
-        with disk_full_guard(directory / "last", need):
-            stage.mkdir()
-            save_file(tensors, str(stage / STATE_TENSORS))
-            (stage / STATE_JSON).write_text(text, encoding="utf-8")
-            for name in (STATE_TENSORS, STATE_JSON):
-                fsync_file(stage / name)
-        _swap_in(stage, directory)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return directory / "last"
-
-
-def _swap_in(stage: Path, directory: Path) -> None:
-    # Two renames: a kill between them leaves only `last.old`, which _recover_old renames back.
-    last, old = directory / "last", directory / "last.old"
-    if last.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(last, old)
-    os.replace(stage, last)
-    fsync_dir(directory)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _complete(path: Path) -> bool:
-    return (path / STATE_JSON).is_file() and (path / STATE_TENSORS).is_file()
-
-
-def _recover_old(directory: Path) -> None:
-    """Rename ``last.old`` back to ``last`` when a kill landed between the two renames."""
-    last, old = directory / "last", directory / "last.old"
-    if not last.exists() and _complete(old):
-        os.replace(old, last)
-        fsync_dir(directory)
-
-
-def find_training_state(directory: str | Path) -> Path | None:
-    """The newest complete training state under ``directory`` (``last``, or ``last.old`` when a
-    kill landed between the two renames of :func:`save_training_state`), or None.
-
-    Staging folders that killed runs left in ``directory`` are removed.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    remove_stale(directory)
-    for name in ("last", "last.old"):
-        if _complete(directory / name):
-            return directory / name
-    return None
-
-
-def load_training_state(path: str | Path, model: nn.Module,
-                        optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model, optimizer and RNG from :func:`save_training_state`; returns its info dict.
-
-    Raises:
-        CheckpointError: a damaged state (unreadable files, missing entries, or a model or
-            optimizer it does not fit), naming the folder and how to start afresh.
-    """
-    path = Path(path)
-    try:
-        tensors = read_tensors(path / STATE_TENSORS)
-    except CheckpointError as exc:
-        raise CheckpointError(f"The training state is damaged: {exc} To continue anyway, {_RESTART}.") from None
-    try:
-        info = json.loads((path / STATE_JSON).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"The training state {path / STATE_JSON} is damaged ({exc}); {_RESTART}.") from None
-    missing = [k for k in ("optimizer", "epoch", "config", "history") if not isinstance(info, dict) or k not in info]
-    missing += ["rng.torch"] if "rng.torch" not in tensors else []
-    if missing:
-        raise CheckpointError(f"The training state in {path} is incomplete: it has no {', '.join(missing)}; "
-                              f"{_RESTART}.")
-    try:
-        load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc}. To start this training afresh, {_RESTART}.") from None
-    try:
-        optimizer.load_state_dict(_unflatten_optimizer(tensors, info.pop("optimizer")))
-        torch.set_rng_state(tensors["rng.torch"])
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"The optimizer or RNG state in {path} does not fit this run ({exc}); "
-                              f"{_RESTART}.") from None
-    return info
