@@ -90,6 +90,21 @@ def steps_page() -> str:
     return "\n".join(out)
 
 
+def _link_sections(table: str, sections: dict[str, type]) -> str:
+    """``table`` with each section's default (its whole content as one dict) replaced by a link to
+    the section's own table below."""
+    lines = table.splitlines()
+    head = [c.strip() for c in re.split(r"(?<!\\)\|", lines[0])]
+    column = head.index("default")
+    for i, line in enumerate(lines):
+        cells = re.split(r"(?<!\\)\|", line)
+        key = cells[1].strip().strip("`") if len(cells) > column else ""
+        if key in sections:
+            cells[column] = f" see [`{key}`](#{key}) "
+            lines[i] = "|".join(cells)
+    return "\n".join(lines) + "\n"
+
+
 def recipe_page() -> str:
     """The recipe's top-level keys and each section's keys, from the typed recipe model."""
     from pydantic import BaseModel
@@ -100,9 +115,14 @@ def recipe_page() -> str:
            "A recipe is a YAML file parsed into the typed model below: unknown keys are errors that "
            "name the key path, the closest valid key and the `file:line`. The strategies' steps are "
            "described in [Pipeline steps](steps.md). This page is generated from the code when the "
-           "site is built.", "", "## Top-level keys", "", fields_table(Recipe), ""]
+           "site is built."]
     sections = {name: field.annotation for name, field in Recipe.model_fields.items()
                 if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
+    out += ["", "## Top-level keys", "", _link_sections(fields_table(Recipe), sections), "",
+            "`strategies` maps each strategy's name to its list of steps, run in order: `- quantize` (a "
+            "step with its defaults), `- load: teacher` (a step's one value) or `- prune: {ratio: 0.5}` "
+            "(its keys). Strategies that begin with the same steps share them. Every step's keys are in "
+            "[Pipeline steps](steps.md).", ""]
     for key, model in sections.items():
         out += [f"## `{key}`", "", markdown_of(model.__doc__), "", fields_table(model), ""]
     return "\n".join(out)
@@ -123,14 +143,14 @@ def options_page() -> str:
     return "\n".join(out)
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
-    """(name, one-line help, parser) of every subcommand, depth first."""
+def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    """(one-line help, parser) of every subcommand, depth first."""
     found = []
     for action in parser._actions:  # argparse keeps subparsers only here
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help or "" for a in action._choices_actions}
             for name, sub in action.choices.items():
-                found.append((name, helps.get(name, ""), sub))
+                found.append((helps.get(name, ""), sub))
                 found += _subcommands(sub)
     return found
 
@@ -147,7 +167,7 @@ def cli_page() -> str:
                "Every command exits 0 on success and 2 on bad input, with a message naming the bad "
                "value and what would be valid. The help texts below are generated from the command "
                "line parser when the site is built.", "", "```text", parser.format_help().rstrip(), "```", ""]
-        for name, help_text, sub in _subcommands(parser):
+        for help_text, sub in _subcommands(parser):
             out += [f"## `{sub.prog}`", "", help_text, "", "```text", sub.format_help().rstrip(), "```", ""]
     finally:
         if previous is None:
@@ -181,27 +201,37 @@ def _griffe_package(config: Any) -> Any:
     return griffe.load("torchslim", search_paths=[os.path.join(root, p) for p in paths])
 
 
+def _public_entry(package: Any, name: str, module: str) -> tuple[str, str, str, str]:
+    """``(name, path, kind, summary)`` of one public name, read statically from ``package``."""
+    # a name is its module when the module is named for it and does not define it (``measure`` is a
+    # function of the module ``torchslim.measure``)
+    is_module = module.rsplit(".", 1)[-1] == name and name not in package[module[len("torchslim."):]].members
+    path = module if is_module else f"{module}.{name}"
+    obj = package[path[len("torchslim."):]]
+    if obj.is_module and not is_module:  # a function named like its submodule (``train.fit.fit``)
+        path, obj = f"{path}.{name}", obj[name]
+    kind = "module" if is_module else ("class" if obj.is_class else "function")
+    text = " ".join(markdown_of(obj.docstring.value if obj.docstring else "").split("\n\n")[0].split())
+    return name, path, kind, text
+
+
 def public_api_page(config: Any) -> str:
     """``import torchslim as ts``: every public name, rendered here or linked to its own page."""
     import torchslim  # cheap: the package imports its names lazily
 
     package = _griffe_package(config)
+    entries = [_public_entry(package, name, module) for name, module in torchslim._PUBLIC.items()]
+    # modules rendered on this page, and the names each exports (rendered with it, not again)
+    here = {path: {str(n) for n in package[path[len("torchslim."):]].exports or ()}
+            for _, path, kind, _ in entries if kind == "module" and _page_of(path) is None}
     rows, rendered = [], []
-    for name, module in torchslim._PUBLIC.items():  # the package's own list of public names, in its order
-        # a name is its module when the module is named for it and does not define it (``measure``
-        # is a function of the module ``torchslim.measure``)
-        is_module = module.rsplit(".", 1)[-1] == name and name not in package[module[len("torchslim."):]].members
-        path = module if is_module else f"{module}.{name}"
-        obj = package[path[len("torchslim."):]]
-        if obj.is_module and not is_module:  # a function named like its submodule (``train.fit.fit``)
-            path, obj = f"{path}.{name}", obj[name]
-        page = _page_of(path)
-        kind = "module" if is_module else ("class" if obj.is_class else "function")
-        text = " ".join(markdown_of(obj.docstring.value if obj.docstring else "").split("\n\n")[0].split())
+    for name, path, kind, text in entries:
+        container = next((m for m, names in here.items() if kind != "module" and name in names), None)
+        target = f"{container}.{name}" if container else path
+        page = _page_of(target)
         # an autorefs link to the rendered object: a name rendered nowhere fails the strict build
-        where = f"[{page[:-3] if page else 'below'}][{path}]"
-        rows.append(f"| `ts.{name}` | {kind} | {cell(text)} | {where} |")
-        if page is None:
+        rows.append(f"| `ts.{name}` | {kind} | {cell(text)} | [{page[:-3] if page else 'below'}][{target}] |")
+        if page is None and container is None:
             rendered.append(path)
     out = ["# torchslim", "", "The public API: `import torchslim as ts`, then `ts.<name>`. Everything else may "
            "change between versions. Names are imported on first use, so `import torchslim` stays fast.", "",
