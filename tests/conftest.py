@@ -1,14 +1,19 @@
-"""Shared fixtures: tiny Fashion-MNIST-shaped IDX files and an environment that hides the real data."""
+"""Shared fixtures: tiny Fashion-MNIST-shaped IDX files and an environment that hides the real data;
+one torch thread, tiny models and data; the bad-input suite's sandbox."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
+from torchslim import data, models
 from torchslim.cli import main
 from torchslim.data import fashion_mnist as fm
 from torchslim.data.idx import write_idx
@@ -85,6 +90,46 @@ def places(tmp_path, monkeypatch) -> Places:
     monkeypatch.setattr(fm, "search_paths", search_paths)
     return Places(env=data_root / "fashion-mnist", system=system,
                   cache=cache_home / "torchslim" / "fashion-mnist")
+
+
+# -- tiny models and data shared by the unit tests ------------------------------------------------
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test, restored afterwards: timings and kernel choices stay
+    comparable on a shared machine, and a test never competes with itself for cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+TINY_IMAGES = {"num_classes": 4, "shape": (1, 8, 8), "train_size": 32, "val_size": 0, "test_size": 40,
+               "eval_batch_size": 16}
+
+
+@pytest.fixture(scope="session")
+def tiny_images() -> Callable[..., data.DataBundle]:
+    """``tiny_images(**overrides)``: a fresh synthetic bundle, by default 4 classes of 1x8x8 images,
+    32 to train on and 40 to test; a keyword replaces one ``data.load("synthetic", ...)`` argument."""
+
+    def make(**overrides: Any) -> data.DataBundle:
+        return data.load("synthetic", **{**TINY_IMAGES, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn() -> Callable[..., nn.Module]:
+    """``tiny_cnn(num_classes=4, in_channels=1, seed=0)``: a fresh ``cnn-tiny``, its weights drawn
+    from ``seed`` (the same numbers on every call)."""
+
+    def make(num_classes: int = 4, in_channels: int = 1, seed: int = 0) -> nn.Module:
+        torch.manual_seed(seed)
+        return models.create("cnn-tiny", num_classes=num_classes, in_channels=in_channels)
+
+    return make
 
 
 # -- the bad-input suite (tests/bad_input/) ---------------------------------------------------------

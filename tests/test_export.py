@@ -8,18 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from torchslim import data, models
+from torchslim import models
 from torchslim.export import ExportError, ExportReport
 from torchslim.export import onnx as export_onnx
 from torchslim.export.tidy import MODULE_KEY
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_resnet() -> nn.Module:
@@ -34,10 +28,9 @@ def tiny_resnet() -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, tiny_images):
     model = tiny_resnet()
-    bundle = data.load("synthetic", num_classes=4, shape=(1, 12, 12), train_size=16, val_size=0, test_size=24,
-                       eval_batch_size=8)
+    bundle = tiny_images(shape=(1, 12, 12), train_size=16, test_size=24, eval_batch_size=8)
     path = tmp_path_factory.mktemp("export") / "sub" / "model.onnx"
     report = export_onnx(model.train(), torch.randn(1, 1, 12, 12), path, check_data=bundle.test)
     return model, path, report

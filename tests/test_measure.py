@@ -14,7 +14,6 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from torchslim import data, models
 from torchslim.core.checkpoint import save_tensors
 from torchslim.core.errors import TorchSlimError
 from torchslim.measure import (
@@ -36,23 +35,12 @@ from torchslim.measure.system import cpuinfo
 FAST = {"warmup": 1, "repeats": 3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    return data.load("synthetic", num_classes=4, shape=(1, 8, 8), train_size=32, val_size=0,
-                     test_size=40, eval_batch_size=16)
-
-
-def tiny_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    return models.create("cnn-tiny", num_classes=4, in_channels=1)
+def bundle(tiny_images):
+    return tiny_images()
 
 
 # --- MACs and parameters -----------------------------------------------------------------------
@@ -77,7 +65,7 @@ def test_macs_are_per_sample_and_mode_is_restored():
     assert model.training
 
 
-def test_count_parameters_counts_shared_weights_once():
+def test_count_parameters_counts_shared_weights_once(tiny_cnn):
     a = nn.Linear(20, 7)
     assert count_parameters(a) == 20 * 7 + 7
     assert count_parameters(nn.Sequential(a, nn.ReLU(), a)) == 20 * 7 + 7
@@ -88,7 +76,7 @@ def test_count_parameters_counts_shared_weights_once():
 # --- measure: accuracy, bytes, example input ---------------------------------------------------
 
 
-def test_accuracy_matches_an_independent_count(bundle):
+def test_accuracy_matches_an_independent_count(bundle, tiny_cnn):
     model = tiny_cnn().eval()
     correct = total = 0
     with torch.no_grad():
@@ -103,7 +91,7 @@ def test_accuracy_matches_an_independent_count(bundle):
     assert record.macs == count_macs(model, torch.randn(1, 1, 8, 8))
 
 
-def test_bytes_of_file_directory_and_default(tmp_path):
+def test_bytes_of_file_directory_and_default(tmp_path, tiny_cnn):
     model = tiny_cnn()
     x = torch.randn(1, 1, 8, 8)
     weights = save_tensors(tmp_path / "art" / "model.safetensors", model.state_dict())
@@ -116,12 +104,12 @@ def test_bytes_of_file_directory_and_default(tmp_path):
     assert on_file.accuracy is None and on_file.latency == []
 
 
-def test_missing_artifact_is_an_error(tmp_path):
+def test_missing_artifact_is_an_error(tmp_path, tiny_cnn):
     with pytest.raises(TorchSlimError, match="No artifact"):
         measure(tiny_cnn(), example_input=torch.randn(1, 1, 8, 8), artifact=tmp_path / "nope")
 
 
-def test_every_setting_is_timed(bundle):
+def test_every_setting_is_timed(bundle, tiny_cnn):
     record = measure(tiny_cnn(), bundle.test, name="cnn", batch_sizes=(1, 4), threads=(1,),
                      latency_kwargs=FAST)
     assert [(s.batch_size, s.threads, s.repeats) for s in record.latency] == [(1, 1, 3), (4, 1, 3)]
@@ -129,7 +117,7 @@ def test_every_setting_is_timed(bundle):
     assert record.extra["input_shape"] == [1, 8, 8]
 
 
-def test_measure_many_interleaves_and_keeps_order(bundle):
+def test_measure_many_interleaves_and_keeps_order(bundle, tiny_cnn):
     records = measure_many({"a": tiny_cnn(), "b": nn.Sequential(nn.Flatten(), nn.Linear(64, 4))},
                            bundle.test, batch_sizes=(2,), rounds=2, latency_kwargs=FAST)
     assert [r.name for r in records] == ["a", "b"]
@@ -139,7 +127,7 @@ def test_measure_many_interleaves_and_keeps_order(bundle):
 # --- latency -------------------------------------------------------------------------------------
 
 
-def test_latency_record_is_sane_and_threads_restored():
+def test_latency_record_is_sane_and_threads_restored(tiny_cnn):
     model = tiny_cnn().train()
     stat = measure_latency(model, torch.randn(1, 1, 8, 8), batch_size=3, threads=2, warmup=1, repeats=7)
     assert torch.get_num_threads() == 1
@@ -213,7 +201,7 @@ def test_latency_rejects_bad_settings(kwargs, message):
 # --- errors of measure ---------------------------------------------------------------------------
 
 
-def test_measure_needs_a_loader_or_an_example():
+def test_measure_needs_a_loader_or_an_example(tiny_cnn):
     with pytest.raises(TorchSlimError, match="neither"):
         measure(tiny_cnn())
 
@@ -226,7 +214,7 @@ def test_measure_needs_a_loader_or_an_example():
     ({"latency_kwargs": {"warmup": -2}}, "warmup"),
     ({"example_input": [1.0]}, "torch.Tensor"),
 ])
-def test_measure_rejects_bad_input(kwargs, message):
+def test_measure_rejects_bad_input(kwargs, message, tiny_cnn):
     kwargs.setdefault("example_input", torch.randn(1, 1, 8, 8))
     with pytest.raises(TorchSlimError, match=message):
         measure(tiny_cnn(), **kwargs)

@@ -16,12 +16,7 @@ from torchslim.runtime import OnnxModel, TorchModel
 FAST = {"warmup": 1, "repeats": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_onnx_model_runs_tensors_like_the_torch_model():
