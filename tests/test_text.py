@@ -14,10 +14,11 @@ pytest.importorskip("transformers")
 
 from text_helpers import SENTENCES, write_tiny_bert  # noqa: E402
 from torchslim.core.errors import CheckpointError, TorchSlimError  # noqa: E402
+from torchslim.options.text import TextLayersConfig, TextPruneConfig  # noqa: E402
 from torchslim.text import metrics as A  # noqa: E402
 from torchslim.text.load import load_encoder, load_tokenizer, save_encoder  # noqa: E402
 from torchslim.text.prune import measure_importance, prune_encoder  # noqa: E402
-from torchslim.text.students import choose_layers, every_other, layer_student  # noqa: E402
+from torchslim.text.students import choose_layers, every_other, layer_student, shrink_layers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +166,18 @@ def test_choose_layers_scores_every_subset_and_keeps_the_best(tiny):
         choose_layers(tiny, sample, 5)
 
 
+def test_shrink_layers_keeps_the_measured_best_or_the_given_layers(tiny):
+    sample = ids_of(tiny)
+    student, choice = shrink_layers(tiny, sample, keep=2)
+    assert choice.layers == choose_layers(tiny, sample, 2).layers and student.teacher_layers == choice.layers
+    given, none = shrink_layers(tiny, sample, TextLayersConfig(layers=[0, 3]))
+    assert none is None and given.teacher_layers == [0, 3]
+    with pytest.raises(TorchSlimError, match=r"text.shrink_layers: give exactly one of keep .* or layers"):
+        shrink_layers(tiny, sample, keep=2, layers=[0, 1])
+    with pytest.raises(TorchSlimError, match=r"keep must be an integer in \[1, 4\]"):  # the model's bound
+        shrink_layers(tiny, sample, keep=5)
+
+
 def test_every_other_ends_at_the_last_layer():
     assert every_other(6, 3) == [1, 3, 5] and every_other(6, 2) == [2, 5] and every_other(12, 6) == [1, 3, 5, 7, 9, 11]
 
@@ -185,8 +198,16 @@ def test_pruning_shrinks_linear_layers_and_keeps_the_important_heads(tiny):
     assert pruned.layers[0].output.dense.weight.shape == (32, 32)
     assert report["parameters_after"] < report["parameters_before"]
     assert tiny.structure()["heads"] == [4] * 4  # the original is untouched
-    with pytest.raises(TorchSlimError, match=r"heads must be a fraction in \[0, 1\)"):
+    with pytest.raises(TorchSlimError, match=r"text.prune_encoder: heads = 1.0 is invalid: Input should be less than 1"):
         prune_encoder(tiny, sample, heads=1.0)
+    again, _ = prune_encoder(tiny, sample, TextPruneConfig(heads=0.25, ffn=0.5))  # the config = its keywords
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), pruned.state_dict().values(), strict=True))
+
+
+def test_prune_measures_the_first_sample_size_sentences(tiny):
+    sample = ids_of(tiny)
+    _, report = prune_encoder(tiny, sample, heads=0.5, ffn=0.0, sample_size=3)
+    assert report["criterion"] == "contribution norm on 3 sample texts"
 
 
 def test_cutting_a_silent_head_changes_nothing(tiny):

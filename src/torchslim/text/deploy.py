@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from torchslim.core.errors import TorchSlimError
+from torchslim.options.text import TextQuantizeConfig
+from torchslim.text._configure import configure
 from torchslim.text.encoder import SentenceEncoder
 
 OPSET = 17
@@ -59,10 +61,23 @@ def export_onnx(encoder: SentenceEncoder, path: str | Path, example: torch.Tenso
     return path
 
 
-def quantize_int8(onnx_path: str | Path, int8_path: str | Path) -> Path:
-    """Dynamic INT8 of an exported encoder: per-channel int8 weights, activations quantized at run time."""
+def quantize_int8(onnx_path: str | Path, int8_path: str | Path, config: TextQuantizeConfig | None = None,
+                  **options: object) -> Path:
+    """INT8 of an exported encoder: per-channel int8 weights, activations quantized at run time.
+
+    Args:
+        onnx_path: the FP32 ``.onnx`` written by :func:`export_onnx`.
+        int8_path: where the INT8 model is written.
+        config: a :class:`~torchslim.options.text.TextQuantizeConfig` (``mode``: dynamic, the only
+            one); keyword arguments build it.
+
+    Raises:
+        OptionsError: a bad option.
+        TorchSlimError: no file at ``onnx_path``.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    configure(TextQuantizeConfig, "text.quantize_int8", config, options)  # dynamic is the only mode
     onnx_path, int8_path = Path(onnx_path), Path(int8_path)
     if not onnx_path.is_file():
         raise TorchSlimError(f"No ONNX model at {onnx_path}: export it first (export_onnx).")

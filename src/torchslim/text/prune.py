@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from torchslim.core.errors import TorchSlimError
+from torchslim.options.text import TextPruneConfig
+from torchslim.text._configure import configure
 from torchslim.text.encoder import SentenceEncoder, layer_heads
 
 
@@ -125,31 +127,32 @@ def _kept(count: int, ratio: float) -> int:
     return max(1, count - math.floor(count * ratio + 1e-9))
 
 
-def _check_ratio(name: str, ratio: float) -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
-        raise TorchSlimError(f"{name} must be a fraction in [0, 1) of units to remove, got {ratio!r}.")
-    return float(ratio)
-
-
-def prune_encoder(encoder: SentenceEncoder, sample: Tensor, *, heads: float = 0.5, ffn: float = 0.5,
-                  importance: Importance | None = None, batch_size: int = 64) -> tuple[SentenceEncoder, dict]:
+def prune_encoder(encoder: SentenceEncoder, sample: Tensor, config: TextPruneConfig | None = None, *,
+                  importance: Importance | None = None, batch_size: int = 64,
+                  **options: object) -> tuple[SentenceEncoder, dict]:
     """A copy of ``encoder`` with the fraction ``heads`` of every layer's attention heads and
-    ``ffn`` of its FFN units removed, the least important first (measured on ``sample``).
+    ``ffn`` of its FFN units removed, the least important first (measured on the first
+    ``sample_size`` sentences of ``sample``).
 
     Args:
         sample: (N, L) token ids of real text, for :func:`measure_importance`.
-        heads: the fraction of attention heads removed per layer, in [0, 1) (at least one stays).
-        ffn: the fraction of feed-forward units removed per layer, in [0, 1) (at least one stays).
+        config: a :class:`~torchslim.options.text.TextPruneConfig`; keyword arguments (``heads=0.5``,
+            ``ffn=0.5``, ``sample_size``) build it or override its fields.
         importance: scores to use instead of measuring them.
+        batch_size: sentences per forward pass while measuring.
 
     Returns:
         ``(pruned encoder, report)``; the report lists each layer's kept heads and units and the
         parameter counts before and after. ``encoder`` itself is unchanged.
 
     Raises:
-        TorchSlimError: a ratio outside [0, 1), or an empty sample.
+        OptionsError: a fraction outside [0, 1), both 0, or another bad option.
+        TorchSlimError: an empty sample.
     """
-    heads, ffn = _check_ratio("heads", heads), _check_ratio("ffn", ffn)
+    cfg = configure(TextPruneConfig, "text.prune_encoder", config, options)
+    heads, ffn = cfg.heads, cfg.ffn
+    if importance is None:
+        sample = sample[: cfg.sample_size]
     scores = importance or measure_importance(encoder, sample, batch_size)
     pruned = encoder.rewrap(copy.deepcopy(encoder.bert))
     report = {"heads_ratio": heads, "ffn_ratio": ffn, "layers": [],

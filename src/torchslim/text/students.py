@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from torchslim.core.errors import TorchSlimError
+from torchslim.options.text import TextLayersConfig
+from torchslim.text._configure import configure
 from torchslim.text.encoder import SentenceEncoder
 from torchslim.text.metrics import embed, mean_cosine
 
@@ -139,3 +141,28 @@ def choose_layers(teacher: SentenceEncoder, sample: Tensor, keep: int, *, max_ca
     return LayerChoice(list(best_layers), best_score, method, len(sample),
                        [(list(c), s) for c, s in ranked if len(c) == keep],
                        (list(reference), score(reference)))
+
+
+def shrink_layers(teacher: SentenceEncoder, sample: Tensor, config: TextLayersConfig | None = None,
+                  **options: object) -> tuple[SentenceEncoder, LayerChoice | None]:
+    """A student with fewer layers made from ``teacher``: the ``keep`` layers that agree best with it
+    (:func:`choose_layers` on the first ``sample_size`` sentences of ``sample``) or the given
+    ``layers``.
+
+    Args:
+        sample: (N, L) token ids of real text; unused when ``layers`` are given.
+        config: a :class:`~torchslim.options.text.TextLayersConfig`; keyword arguments (``keep=3``,
+            ``layers=[0, 4, 5]``, ``sample_size``) build it or override its fields.
+
+    Returns:
+        ``(student, choice)``: ``choice`` is what :func:`choose_layers` measured, None for given layers.
+
+    Raises:
+        OptionsError: bad options (neither or both of keep and layers, ...).
+        TorchSlimError: ``keep`` or an index beyond the teacher's layers, or a sample of fewer than 2.
+    """
+    cfg = configure(TextLayersConfig, "text.shrink_layers", config, options)
+    if cfg.layers is not None:
+        return layer_student(teacher, cfg.layers), None
+    choice = choose_layers(teacher, sample[: cfg.sample_size], cfg.keep)
+    return layer_student(teacher, choice.layers), choice
