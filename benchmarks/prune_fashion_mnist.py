@@ -181,13 +181,13 @@ def make_model(row: Row, teacher: nn.Module, bundle: data.DataBundle, s: Setting
     """The row's pruned or sparsified model, and what its record says."""
     if row.sparsity is not None:
         model, record = prune.sparsify(teacher, row.sparsity, scope="global", data=bundle, epochs=row.epochs,
-                                       fit_options=FIT, threads=s.threads, seed=s.seed)
+                                       threads=s.threads, seed=s.seed, **FIT)
         return model, {"accuracy_pruned": record.accuracy_pruned,
                        "accuracy": record.accuracy_after, "sparsity_record": record.to_dict()}
     model, record = prune.channels(
-        teacher, bundle.example_batch(2), row.ratio, row.criterion, steps=row.steps, recover=row.recover,
-        epochs=row.epochs, data=bundle, fit_options=FIT, threads=s.threads, seed=s.seed,
-        bn_batches=s.bn_batches, cache=cache if cache is not None else "memory")
+        teacher, bundle.example_batch(2), row.ratio, row.criterion, iterations=row.steps,
+        recover=row.recover if row.epochs else "none", epochs=row.epochs, data=bundle, threads=s.threads,
+        seed=s.seed, bn_batches=s.bn_batches, teacher_cache=cache, **FIT)
     final = record.history[-1]
     kept = json.dumps([op.model_dump() for op in record.steps.ops], sort_keys=True).encode()
     return model, {"accuracy_pruned": record.history[0].accuracy_pruned,

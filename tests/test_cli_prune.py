@@ -21,12 +21,12 @@ def teacher_dir(tmp_path_factory):
 
 def test_prune_with_kd_then_eval(teacher_dir, tmp_path, capsys):
     out = tmp_path / "pruned"
-    code = main(["prune", str(teacher_dir), "--ratio", "0.5", "--importance", "l1", "--steps", "2",
+    code = main(["prune", str(teacher_dir), "--ratio", "0.5", "--importance", "l1", "--iterations", "2",
                  "--recover", "kd", "--epochs", "2", "--cache", "disk", "--round-to", "4",
                  "--ratios", "features.3=0.75", "--out", str(out), "--quiet", "--threads", "1"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "step 2: 0.50 of channels removed" in captured.out and "torchslim eval" in captured.out
+    assert "iteration 2: 0.50 of channels removed" in captured.out and "torchslim eval" in captured.out
     meta = json.loads((out / "model.json").read_text())
     assert meta["model"]["name"] == "cnn-tiny" and meta["data"]["name"] == "synthetic"
     assert meta["applied_steps"][0]["kind"] == "prune.channels"
@@ -43,13 +43,13 @@ def test_prune_with_kd_then_eval(teacher_dir, tmp_path, capsys):
 
 def test_sparsify_then_load(teacher_dir, tmp_path, capsys):
     out = tmp_path / "sparse"
-    code = main(["sparsify", str(teacher_dir), "--sparsity", "0.6", "--agp", "--epochs", "1", "--out", str(out),
+    code = main(["sparsify", str(teacher_dir), "--sparsity", "0.6", "--ramp", "agp", "--epochs", "1", "--out", str(out),
                  "--quiet", "--threads", "1"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "runs no faster" in " ".join(captured.out.split())
     meta = json.loads((out / "model.json").read_text())
-    assert meta["sparsify"]["schedule"] == "agp" and abs(meta["sparsify"]["sparsity"] - 0.6) < 0.01
+    assert meta["sparsify"]["ramp"] == "agp" and abs(meta["sparsify"]["sparsity"] - 0.6) < 0.01
     model, _ = load_model(out)
     weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
@@ -57,14 +57,16 @@ def test_sparsify_then_load(teacher_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--ratio", "1.5"], "argument --ratio: expected a number (0, 1), got '1.5'"),
+    (["--ratio", "1.5"], "--ratio = 1.5 is invalid: Input should be less than 1"),
     (["--ignore", "features.9"], "no module at path 'features.9'"),
-    (["--importance", "l22"], "Did you mean 'l2'"),
-    (["--ratios", "features.3"], "expected PATH=RATIO"),
-    (["--ratios", "features.3=1"], "expected PATH=RATIO with a ratio in (0, 1)"),
+    (["--importance", "l22"], "--importance = \"l22\" is invalid: Unknown importance criterion 'l22'. Did you mean 'l2'"),
+    (["--ratios", "features.3"], "--ratios: expected KEY=VALUE, got 'features.3'"),
+    (["--ratios", "features.3=1"], "ratios['features.3'] = 1 must be a fraction of channels in (0, 1)"),
+    (["--iterations", "2", "--steps", "2"], "unrecognized arguments: --steps"),
+    (["--recover", "none"], "epochs = 1 recovery epochs with recover='none' would never run"),
 ])
 def test_prune_bad_input_exits_2(teacher_dir, tmp_path, capsys, extra, message):
-    argv = ["prune", str(teacher_dir), "--epochs", "1", "--out", str(tmp_path / "bad"), "--quiet", *extra]
+    argv = ["prune", str(teacher_dir), "--recover", "kd", "--epochs", "1", "--out", str(tmp_path / "bad"), "--quiet", *extra]
     try:
         code = main(argv)
     except SystemExit as exc:

@@ -241,7 +241,7 @@ def test_given_heads_round_trip_through_a_checkpoint(tmp_path):
 
 def test_a_step_that_would_split_a_head_is_refused():
     from torchslim.prune.heads import check_whole_heads, find_attention
-    from torchslim.prune.steps import Slice
+    from torchslim.prune.surgery import Slice
 
     blocks = find_attention(user_vit(), X, HEADS)
     whole = Slice(module="blocks.0.attn.q", layer="LINEAR", dim="out", axis=0, size=32, kept=list(range(8, 24)))
@@ -278,7 +278,7 @@ def test_a_stale_head_count_that_would_make_thinner_heads_is_refused():
 @pytest.mark.parametrize(("steps", "head_ratio", "kept"), [(1, 0.5, 2), (2, 0.5, 2), (3, 0.5, 2), (3, 0.3, 2), (2, 0.7, 1)])
 def test_iterative_steps_remove_the_requested_share_of_heads(steps, head_ratio, kept):
     """torch-pruning alone applies the cumulative ratio to the heads left (2 steps of 0.5: 1 of 4)."""
-    pruned, record = prune.channels(user_vit(), X, 0.5, heads=HEADS, steps=steps, head_ratio=head_ratio)
+    pruned, record = prune.channels(user_vit(), X, 0.5, heads=HEADS, iterations=steps, head_ratio=head_ratio)
     assert record.attention["blocks.0.attn"] == {"before": 4, "after": kept}
     assert pruned.blocks[1].attn.q.out_features == 8 * kept
 

@@ -114,8 +114,8 @@ def test_iterative_pruning_recovers_between_steps(mode):
     bundle = data.load("synthetic", batch_size=16, num_classes=4, shape=(1, 12, 12), train_size=64,
                        val_size=0, test_size=32, augment=True)
     model = trained_like("cnn-tiny", num_classes=4)
-    pruned, record = prune.channels(model, bundle.example_batch(2), 0.5, "l2", steps=2, recover=mode, epochs=3,
-                                    data=bundle, fit_options={"lr": 0.05}, bn_batches=2)
+    pruned, record = prune.channels(model, bundle.example_batch(2), 0.5, "l2", iterations=2, recover=mode, epochs=3,
+                                    data=bundle, lr=0.05, bn_batches=2)
     assert record.recover == mode and record.epochs == 3 and record.iterative_steps == 2
     assert [h.target_ratio for h in record.history] == [0.25, 0.5]
     assert [h.recovery_epochs for h in record.history] == [1, 2]  # the later step gets the extra epoch
@@ -177,7 +177,7 @@ class Scaled(nn.Module):
 
 def test_bare_parameters_are_sliced_and_replayed_over_iterative_steps():
     torch.manual_seed(0)
-    pruned, record = prune.channels(Scaled(), X, 0.5, "l1", steps=2)
+    pruned, record = prune.channels(Scaled(), X, 0.5, "l1", iterations=2)
     assert pruned.scale.shape == (1, 8, 1, 1) and pruned.conv.out_channels == 8
     assert [op.size for op in record.steps.ops if op.module == "scale"] == [16, 12]  # one slice per step
     assert any("Unwrapped parameters" in note for note in record.notes)

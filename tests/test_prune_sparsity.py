@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from torchslim import data, models, prune
+from torchslim.options import OptionsError
 from torchslim.prune.unstructured import weights_to_sparsify
 
 
@@ -39,7 +40,7 @@ def test_one_shot_sparsify_record_and_untouched_input():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     sparse, record = prune.sparsify(model, 0.8, scope="layer")
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
-    assert record.target == 0.8 and record.schedule == "oneshot" and record.scope == "layer"
+    assert record.target == 0.8 and record.ramp == "oneshot" and record.scope == "layer"
     assert all(abs(layer.sparsity - 0.8) < 0.01 for layer in record.layers.values())
     assert 0.79 < record.sparsity <= 0.8 and record.sparsity_all_parameters < record.sparsity  # BN, biases dense
     assert record.csr_bytes < 0.5 * record.dense_bytes and record.zipped_bytes < 0.5 * record.dense_bytes
@@ -57,14 +58,13 @@ def test_agp_schedule_is_cubic_between_start_and_end():
     assert values == sorted(values)
 
 
-@pytest.mark.parametrize("schedule", ["agp", "oneshot"])
-def test_sparsity_during_training_keeps_the_zeros(schedule):
+@pytest.mark.parametrize("ramp", ["agp", "oneshot"])
+def test_sparsity_during_training_keeps_the_zeros(ramp):
     torch.manual_seed(0)
     model = models.create("cnn-tiny", num_classes=4)
-    sparse, record = prune.sparsify(model, 0.7, schedule=schedule, data=tiny_data(), epochs=2,
-                                    fit_options={"lr": 0.05})
+    sparse, record = prune.sparsify(model, 0.7, ramp=ramp, data=tiny_data(), epochs=2, lr=0.05)
     assert record.epochs == 2 and record.accuracy_before is not None and record.accuracy_after is not None
-    assert (record.accuracy_pruned is None) == (schedule == "agp")  # one-shot: measured before training
+    assert record.ramp == ramp and (record.accuracy_pruned is None) == (ramp == "agp")  # one-shot: measured before training
     assert record.sparsity == pytest.approx(0.7, abs=0.002)  # reached, and not undone by the last steps
     weights = weights_to_sparsify(sparse)
     assert sum(int((w == 0).sum()) for w in weights.values()) == sum(x.zeros for x in record.layers.values())
@@ -89,12 +89,14 @@ def test_gradual_sparsity_in_a_hand_written_loop():
     assert (weight == 0).float().mean() == pytest.approx(0.5, abs=0.01)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"sparsity": 1.0}, r"sparsity must be the fraction of weights to zero, in \(0, 1\).*got 1.0"),
-    ({"sparsity": 0.5, "scope": "net"}, "scope must be one of global, layer; got 'net'"),
-    ({"sparsity": 0.5, "schedule": "agp"}, "needs data= and epochs > 0"),
-    ({"sparsity": 0.5, "ignore": ["features.9"]}, "no module at path 'features.9'"),
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"sparsity": 1.0}, OptionsError, r"prune.sparsify: sparsity = 1.0 is invalid: Input should be less than 1"),
+    ({"sparsity": 0.5, "scope": "net"}, OptionsError, r"scope = \"net\" is invalid: Input should be 'global' or 'layer'"),
+    ({"sparsity": 0.5, "ramp": "agp"}, OptionsError, r"ramp='agp' raises sparsity while training: it needs epochs > 0"),
+    ({"sparsity": 0.5, "ramp": "agp", "epochs": 1}, prune.PruneError, r"ramp='agp' with epochs=1 needs data="),
+    ({"sparsity": 0.5, "schedule": "agp"}, OptionsError, r"schedule = \"agp\" is invalid: .*'onecycle', 'cosine'"),
+    ({"sparsity": 0.5, "ignore": ["features.9"]}, prune.PruneError, "no module at path 'features.9'"),
 ])
-def test_sparsify_bad_input(kwargs, message):
-    with pytest.raises(prune.PruneError, match=message):
+def test_sparsify_bad_input(kwargs, error, message):
+    with pytest.raises(error, match=message):
         prune.sparsify(models.create("cnn-tiny"), **kwargs)

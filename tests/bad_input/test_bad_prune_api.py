@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from torchslim import models, prune
-from torchslim.core.errors import TorchSlimError, UnknownNameError
+from torchslim.core.errors import TorchSlimError
 from torchslim.core.taps import Taps
+from torchslim.options import OptionsError
 
 X = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
 IMAGES = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -69,32 +70,33 @@ def cnn() -> nn.Module:
 
 
 HEADS = {"attn.0": 4, "attn.1": 4}
-E = prune.PruneError
+E, OE = prune.PruneError, OptionsError
 
 # id -> (model factory, example input, keyword arguments of channels, error type, message needles)
 CHANNELS = {
-    "ratio-zero": (cnn, X, {"ratio": 0}, E, ["ratio must be", "strictly between 0 and 1", "got 0"]),
-    "ratio-one": (cnn, X, {"ratio": 1.0}, E, ["ratio must be", "got 1.0"]),
-    "ratio-negative": (cnn, X, {"ratio": -0.3}, E, ["ratio must be", "got -0.3"]),
-    "ratio-nan": (cnn, X, {"ratio": float("nan")}, E, ["ratio must be", "got nan"]),
-    "ratio-inf": (cnn, X, {"ratio": float("inf")}, E, ["ratio must be", "got inf"]),
-    "ratio-string": (cnn, X, {"ratio": "0.5"}, E, ["ratio must be", "got '0.5'"]),
-    "ratio-bool": (cnn, X, {"ratio": True}, E, ["ratio must be", "got True"]),
-    "head-ratio-over-one": (ViT, IMAGES, {"head_ratio": 1.5, "heads": HEADS}, E, ["head_ratio must be", "got 1.5"]),
-    "importance-unknown": (cnn, X, {"importance": "l3"}, UnknownNameError,
-                           ["'l3'", "did you mean 'l2'", "bn_scale", "taylor"]),
+    "ratio-zero": (cnn, X, {"ratio": 0}, OE, ["prune.channels: ratio = 0 is invalid", "greater than 0"]),
+    "ratio-one": (cnn, X, {"ratio": 1.0}, OE, ["ratio = 1.0 is invalid", "less than 1"]),
+    "ratio-negative": (cnn, X, {"ratio": -0.3}, OE, ["ratio = -0.3 is invalid", "greater than 0"]),
+    "ratio-nan": (cnn, X, {"ratio": float("nan")}, OE, ["ratio = NaN is invalid", "finite number"]),
+    "ratio-inf": (cnn, X, {"ratio": float("inf")}, OE, ["ratio = Infinity is invalid", "finite number"]),
+    "ratio-string": (cnn, X, {"ratio": "0.5"}, OE, ["ratio = \"0.5\" is invalid", "valid number"]),
+    "ratio-bool": (cnn, X, {"ratio": True}, OE, ["ratio = true is invalid", "valid number"]),
+    "head-ratio-over-one": (ViT, IMAGES, {"head_ratio": 1.5, "heads": HEADS}, OE,
+                            ["head_ratio = 1.5 is invalid", "less than 1"]),
+    "importance-unknown": (cnn, X, {"importance": "l3"}, OE,
+                           ["importance = \"l3\" is invalid", "did you mean 'l2'", "bn_scale", "taylor"]),
     "ignore-missing-path": (cnn, X, {"ignore": ["features.0.conv"]}, E,
                             ["ignore='features.0.conv'", "no module at path", "'features.0.0'"]),
-    "ignore-not-a-path": (cnn, X, {"ignore": [3]}, E, ["ignore items must be module paths", "got 3"]),
+    "ignore-not-a-path": (cnn, X, {"ignore": [3]}, OE, ["ignore[0] = 3 is invalid", "valid string"]),
     "ratios-unknown-layer": (cnn, X, {"ratios": {"features.9": 0.5}}, E,
                              ["ratios['features.9']", "no module at path 'features.9'", "'features.0'"]),
-    "ratios-bad-value": (cnn, X, {"ratios": {"features.1": 1.2}}, E, ["ratios['features.1'] must be", "got 1.2"]),
-    "ratios-not-a-mapping": (cnn, X, {"ratios": [0.5]}, E, ["ratios must be a mapping", "list"]),
-    "round-to-zero": (cnn, X, {"round_to": 0}, E, ["round_to must be a positive integer", "got 0"]),
-    "round-to-negative": (cnn, X, {"round_to": -8}, E, ["round_to must be a positive integer", "got -8"]),
-    "steps-zero": (cnn, X, {"steps": 0}, E, ["steps must be a positive integer", "got 0"]),
-    "recover-unknown": (cnn, X, {"recover": "fine"}, E, ["recover must be one of", "finetune", "'fine'"]),
-    "recovery-option-unknown": (cnn, X, {"epoch": 3}, E, ["unknown option(s) ['epoch']", "recovery options"]),
+    "ratios-bad-value": (cnn, X, {"ratios": {"features.1": 1.2}}, OE, ["ratios['features.1'] = 1.2", "(0, 1)"]),
+    "ratios-not-a-mapping": (cnn, X, {"ratios": [0.5]}, OE, ["ratios = [0.5] is invalid", "valid dictionary"]),
+    "round-to-zero": (cnn, X, {"round_to": 0}, OE, ["round_to = 0 is invalid", "greater than 0"]),
+    "round-to-negative": (cnn, X, {"round_to": -8}, OE, ["round_to = -8 is invalid", "greater than 0"]),
+    "iterations-zero": (cnn, X, {"iterations": 0}, OE, ["iterations = 0 is invalid", "greater than 0"]),
+    "recover-unknown": (cnn, X, {"recover": "fine"}, OE, ["recover = \"fine\" is invalid", "'finetune'", "'kd'"]),
+    "recovery-option-unknown": (cnn, X, {"epoch": 3}, OE, ["unknown option 'epoch'", "did you mean 'epochs'"]),
     "input-wrong-channels": (cnn, torch.randn(2, 3, 16, 16), {}, E,
                              ["shape (2, 3, 16, 16)", "'features.0.0' (Conv2d)", "expects (N, 1, H, W)"]),
     "input-missing-batch-dim": (cnn, torch.randn(16, 16), {}, E, ["shape (16, 16)", "expects (N, 1, H, W)"]),
@@ -110,14 +112,14 @@ CHANNELS = {
                              "heads={'attn.0': n, 'attn.1': n}", "ignore=['attn.0', 'attn.1']"]),
     "heads-missing-path": (ViT, IMAGES, {"heads": {"attn.2": 4}}, E,
                            ["heads['attn.2']", "no module at path 'attn.2'", "'attn.0'"]),
-    "heads-zero": (ViT, IMAGES, {"heads": {"attn.0": 0, "attn.1": 4}}, E,
-                   ["heads['attn.0'] must be a positive integer", "got 0"]),
-    "heads-negative": (ViT, IMAGES, {"heads": {"attn.0": -4, "attn.1": 4}}, E,
-                       ["heads['attn.0'] must be a positive integer", "got -4"]),
-    "heads-float": (ViT, IMAGES, {"heads": {"attn.0": 4.0, "attn.1": 4}}, E,
-                    ["heads['attn.0'] must be a positive integer", "got 4.0"]),
-    "heads-bool": (ViT, IMAGES, {"heads": {"attn.0": True, "attn.1": 4}}, E,
-                   ["heads['attn.0'] must be a positive integer", "got True"]),
+    "heads-zero": (ViT, IMAGES, {"heads": {"attn.0": 0, "attn.1": 4}}, OE,
+                   ["heads['attn.0'] = 0", "positive number of attention heads"]),
+    "heads-negative": (ViT, IMAGES, {"heads": {"attn.0": -4, "attn.1": 4}}, OE,
+                       ["heads['attn.0'] = -4", "positive number of attention heads"]),
+    "heads-float": (ViT, IMAGES, {"heads": {"attn.0": 4.0, "attn.1": 4}}, OE,
+                    ["heads.attn.0 = 4.0 is invalid", "valid integer"]),
+    "heads-bool": (ViT, IMAGES, {"heads": {"attn.0": True, "attn.1": 4}}, OE,
+                   ["heads.attn.0 = true is invalid", "valid integer"]),
     "heads-not-dividing": (ViT, IMAGES, {"heads": {"attn.0": 3, "attn.1": 4}}, E,
                            ["heads['attn.0']=3 does not divide", "'attn.0.q' (32 channels)", "1, 2, 4, 8, 16, 32"]),
     "heads-not-attention": (ViT, IMAGES, {"heads": {**HEADS, "fc1": 4}}, E,
@@ -125,7 +127,7 @@ CHANNELS = {
     "heads-on-multihead-attention": (ViT, IMAGES, {"heads": {**HEADS, "mha": 4}}, E,
                                      ["heads['mha']", "nn.MultiheadAttention, whose heads are left alone"]),
     "heads-root": (ViT, IMAGES, {"heads": {"": 4}}, E, ["heads['']", "ViT) itself is never pruned as one attention block"]),
-    "heads-not-a-mapping": (ViT, IMAGES, {"heads": 4}, E, ["heads must be a mapping", "int 4"]),
+    "heads-not-a-mapping": (ViT, IMAGES, {"heads": 4}, OE, ["heads = 4 is invalid", "valid dictionary"]),
     "heads-contradict-attribute": (lambda: ViT(num_heads=4), IMAGES, {"heads": {"attn.0": 2}}, E,
                                    ["heads['attn.0']=2 contradicts the module's own num_heads=4"]),
 }

@@ -175,8 +175,8 @@ def find_attention(model: nn.Module, example_input: torch.Tensor,
 
     Raises:
         PruneError: a ``heads`` entry whose path does not exist or is not an attention block, whose
-            count is not a positive integer, contradicts the module's own head-count attribute or
-            does not divide the projection width.
+            count contradicts the module's own head-count attribute or does not divide the
+            projection width.
     """
     heads = check_heads_arg(model, heads)
     named = dict(model.named_modules())
@@ -198,23 +198,16 @@ def find_attention(model: nn.Module, example_input: torch.Tensor,
     return blocks
 
 
-def check_heads_arg(model: nn.Module, heads: Any) -> dict[str, int]:
-    """``heads`` as a dict whose keys are real module paths and whose values are positive ints."""
-    if heads is None:
-        return {}
-    if not isinstance(heads, Mapping):
-        raise PruneError(f"heads must be a mapping {{module path: head count}} such as {{'blocks.0.attn': 4}}, "
-                         f"got {type(heads).__name__} {heads!r}.")
-    for path, count in heads.items():
+def check_heads_arg(model: nn.Module, heads: Mapping[str, int] | None) -> dict[str, int]:
+    """``heads`` (already positive ints by :class:`~torchslim.options.PruneConfig`) with every key
+    checked to be a real module path other than the root."""
+    for path in heads or {}:
         if path == "":
             raise PruneError(f"heads['']: the model ({type(model).__name__}) itself is never pruned as one attention "
                              "block; key heads by the path of the submodule that owns the q/k/v projections, "
                              "e.g. {'blocks.0.attn': 4}.")
         resolve_path(model, path, f"heads[{path!r}]")
-        if not _positive_int(count):
-            raise PruneError(f"heads[{path!r}] must be a positive integer (the number of attention heads of "
-                             f"that block), got {count!r}.")
-    return dict(heads)
+    return dict(heads or {})
 
 
 def _block(path: str, module: nn.Module, traced: tuple[set[str], set[str]], given: int | None,

@@ -1,7 +1,7 @@
 """torch-pruning's pruner, built and guarded, and one pruning step applied and recorded.
 
-Every slice torch-pruning would make is turned into a :class:`~torchslim.prune.steps.Slice` and
-applied through :func:`~torchslim.prune.steps.apply_slice` — the code that replays it on load — so
+Every slice torch-pruning would make is turned into a :class:`~torchslim.prune.surgery.Slice` and
+applied through :func:`~torchslim.prune.surgery.apply_slice` — the code that replays it on load — so
 the recorded steps rebuild exactly the model that was pruned. torch-pruning's silent skips (a group
 that would lose every channel, a layer a criterion cannot score) become errors and notes.
 """
@@ -18,7 +18,7 @@ from torchslim.prune import importance as imp
 from torchslim.prune.errors import PruneError
 from torchslim.prune.heads import check_whole_heads
 from torchslim.prune.plan import Plan
-from torchslim.prune.steps import SetAttr, Slice, apply_set, apply_slice, layer_kind
+from torchslim.prune.surgery import SetAttr, Slice, apply_set, apply_slice, layer_kind
 from torchslim.prune.trace import run_naming_module
 
 UNTRACEABLE_HINT = ("torch-pruning traces the model by running it with autograd on; leave that module "
@@ -35,7 +35,7 @@ def build_pruner(model: nn.Module, example_input: torch.Tensor, plan: Plan, impo
             warnings.simplefilter("always")
             pruner = tp.pruner.BasePruner(
                 model, example_input, importance=imp.create(importance), global_pruning=global_ranking,
-                pruning_ratio=plan.ratio, pruning_ratio_dict=plan.ratio_modules, iterative_steps=plan.steps,
+                pruning_ratio=plan.ratio, pruning_ratio_dict=plan.ratio_modules, iterative_steps=plan.iterations,
                 ignored_layers=plan.ignored, round_to=plan.round_to, num_heads=dict(plan.num_heads),
                 prune_num_heads=bool(plan.num_heads), prune_head_dims=False,
                 head_pruning_ratio=plan.head_ratio if plan.num_heads else 0.0)
@@ -64,8 +64,8 @@ def _schedule_heads(pruner, plan: Plan) -> None:
             continue
         total = block.heads - block.heads_kept(plan.head_ratio)
         ratios, left = [0.0], block.heads
-        for step in range(1, plan.steps + 1):
-            share = math.ceil(total * step / plan.steps) - (block.heads - left)
+        for step in range(1, plan.iterations + 1):
+            share = math.ceil(total * step / plan.iterations) - (block.heads - left)
             ratios.append((share - 0.5) / left if share > 0 else 0.0)
             left -= share
         for layer in block.qkv.values():

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from torchslim.prune.errors import PruneError
-from torchslim.prune.steps import ChannelSteps
+from torchslim.prune.surgery import ChannelSteps
 
 DENSE_NOTE = ("Unstructured sparsity leaves every tensor dense: torch's dense kernels still multiply "
               "the zeros, so the model runs no faster than the dense one. The saving is in compressed "
@@ -108,7 +108,8 @@ class SparsityRecord(_Record):
 
     target: float
     scope: str
-    schedule: str
+    ramp: str = Field(validation_alias=AliasChoices("ramp", "schedule"),  # records written before the rename say "schedule"
+                      description="oneshot or agp")
     epochs: int = 0
     layers: dict[str, LayerSparsity]
     sparsity: float = Field(description="zeros / elements over the sparsified weights")

@@ -4,7 +4,7 @@
 through residual adds, concatenations, BatchNorms, depthwise or grouped convolutions and the
 classifier's input are pruned together, so the result is a smaller dense ``nn.Module`` that runs
 faster with ordinary kernels. Attention heads go as whole heads and the residual stream of a
-transformer is left alone. Every slice is recorded (:mod:`torchslim.prune.steps`), so
+transformer is left alone. Every slice is recorded (:mod:`torchslim.prune.surgery`), so
 ``save_model``/``load_model`` round-trip the pruned model without pickle.
 """
 
@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from torchslim.core.state import applied_steps, set_applied_steps
+from torchslim.distill import TeacherCache
 from torchslim.measure import count_macs, count_parameters, state_dict_bytes
+from torchslim.options.prune import PruneConfig
 from torchslim.prune import importance as imp
+from torchslim.prune.configure import configure, split_module_types
 from torchslim.prune.errors import PruneError
 from torchslim.prune.head_check import check_blocks, snapshot
 from torchslim.prune.plan import Plan, layer_widths, make_plan
 from torchslim.prune.pruner import build_pruner, prune_step
 from torchslim.prune.record import ChannelPruneRecord, Size, StepRecord
-from torchslim.prune.recover import Recovery, build_cache, recalibrate_batchnorm, recover
-from torchslim.prune.steps import ChannelSteps, SetAttr, Slice
+from torchslim.prune.recover import RecoveryRun, build_cache, check_recovery, recalibrate_batchnorm, recover
+from torchslim.prune.surgery import ChannelSteps, SetAttr, Slice
 from torchslim.prune.trace import run_naming_module
 from torchslim.train.evaluate import evaluate
 
@@ -40,85 +44,75 @@ def measure_size(model: nn.Module, example_input: torch.Tensor) -> Size:
 def channels(
     model: nn.Module,
     example_input: torch.Tensor,
-    ratio: float = 0.5,
-    importance: str = "l2",
+    ratio: float | None = None,
+    importance: str | None = None,
     *,
-    ratios: Mapping[str, float] | None = None,
-    head_ratio: float | None = None,
-    heads: Mapping[str, int] | None = None,
-    global_ranking: bool = False,
-    round_to: int | None = None,
-    ignore: Sequence[str | type] = (),
-    ignore_classifier: bool = True,
-    steps: int = 1,
-    recover: str = "none",
-    epochs: int = 0,
+    config: PruneConfig | None = None,
     data: Any = None,
     calibration: Iterable | None = None,
+    teacher_cache: TeacherCache | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+    threads: int | None = None,
     seed: int = 0,
-    **recovery_options: Any,
+    **options: Any,
 ) -> tuple[nn.Module, ChannelPruneRecord]:
     """Remove ``ratio`` of the channels of every prunable layer; returns ``(pruned, record)``.
 
     The input model is not changed: a copy is pruned. The record holds the sizes before and after,
-    the settings, accuracy per step (when ``data`` is given) and the applied steps that
+    the settings, accuracy per iteration (when ``data`` is given) and the applied steps that
     ``torchslim.prune.replay`` / ``torchslim.load_model`` use to rebuild the pruned architecture.
 
     Args:
         model: the trained model.
         example_input: a batch ``(N, ...)`` the model accepts, for tracing and MACs.
-        ratio: fraction of each layer's channels to remove, in (0, 1); parameters and MACs fall
-            by about ``1 - (1 - ratio)**2``.
-        importance: criterion name (``torchslim.prune.IMPORTANCE``: l1, l2, fpgm, taylor,
-            bn_scale, lamp, random).
-        ratios: per-layer ratios by module path (a container path covers its layers).
-        head_ratio: fraction of attention heads to remove (default ``ratio``).
-        heads: head count per attention block, by the path of the module that directly owns its
-            q/k/v Linear layers: ``{"blocks.0.attn": 4}``. Needed for blocks without a
-            ``num_heads``/``heads``/``n_heads`` attribute of their own; such a block with no count
-            is refused, since pruning its channels one by one would split heads.
-        global_ranking: rank channels of all layers together (layers prune unevenly) instead of
-            removing ``ratio`` of each layer.
-        round_to: keep channel counts multiples of this (hardware-friendly widths).
-        ignore: module paths or ``nn.Module`` types whose output channels are kept.
-        ignore_classifier: keep the layer producing the output (found automatically).
-        steps: prune in this many equal steps (iterative), recovering between them.
-        recover: ``"none"``, ``"finetune"`` or ``"kd"`` (distillation from the unpruned model).
-        epochs: total recovery epochs, split over the steps.
+        ratio: fraction of each layer's channels to remove (a :class:`PruneConfig` field, as
+            keyword or second positional argument).
+        importance: criterion name (``torchslim.prune.IMPORTANCE``), a :class:`PruneConfig` field.
+        config: the pruning and recovery options; keyword ``options`` are laid over it.
         data: a ``DataBundle`` to recover on and to measure test accuracy with.
         calibration: batches ``(x, y)`` for the ``taylor`` gradients (default: ``data.train``,
             else ``example_input`` with the model's own predictions as labels).
+        teacher_cache: a ``TeacherCache`` already built for the same unpruned model and training
+            loader, reused by ``kd`` recovery instead of building one (several runs, one cache).
+        cache_dir: where ``cache="disk"`` keeps the unpruned model's logits.
+        progress: show training progress.
+        threads: torch CPU threads of the recovery training.
         seed: seeds ``random`` importance and recovery.
-        recovery_options: fields of :class:`~torchslim.prune.recover.Recovery`: ``T`` and
-            ``kd_weight`` of the distillation, ``cache`` of the unpruned model's logits
-            (``"memory"``, ``"disk"`` with ``cache_dir``, ``"none"``, or a ``TeacherCache``),
-            ``bn_batches`` re-estimating BatchNorm statistics after each step (50),
-            ``fit_options`` for ``torchslim.fit``, ``progress``, ``threads``.
+        **options: any other :class:`~torchslim.options.PruneConfig` field (``ratios``,
+            ``head_ratio``, ``heads``, ``global_ranking``, ``round_to``, ``ignore``,
+            ``iterations``, ``recover``, ``epochs``, ``lr``, ``T``, ``kd_weight``, ``bn_batches``,
+            ``cache``...). ``ignore`` may also hold ``nn.Module`` classes.
 
     Raises:
-        PruneError: a ratio outside (0, 1), an unknown criterion or ignored path (closest real
+        OptionsError: an option out of its bounds, of the wrong type, unknown, or at odds with
+            another (every bad one named).
+        PruneError: an ignored path, ``ratios`` or ``heads`` key that does not exist (closest real
             paths listed), a ``heads`` entry that is not an attention block or does not divide its
             width, an attention block whose head count is unknown, pruning that would split a
             head, a model torch-pruning cannot trace (the module named), a layer that would lose
-            every channel.
+            every channel, recovery without data.
     """
     started = time.perf_counter()
-    recovery = _recovery(recover, epochs, recovery_options, data)
-    imp.IMPORTANCE.get(importance)  # an unknown name fails before any work
+    given = {k: v for k, v in (("ratio", ratio), ("importance", importance)) if v is not None}
+    ignore_types = split_module_types(options)
+    config = configure(PruneConfig, "prune.channels", config, {**given, **options})
+    run = RecoveryRun(data=data, cache_dir=cache_dir, teacher_cache=teacher_cache, progress=progress,
+                      threads=threads)
+    check_recovery(config, run)
     work = copy.deepcopy(model)
     was_training = work.training
-    plan = make_plan(work, example_input, ratio, ratios, head_ratio, ignore, ignore_classifier, steps, round_to,
-                     heads)
-    teacher = copy.deepcopy(model).eval() if recovery.mode == "kd" else None
+    plan = make_plan(work, example_input, config, ignore_types)
+    teacher = copy.deepcopy(model).eval() if config.recover == "kd" else None
     before = measure_size(work, example_input)
     record_ops: list[Slice | SetAttr] = []
     history, notes = [], list(plan.notes)
     accuracy_before = _accuracy(work, data)
-    pruner = build_pruner(work, example_input, plan, importance, global_ranking, notes)
-    cache = build_cache(teacher, data, recovery, max(recovery.per_step(steps))) if teacher is not None else None
-    for step, epochs_i in enumerate(recovery.per_step(steps), start=1):
+    pruner = build_pruner(work, example_input, plan, config.importance, config.global_ranking, notes)
+    cache = build_cache(teacher, config, run) if teacher is not None else None
+    for step, epochs_i in enumerate(config.epochs_per_iteration(), start=1):
         torch.manual_seed(seed + step)
-        if importance in imp.NEEDS_GRADIENTS:
+        if config.importance in imp.NEEDS_GRADIENTS:
             imp.accumulate_gradients(work, _calibration(calibration, data, example_input))
         blocks_before = snapshot(plan.attention)
         ops = prune_step(pruner, work, plan)
@@ -130,31 +124,19 @@ def channels(
                 + " Choose another criterion or ignore fewer layers.")
         _verify(work, example_input, plan)
         check_blocks(work, example_input, blocks_before, ops, plan.attention, notes)
-        history.append(_recover_step(step, work, teacher, data, epochs_i, recovery, cache, plan, seed,
-                                     example_input))
+        history.append(_recover_step(step, work, teacher, epochs_i, config, run, cache, plan, seed, example_input))
     work.train(was_training)
     steps_record = ChannelSteps(base=plan.base, ops=record_ops)
     set_applied_steps(work, applied_steps(model) + [steps_record.to_dict()])
     record = ChannelPruneRecord(
-        criterion=importance, ratio=plan.ratio, ratios=dict(ratios or {}),
+        criterion=config.importance, ratio=plan.ratio, ratios=dict(config.ratios),
         head_ratio=plan.head_ratio if plan.num_heads else None,
-        global_ranking=global_ranking, round_to=round_to, ignored=plan.ignored_labels,
+        global_ranking=config.global_ranking, round_to=config.round_to, ignored=plan.ignored_labels,
         classifier=plan.classifier, attention=_heads(plan, work), widths=_widths(plan, work),
-        iterative_steps=steps, recover=recovery.mode, epochs=recovery.epochs if recovery.active else 0,
+        iterative_steps=config.iterations, recover=config.recover, epochs=config.epochs,
         before=before, after=measure_size(work, example_input), accuracy_before=accuracy_before,
         history=history, seconds=time.perf_counter() - started, notes=notes, steps=steps_record)
     return work, record
-
-
-def _recovery(mode: str, epochs: int, options: dict[str, Any], data: Any) -> Recovery:
-    fields = set(Recovery.__dataclass_fields__) - {"mode", "epochs"}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise PruneError(f"channels() got unknown option(s) {unknown}; recovery options are "
-                         f"{', '.join(sorted(fields))}.")
-    recovery = Recovery(mode=mode, epochs=epochs, **options)
-    recovery.validate(has_data=data is not None)
-    return recovery
 
 
 def _accuracy(model: nn.Module, data: Any) -> float | None:
@@ -186,14 +168,14 @@ def _verify(model: nn.Module, example_input: torch.Tensor, plan: Plan) -> None:
                          "to ignore=[...].")
 
 
-def _recover_step(step: int, model: nn.Module, teacher: nn.Module | None, data: Any, epochs: int,
-                  recovery: Recovery, cache, plan: Plan, seed: int, example_input: torch.Tensor) -> StepRecord:
-    if data is not None:
-        recalibrate_batchnorm(model, data.train, recovery.bn_batches)
-    accuracy_pruned = _accuracy(model, data)
-    history = recover(model, teacher, data, epochs, recovery, cache=cache, seed=seed + step)
+def _recover_step(step: int, model: nn.Module, teacher: nn.Module | None, epochs: int, config: PruneConfig,
+                  run: RecoveryRun, cache, plan: Plan, seed: int, example_input: torch.Tensor) -> StepRecord:
+    if run.data is not None:
+        recalibrate_batchnorm(model, run.data.train, config.bn_batches)
+    accuracy_pruned = _accuracy(model, run.data)
+    history = recover(model, teacher, epochs, config, run, cache=cache, seed=seed + step)
     return StepRecord(
-        step=step, target_ratio=plan.ratio * step / plan.steps, size=measure_size(model, example_input),
+        step=step, target_ratio=plan.ratio * step / plan.iterations, size=measure_size(model, example_input),
         accuracy_pruned=accuracy_pruned,
         accuracy_recovered=history.test["accuracy"] if history and history.test else None,
         recovery_epochs=epochs if history else 0, recovery_seconds=history.seconds if history else 0.0,

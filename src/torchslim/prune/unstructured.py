@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from torchslim.core.checkpoint import save_tensors
+from torchslim.options.prune import SparsifyConfig
+from torchslim.prune.configure import configure, split_module_types
 from torchslim.prune.errors import PruneError
 from torchslim.prune.record import LayerSparsity, SparsityRecord
 from torchslim.prune.targets import resolve_ignore
@@ -33,9 +35,7 @@ from torchslim.train import fit
 from torchslim.train.evaluate import evaluate
 
 SCOPES = ("global", "layer")
-SCHEDULES = ("oneshot", "agp")
 LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
-DEFAULT_FIT = {"optimizer": "sgd", "lr": 0.02, "schedule": "cosine", "weight_decay": 5e-4}
 
 
 def check_sparsity(value: Any, where: str = "sparsity", allow_zero: bool = False) -> float:
@@ -155,59 +155,64 @@ class _KeepMasks:
         apply_masks(self.weights, self.masks)
 
 
-def sparsify(model: nn.Module, sparsity: float = 0.5, *, scope: str = "global", schedule: str = "oneshot",
-             data: Any = None, epochs: int = 0, ignore: Sequence[str | type] = (),
-             fit_options: dict[str, Any] | None = None, progress: bool = False, threads: int | None = None,
-             seed: int = 0) -> tuple[nn.Module, SparsityRecord]:
+def sparsify(model: nn.Module, sparsity: float | None = None, *, config: SparsifyConfig | None = None,
+             data: Any = None, progress: bool = False, threads: int | None = None, seed: int = 0,
+             **options: Any) -> tuple[nn.Module, SparsityRecord]:
     """Zero the ``sparsity`` fraction of smallest-magnitude conv/linear weights of a copy of ``model``.
 
     Args:
-        sparsity: fraction of weights to zero, in (0, 1).
-        scope: ``"global"`` (one ranking over all layers) or ``"layer"`` (each layer alike).
-        schedule: ``"oneshot"`` (prune, then fine-tune ``epochs`` with the zeros kept) or ``"agp"``
-            (sparsity rises during ``epochs`` of training; needs ``data`` and ``epochs > 0``).
+        model: the trained model (not changed: a copy is sparsified).
+        sparsity: fraction of weights to zero (a :class:`SparsifyConfig` field, as keyword or
+            second positional argument).
+        config: the sparsity and training options; keyword ``options`` are laid over it.
         data: a ``DataBundle`` to train on and to measure test accuracy with.
-        fit_options: options of ``torchslim.fit`` (over a gentle cosine schedule, lr 0.02).
+        progress: show training progress.
+        threads: torch CPU threads of the training.
+        seed: seeds the training.
+        **options: any other :class:`~torchslim.options.SparsifyConfig` field: ``scope``,
+            ``ramp`` (``"oneshot"``: zero, then train ``epochs`` with the zeros kept; ``"agp"``:
+            sparsity rises during ``epochs`` of training), ``epochs``, ``ignore`` (module paths,
+            class names or ``nn.Module`` classes), and the training's ``lr``, ``schedule``,
+            ``optimizer``, ``weight_decay``, ``channels_last``.
 
     Returns:
         ``(sparse model, SparsityRecord)``: sparsity per layer and overall, dense vs compressed bytes.
 
     Raises:
-        PruneError: a sparsity outside (0, 1), an unknown scope or schedule, an ignored path that
-            does not exist, or training asked for without data.
+        OptionsError: an option out of its bounds, unknown, or at odds with another.
+        PruneError: an ignored path that does not exist, or training asked for without data.
     """
     started = time.perf_counter()
-    sparsity = check_sparsity(sparsity)
-    if schedule not in SCHEDULES:
-        raise PruneError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}.")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise PruneError(f"epochs must be a non-negative integer, got {epochs!r}.")
-    if (epochs or schedule == "agp") and (data is None or not epochs):
-        raise PruneError(f"schedule={schedule!r} with epochs={epochs} needs data= and epochs > 0 to train.")
+    ignore_types = split_module_types(options)
+    config = configure(SparsifyConfig, "prune.sparsify", config,
+                       {**({"sparsity": sparsity} if sparsity is not None else {}), **options})
+    if config.epochs and data is None:
+        raise PruneError(f"ramp={config.ramp!r} with epochs={config.epochs} needs data= (a DataBundle) to train on.")
+    ignore = [*config.ignore, *ignore_types]
     work = copy.deepcopy(model)
     test = getattr(data, "test", None)
     accuracy_before = evaluate(work, test)["accuracy"] if test is not None else None
-    options = {**DEFAULT_FIT, "seed": seed, **(fit_options or {})}
+    fit_options = config.fit_options(seed)
     accuracy_pruned = None
-    if schedule == "agp":
-        gradual = GradualSparsity(work, sparsity, scope, ignore=ignore)
-        fit(work, data, epochs, on_step_end=gradual, progress=progress, threads=threads, **options)
+    if config.ramp == "agp":
+        gradual = GradualSparsity(work, config.sparsity, config.scope, ignore=ignore)
+        fit(work, data, config.epochs, on_step_end=gradual, progress=progress, threads=threads, **fit_options)
         gradual.finalize()
         weights = gradual.weights
     else:
         weights = weights_to_sparsify(work, ignore)
-        masks = magnitude_masks(weights, sparsity, scope)
+        masks = magnitude_masks(weights, config.sparsity, config.scope)
         apply_masks(weights, masks)
-        accuracy_pruned = evaluate(work, test)["accuracy"] if test is not None and epochs else None
-        if epochs:
-            fit(work, data, epochs, on_step_end=_KeepMasks(weights, masks), progress=progress, threads=threads,
-                **options)
+        accuracy_pruned = evaluate(work, test)["accuracy"] if test is not None and config.epochs else None
+        if config.epochs:
+            fit(work, data, config.epochs, on_step_end=_KeepMasks(weights, masks), progress=progress,
+                threads=threads, **fit_options)
     accuracy_after = evaluate(work, test)["accuracy"] if test is not None else None
-    if schedule == "oneshot" and not epochs:
+    if config.ramp == "oneshot" and not config.epochs:
         accuracy_pruned = accuracy_after
-    return work, sparsity_record(work, weights, target=sparsity, scope=scope, schedule=schedule, epochs=epochs,
-                                 accuracy_before=accuracy_before, accuracy_pruned=accuracy_pruned,
-                                 accuracy_after=accuracy_after,
+    return work, sparsity_record(work, weights, target=config.sparsity, scope=config.scope, ramp=config.ramp,
+                                 epochs=config.epochs, accuracy_before=accuracy_before,
+                                 accuracy_pruned=accuracy_pruned, accuracy_after=accuracy_after,
                                  seconds=time.perf_counter() - started)
 
 

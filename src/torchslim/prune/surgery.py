@@ -1,4 +1,5 @@
-"""The applied steps of channel pruning: which channels of which module were kept, and replay.
+"""Model surgery of channel pruning: the slices applied (which channels of which module were
+kept), recorded as the model's applied steps, and replayed on load.
 
 Every slice torch-pruning makes is recorded as a :class:`Slice` — the module path, the dimension
 (``"out"``: the channels a layer produces, ``"in"``: those it consumes), the size before and the
