@@ -2,13 +2,17 @@
 
 ``DistillTask`` combines weighted losses (registry ``LOSSES``, one file per method under
 ``losses/``) over logits and tapped intermediate features; it works in a hand-written loop and
-with ``torchslim.fit``. ``TeacherCache`` computes teacher outputs once.
+with ``torchslim.fit``. ``TeacherCache`` computes teacher outputs once. ``distill(student, teacher,
+data, config=DistillConfig(...))`` runs the whole distillation from typed options (``make_task`` and
+``build_losses`` are its parts, shared with the CLI and the recipe step).
 """
 
 from torchslim.distill import losses
 from torchslim.distill.cache import TeacherCache
 from torchslim.distill.losses import LOSSES, DistillLoss, Outputs
+from torchslim.distill.run import build_losses, distill, make_task
 from torchslim.distill.schedule import Schedule
 from torchslim.distill.task import DistillTask
 
-__all__ = ["LOSSES", "DistillLoss", "DistillTask", "Outputs", "Schedule", "TeacherCache", "losses"]
+__all__ = ["LOSSES", "DistillLoss", "DistillTask", "Outputs", "Schedule", "TeacherCache", "build_losses", "distill",
+           "losses", "make_task"]

@@ -8,6 +8,7 @@ shapes are found by probing one batch (``prepare``), so the user never types a c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,11 @@ class DistillTask(nn.Module):
                  example_input: torch.Tensor | None = None) -> None:
         super().__init__()
         self.student = student
-        self.teachers = nn.ModuleDict(_name_teachers(teacher))
+        named = _name_teachers(teacher)
+        # A teacher's name may be any text (a recipe or command names it by its source, a path); its
+        # module key and cache folder are the name when that is a plain word, else "teacher<i>".
+        self.teacher_keys = _module_keys(list(named))
+        self.teachers = nn.ModuleDict({self.teacher_keys[name]: t for name, t in named.items()})
         for t in self.teachers.values():
             t.eval().requires_grad_(False)
         self.teacher_weights = _teacher_weights(teacher_weights, len(self.teachers))
@@ -104,14 +109,15 @@ class DistillTask(nn.Module):
         return [loss for loss in self.losses if getattr(loss, "student_tap", None)]
 
     def _teacher_of(self, loss: DistillLoss) -> str:
-        return getattr(loss, "teacher", None) or next(iter(self.teachers))
+        name = getattr(loss, "teacher", None)
+        return self.teacher_keys[name] if name is not None else next(iter(self.teachers))
 
     def _check_teacher_names(self) -> None:
         for loss in self.losses:
             name = getattr(loss, "teacher", None)
-            if name is not None and name not in self.teachers:
+            if name is not None and name not in self.teacher_keys:
                 raise TorchSlimError(f"Loss {type(loss).__name__} names teacher {name!r}, but the teachers "
-                                     f"are {', '.join(map(repr, self.teachers))}.")
+                                     f"are {', '.join(map(repr, self.teacher_keys))}.")
 
     @torch.no_grad()
     def prepare(self, batch: Mapping[str, Any] | torch.Tensor) -> None:
@@ -260,7 +266,7 @@ def _name_teachers(teacher: Any) -> dict[str, nn.Module]:
     if isinstance(teacher, nn.Module):
         return {"teacher": teacher}
     if isinstance(teacher, Mapping):
-        named = dict(teacher)
+        named = {str(name): t for name, t in teacher.items()}
     elif isinstance(teacher, Sequence):
         named = {f"teacher{i}": t for i, t in enumerate(teacher)}
     else:
@@ -268,6 +274,18 @@ def _name_teachers(teacher: Any) -> dict[str, nn.Module]:
     if not named or not all(isinstance(t, nn.Module) for t in named.values()):
         raise TorchSlimError("DistillTask needs at least one teacher, each an nn.Module.")
     return named
+
+
+def _module_keys(names: list[str]) -> dict[str, str]:
+    """``{teacher name: module key}``: the name itself when it is a plain word (letters, digits,
+    ``_``, ``-``: a valid module name and a safe folder name), else ``teacher<i>``; never twice."""
+    keys: dict[str, str] = {}
+    for i, name in enumerate(names):
+        key = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f"teacher{i}"
+        while key in keys.values():
+            key += "_"
+        keys[name] = key
+    return keys
 
 
 def _teacher_weights(weights: Sequence[float] | None, n: int) -> list[float]:

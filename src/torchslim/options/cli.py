@@ -9,8 +9,14 @@ with the same words (``--lr = -1 is invalid: Input should be greater than 0``).
 How text becomes a value follows the field's type: numbers and booleans are parsed from the text,
 strings and string choices are kept as written, a list takes comma-separated items
 (``--ignore fc,layer4``), a mapping takes repeated ``KEY=VALUE`` (``--ratios layer1=0.3``), and a
-nested structure (a list of losses) takes YAML flow text (``--losses '[{name: kd, T: 4}]'``);
+nested structure takes YAML flow text (``--temperature '{kind: linear, start: 8, end: 2}'``);
 ``none`` is None where None is allowed.
+
+A list field may name a readable syntax for its items instead: ``json_schema_extra={"cli":
+{"item_parser": "module:function", "metavar": "NAME[:KEY=VALUE,...]"}}`` makes its flag repeatable,
+each occurrence one item read by that torch-free function (``--losses kd:T=4,weight=0.9 --losses
+ce:weight=0.1``); a ``ValueError`` it raises is refused naming the flag, and the items it returns
+are validated like a recipe's.
 """
 
 from __future__ import annotations
@@ -171,8 +177,29 @@ def add_options(parser: argparse.ArgumentParser | Any, options: type[Options], *
         if kind == "mapping":
             group.add_argument(flag(name), action="append", metavar="KEY=VALUE", **common)
             continue
+        if hook := _cli_hook(info):  # one item per occurrence, in the field's own syntax
+            common["help"] = common["help"].removesuffix("]") + "; repeat the flag for several]"
+            group.add_argument(flag(name), action="append", metavar=hook.get("metavar", name.upper()), **common)
+            continue
         group.add_argument(flag(name), metavar=_metavar(name, info), required=info.is_required(),
                            **common)
+
+
+def _cli_hook(info: FieldInfo) -> dict[str, Any]:
+    """The field's ``json_schema_extra["cli"]`` settings (see the module docstring), or {}."""
+    extra = info.json_schema_extra
+    return dict(extra.get("cli") or {}) if isinstance(extra, dict) else {}
+
+
+def _item_parser(info: FieldInfo) -> Any:
+    """The function named by the field's ``item_parser`` (``"module:function"``), or None."""
+    target = _cli_hook(info).get("item_parser")
+    if not target:
+        return None
+    import importlib
+
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _metavar(name: str, info: FieldInfo) -> str:
@@ -190,8 +217,10 @@ def given(options: type[Options], args: argparse.Namespace, exclude: tuple[str, 
         if name in exclude or not hasattr(args, name):
             continue
         try:
-            out[name] = _convert(info.annotation, getattr(args, name))
-        except OptionsError as exc:
+            parse = _item_parser(info)
+            out[name] = [parse(text) for text in getattr(args, name)] if parse else \
+                _convert(info.annotation, getattr(args, name))
+        except (OptionsError, ValueError) as exc:
             raise OptionsError(f"{flag(name)}: {exc}") from None
     return out
 
