@@ -117,21 +117,22 @@ def load_models(quick: bool, extra: Path | None, plain: data.DataBundle) -> dict
 
 def build_qat(model: nn.Module, plain: data.DataBundle, train: data.DataBundle, out: Path, s: Settings) -> Any:
     """One short QAT run: fake-quantized fine-tuning from the FP32 weights, distilled from them."""
-    qmodel = prepare_qat(model, plain.train, batches=s.calibration_batches)
+    qmodel = prepare_qat(model, plain.train, calibration_batches=s.calibration_batches)
     task = DistillTask(qmodel, model, [(L.create("kd", T=4), 0.9), (L.create("ce"), 0.1)])
     history = fit(task, train.train, s.qat_epochs, lr=s.qat_lr, schedule="cosine", threads=s.train_threads,
                   progress=False)
     training = {"epochs": s.qat_epochs, "lr": s.qat_lr, "schedule": "cosine", "teacher": "the FP32 model",
                 "losses": "0.9 kd(T=4) + 0.1 ce", "seconds": history.seconds,
                 "train_loss": [e["train_loss"] for e in history.epochs]}
-    return qat_int8(qmodel, plain.train, out=out, batches=s.calibration_batches, training=training)
+    return qat_int8(qmodel, plain.train, out=out, training=training)
 
 
 def build(variant: str, model: nn.Module, fp32: Path, out: Path, plain: data.DataBundle, train: data.DataBundle,
           s: Settings) -> Any:
     """Build one INT8 variant into ``out`` and return it (an OnnxModel)."""
     if variant.startswith("static-"):
-        return static_int8(fp32, plain.train, out=out, batches=s.calibration_batches, method=variant[7:])
+        return static_int8(fp32, plain.train, out=out, calibration_batches=s.calibration_batches,
+                           calibration_method=variant[7:])
     if variant == "dynamic":
         return dynamic_int8(fp32, out=out, op_types=s.dynamic_ops)
     if variant == "qat":

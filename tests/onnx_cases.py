@@ -73,5 +73,5 @@ def static_artifact() -> Path:
     from torchslim.quantize import static_int8
 
     out = workdir() / "static"
-    static_int8(cnn_onnx(), bundle().train, out=out, batches=2, test_data=bundle().test)
+    static_int8(cnn_onnx(), bundle().train, out=out, calibration_batches=2, test_data=bundle().test)
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnx
 import pytest
@@ -14,7 +16,8 @@ from torchslim import fit
 from torchslim.core.errors import TorchSlimError
 from torchslim.distill import DistillTask
 from torchslim.distill import losses as L
-from torchslim.quantize import FakeQuantConv, FakeQuantLinear, prepare_qat, qat_int8, strip_qat
+from torchslim.options import OptionsError, QATConfig
+from torchslim.quantize import FakeQuantConv, FakeQuantLinear, prepare_qat, qat_int8, run_qat, strip_qat
 from torchslim.quantize.fake_quant import ActivationQuant, fake_quant_weight
 from torchslim.quantize.qat import wrappers
 
@@ -32,11 +35,11 @@ def trained():
     """cnn() fine-tuned 1 epoch with QAT, distilled from the FP32 model, and its INT8 artifact."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    qmodel = prepare_qat(cnn(), bundle().train, batches=2)
+    qmodel = prepare_qat(cnn(), bundle().train, calibration_batches=2)
     task = DistillTask(qmodel, cnn(), [(L.create("kd", T=4), 0.9), (L.create("ce"), 0.1)])
     history = fit(task, bundle().train, 1, lr=0.01, schedule="cosine", progress=False)
-    art = qat_int8(qmodel, bundle().train, out=workdir() / "qat", batches=2, test_data=bundle().test,
-                   training={"epochs": 1})
+    art = qat_int8(qmodel, bundle().train, out=workdir() / "qat", test_data=bundle().test,
+                   training={"epochs": 1})  # calibration_batches: the 2 the model was prepared with
     torch.set_num_threads(previous)
     return qmodel.eval(), history, art
 
@@ -143,7 +146,7 @@ def test_the_int8_graph_computes_what_qat_trained(trained):
 
 
 def test_bad_qat_input_is_named():
-    with pytest.raises(TorchSlimError, match="ranges must be one of observe, learn"):
+    with pytest.raises(OptionsError, match=r"ranges = \"learnt\" is invalid: Input should be 'observe' or 'learn'"):
         prepare_qat(cnn(), ranges="learnt")
     with pytest.raises(TorchSlimError, match="keep_fp32: no module at path 'fcc'.*Did you mean 'fc'"):
         prepare_qat(cnn(), keep_fp32=["fcc"])
@@ -152,5 +155,28 @@ def test_bad_qat_input_is_named():
     with pytest.raises(TorchSlimError, match="not a QAT model"):
         qat_int8(cnn(), bundle().train)
     with pytest.raises(TorchSlimError, match="yielded no batches"):
-        prepare_qat(cnn(), [], batches=2)
+        prepare_qat(cnn(), [], calibration_batches=2)
     assert torch.isfinite(prepare_qat(cnn())(torch.randn(2, *SHAPE))).all()  # ranges from the first batch
+
+
+def test_the_artifact_keeps_what_the_model_was_trained_with():
+    qmodel = prepare_qat(cnn(), keep_fp32=["fc"])
+    with pytest.raises(OptionsError, match=r"keep_fp32 = \[\] differs from the \[\"fc\"\] the model was prepared"):
+        qat_int8(qmodel, bundle().train, keep_fp32=[])
+    with pytest.raises(OptionsError, match="per_channel = false differs"):
+        qat_int8(qmodel, bundle().train, config=QATConfig(keep_fp32=["fc"], per_channel=False))
+
+
+def test_run_qat_distils_with_the_kd_term_it_is_given(tmp_path):
+    config = QATConfig(calibration_batches=2, teacher="source", kd_temperature=2.0, kd_weight=0.5)
+    model = copy.deepcopy(cnn()).requires_grad_(True)  # cnn() is shared, and a teacher elsewhere (frozen)
+    art = run_qat(model, bundle().train, bundle().train, out=tmp_path, progress=False, seed=0, config=config,
+                  teacher_label="the FP32 cnn")
+    assert all(p.requires_grad for p in model.parameters())  # the model given is not changed
+    training = art.info["qat"]["training"]
+    assert training["losses"] == "0.5 kd(T=2) + 0.5 ce" and training["teacher"] == "the FP32 cnn"
+    assert (training["epochs"], training["lr"], training["schedule"]) == (1, 0.01, "cosine")
+    assert art.info["quantization"]["calibration"]["batches"] == 2 and art.kernel.startswith("INT8 QDQ")
+    with pytest.raises(OptionsError, match="teacher = 'no-such-model' is neither source"):
+        run_qat(cnn(), bundle().train, bundle().train, out=tmp_path / "x", teacher="no-such-model")
+    assert not (tmp_path / "x").exists()

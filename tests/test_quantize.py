@@ -16,6 +16,7 @@ import torch
 from onnx_cases import SHAPE, bundle, cnn, cnn_onnx, mlp, static_artifact, workdir
 from torchslim import evaluate
 from torchslim.core.errors import CorruptFileError, TorchSlimError
+from torchslim.options import OptionsError, StaticInt8Config
 from torchslim.quantize import CalibrationError, SlowKernelWarning, choose, dynamic_int8, static_int8
 from torchslim.runtime import OnnxModel
 
@@ -75,8 +76,8 @@ def test_plain_onnxruntime_runs_the_artifact_without_torchslim(tmp_path):
 
 @pytest.mark.slow
 def test_static_from_a_module_exports_and_records_the_check(tmp_path):
-    art = static_int8(cnn(), bundle().train, out=tmp_path / "int8.onnx", batches=1, method="percentile",
-                      keep_fp32=["fc"])
+    art = static_int8(cnn(), bundle().train, out=tmp_path / "int8.onnx", calibration_batches=1,
+                      calibration_method="percentile", keep_fp32=["fc"])
     info = art.info
     assert art.path == tmp_path / "int8.onnx" and (tmp_path / "int8.json").is_file()
     assert info["source"]["kind"] == "torch" and info["source"]["export"]["max_abs_error"] < 1e-4
@@ -89,15 +90,16 @@ def test_static_from_a_module_exports_and_records_the_check(tmp_path):
 
 
 def test_entropy_calibration_runs():
-    art = static_int8(cnn_onnx(), bundle().train, out=workdir() / "entropy", batches=1, method="entropy")
+    art = static_int8(cnn_onnx(), bundle().train, out=workdir() / "entropy", calibration_batches=1,
+                      calibration_method="entropy")
     assert art.info["quantization"]["calibration"]["method"] == "entropy" and art.kernel.startswith("INT8 QDQ")
 
 
 def test_calibration_with_zero_batches_is_refused(tmp_path):
-    with pytest.raises(CalibrationError, match="got 0: static INT8 measures each activation's range"):
-        static_int8(cnn_onnx(), bundle().train, out=tmp_path, batches=0)
+    with pytest.raises(OptionsError, match="calibration_batches = 0 is invalid: Input should be greater than 0"):
+        static_int8(cnn_onnx(), bundle().train, out=tmp_path, calibration_batches=0)
     with pytest.raises(CalibrationError, match="yielded no batches"):
-        static_int8(cnn_onnx(), [], out=tmp_path, batches=4)
+        static_int8(cnn_onnx(), [], out=tmp_path, calibration_batches=4)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -105,9 +107,9 @@ def test_a_calibration_loader_that_does_not_fit_the_model_is_named(tmp_path):
     wrong = [(torch.randn(8, 3, 12, 12), torch.zeros(8, dtype=torch.long))]
     with pytest.raises(CalibrationError, match=r"shape \(8, 3, 12, 12\), but the model's input 'input' takes "
                                                r"\(N, 1, 12, 12\)"):
-        static_int8(cnn_onnx(), wrong, out=tmp_path, batches=1)
+        static_int8(cnn_onnx(), wrong, out=tmp_path, calibration_batches=1)
     with pytest.raises(CalibrationError, match=r"\(8, 3, 12, 12\)"):  # a torch model: checked before export
-        static_int8(cnn(), wrong, out=tmp_path, batches=1, example_input=torch.randn(2, *SHAPE))
+        static_int8(cnn(), wrong, out=tmp_path, calibration_batches=1, example_input=torch.randn(2, *SHAPE))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -115,15 +117,15 @@ def test_a_corrupted_onnx_source_is_a_clear_error(tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(cnn_onnx().read_bytes()[:500])
     with pytest.raises(CorruptFileError, match="not a valid ONNX model"):
-        static_int8(bad, bundle().train, out=tmp_path / "out", batches=1)
+        static_int8(bad, bundle().train, out=tmp_path / "out", calibration_batches=1)
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_names_are_named(tmp_path):
     with pytest.raises(TorchSlimError, match="'fcc' names no module.*Did you mean 'fc'"):
-        static_int8(cnn_onnx(), bundle().train, out=tmp_path, batches=1, keep_fp32=["fcc"])
-    with pytest.raises(TorchSlimError, match="Did you mean 'entropy'"):
-        static_int8(cnn_onnx(), bundle().train, out=tmp_path, method="entropi")
+        static_int8(cnn_onnx(), bundle().train, out=tmp_path, calibration_batches=1, keep_fp32=["fcc"])
+    with pytest.raises(OptionsError, match="did you mean 'entropy'"):
+        static_int8(cnn_onnx(), bundle().train, out=tmp_path, calibration_method="entropi")
     with pytest.raises(TorchSlimError, match="already quantized"):
         static_int8(static_artifact(), bundle().train, out=tmp_path)
 
@@ -134,7 +136,7 @@ def test_s8s8_where_it_is_slow_is_allowed_with_a_warning(tmp_path, monkeypatch):
     cpu = {"arch": "x86", "flags": ["avx2", "fma"], "model": "a CPU without VNNI"}
     monkeypatch.setattr(operands, "_cpu", lambda: dict(cpu))
     with pytest.warns(SlowKernelWarning, match="S8S8 on x86 with no VNNI.*has no fast ONNX Runtime kernel"):
-        art = static_int8(cnn_onnx(), bundle().train, out=tmp_path, batches=1, operand_types="s8s8")
+        art = static_int8(cnn_onnx(), bundle().train, out=tmp_path, calibration_batches=1, operand_types="s8s8")
     q = art.info["quantization"]
     assert art.kernel == "INT8 QDQ S8S8 per-channel" and q["operands"] == "S8S8"
     assert q["reason"].startswith("asked for; slow here") and q["reduce_range"] is True
@@ -180,9 +182,9 @@ def _sample_bytes() -> int:
 def test_calibration_in_small_runs_gives_the_same_minmax_ranges(tmp_path, monkeypatch):
     from torchslim.quantize import ranges
 
-    whole = static_int8(cnn_onnx(), bundle().train, out=tmp_path / "whole", batches=3)
+    whole = static_int8(cnn_onnx(), bundle().train, out=tmp_path / "whole", calibration_batches=3)
     monkeypatch.setattr(ranges, "RUN_BYTES", 7 * _sample_bytes())  # about 7 samples per run: 5 runs a batch
-    pieces = static_int8(cnn_onnx(), bundle().train, out=tmp_path / "pieces", batches=3)
+    pieces = static_int8(cnn_onnx(), bundle().train, out=tmp_path / "pieces", calibration_batches=3)
     assert pieces.info["quantization"]["calibration"]["samples_per_run"] < 16
     assert whole.info["quantization"]["calibration"]["samples_per_run"] >= 32
     a, b = _initializers(whole.path), _initializers(pieces.path)
@@ -193,8 +195,8 @@ def test_calibration_in_small_runs_gives_the_same_minmax_ranges(tmp_path, monkey
 
 def test_a_one_shot_iterator_calibrates_like_its_list(tmp_path):
     listed = list(bundle().train)[:2]
-    from_list = static_int8(cnn_onnx(), listed, out=tmp_path / "list", batches=2)
-    from_iterator = static_int8(cnn_onnx(), iter(listed), out=tmp_path / "iter", batches=2)
+    from_list = static_int8(cnn_onnx(), listed, out=tmp_path / "list", calibration_batches=2)
+    from_iterator = static_int8(cnn_onnx(), iter(listed), out=tmp_path / "iter", calibration_batches=2)
     assert from_iterator.info["quantization"]["calibration"]["samples"] == 64
     a, b = _initializers(from_list.path), _initializers(from_iterator.path)
     assert all(np.array_equal(a[name], b[name]) for name in a)
@@ -204,7 +206,20 @@ def test_entropy_calibration_folds_each_run_into_its_histograms(tmp_path, monkey
     from torchslim.quantize import ranges
 
     monkeypatch.setattr(ranges, "RUN_BYTES", 16 * _sample_bytes())
-    art = static_int8(cnn_onnx(), bundle().train, out=tmp_path, batches=2, method="entropy")
+    art = static_int8(cnn_onnx(), bundle().train, out=tmp_path, calibration_batches=2, calibration_method="entropy")
     assert art.info["quantization"]["calibration"]["samples_per_run"] < 32  # several runs per batch, each folded in
     fp32 = json.loads((static_artifact() / "model.json").read_text())["accuracy"]["fp32_onnx"]["accuracy"]
     assert art.kernel.startswith("INT8 QDQ") and abs(evaluate(art, bundle().test)["accuracy"] - fp32) <= 5.0
+
+
+def test_a_config_and_its_keywords_build_the_same_artifact(tmp_path):
+    config = StaticInt8Config(calibration_batches=2, calibration_method="percentile", percentile=99.9)
+    by_config = static_int8(cnn_onnx(), bundle().train, out=tmp_path / "config", config=config)
+    by_keywords = static_int8(cnn_onnx(), bundle().train, out=tmp_path / "keywords", calibration_batches=2,
+                              calibration_method="percentile", percentile=99.9)
+    overlaid = static_int8(cnn_onnx(), bundle().train, out=tmp_path / "overlaid", config=config, calibration_batches=1)
+    assert by_config.info["quantization"]["calibration"]["percentile"] == 99.9
+    a, b = _initializers(by_config.path), _initializers(by_keywords.path)
+    assert a.keys() == b.keys() and all(np.array_equal(a[name], b[name]) for name in a)
+    calibration = overlaid.info["quantization"]["calibration"]  # the keyword laid over the config's options
+    assert (calibration["batches"], calibration["method"], calibration["percentile"]) == (1, "percentile", 99.9)

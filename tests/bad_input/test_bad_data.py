@@ -186,7 +186,7 @@ MISFITS = [
 
 def _calibrate_nan(out):
     x = images(16, bad=(7, float("nan")))
-    return ts.quantize.static_int8(_cnn(4), loader(x, labels(16)), out=out, batches=4)
+    return ts.quantize.static_int8(_cnn(4), loader(x, labels(16)), out=out, calibration_batches=4)
 
 
 @pytest.mark.parametrize(("make", "needles"), [c[1:] for c in MISFITS], ids=[c[0] for c in MISFITS])

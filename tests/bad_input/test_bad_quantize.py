@@ -20,6 +20,7 @@ from torch import nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.export import ExportError
+from torchslim.options import OptionsError
 from torchslim.quantize import CalibrationError, dynamic_int8, static_int8
 
 SHAPE = (1, 8, 8)
@@ -81,26 +82,28 @@ class Exportless(nn.Module):
 
 # (id, call(graph, out) -> None, error type, needles)
 API_CASES = [
-    ("static-batches-zero", lambda g, o: static_int8(g, batches(), out=o, batches=0), CalibrationError,
-     ["got 0", "positive integer"]),
-    ("static-batches-negative", lambda g, o: static_int8(g, batches(), out=o, batches=-3), CalibrationError,
-     ["got -3", "positive integer"]),
-    ("static-batches-nan", lambda g, o: static_int8(g, batches(), out=o, batches=float("nan")), CalibrationError,
-     ["got nan", "positive integer"]),
-    ("static-batches-bool", lambda g, o: static_int8(g, batches(), out=o, batches=True), CalibrationError,
-     ["got True", "positive integer"]),
-    ("static-method-unknown", lambda g, o: static_int8(g, batches(), out=o, method="minmaxx"), CalibrationError,
-     ["'minmaxx'", "Did you mean 'minmax'", "entropy, percentile"]),
-    ("static-operands-unknown", lambda g, o: static_int8(g, batches(), out=o, operand_types="u8u8"), TorchSlimError,
-     ["'u8u8'", "auto, u8s8, s8s8"]),
-    ("static-percentile-over-100", lambda g, o: static_int8(g, batches(), out=o, method="percentile", percentile=150),
-     TorchSlimError, ["percentile", "(0, 100]", "got 150"]),
-    ("static-percentile-nan", lambda g, o: static_int8(g, batches(), out=o, method="percentile",
+    ("static-batches-zero", lambda g, o: static_int8(g, batches(), out=o, calibration_batches=0), OptionsError,
+     ["quantize.static_int8", "calibration_batches = 0", "greater than 0"]),
+    ("static-batches-negative", lambda g, o: static_int8(g, batches(), out=o, calibration_batches=-3), OptionsError,
+     ["calibration_batches = -3", "greater than 0"]),
+    ("static-batches-nan", lambda g, o: static_int8(g, batches(), out=o, calibration_batches=float("nan")),
+     OptionsError, ["calibration_batches = NaN", "valid integer"]),
+    ("static-batches-bool", lambda g, o: static_int8(g, batches(), out=o, calibration_batches=True), OptionsError,
+     ["calibration_batches = true", "valid integer"]),
+    ("static-method-unknown", lambda g, o: static_int8(g, batches(), out=o, calibration_method="minmaxx"),
+     OptionsError, ['calibration_method = "minmaxx"', "did you mean 'minmax'", "'entropy' or 'percentile'"]),
+    ("static-operands-unknown", lambda g, o: static_int8(g, batches(), out=o, operand_types="u8u8"), OptionsError,
+     ['operand_types = "u8u8"', "'auto', 'u8s8' or 's8s8'"]),
+    ("static-percentile-over-100", lambda g, o: static_int8(g, batches(), out=o, calibration_method="percentile",
+                                                            percentile=150),
+     OptionsError, ["percentile = 150", "less than or equal to 100"]),
+    ("static-percentile-nan", lambda g, o: static_int8(g, batches(), out=o, calibration_method="percentile",
                                                        percentile=float("nan")),
-     TorchSlimError, ["percentile", "(0, 100]", "got nan"]),
-    ("static-per-channel-text", lambda g, o: static_int8(g, batches(), out=o, per_channel="no"), TorchSlimError,
-     ["per_channel", "True or False", "'no'"]),
-    ("static-calibration-inf", lambda g, o: static_int8(g, batches(3, bad=(2, 1, float("inf"))), out=o, batches=3),
+     OptionsError, ["percentile = NaN", "finite number"]),
+    ("static-per-channel-text", lambda g, o: static_int8(g, batches(), out=o, per_channel="no"), OptionsError,
+     ['per_channel = "no"', "valid boolean"]),
+    ("static-calibration-inf", lambda g, o: static_int8(g, batches(3, bad=(2, 1, float("inf"))), out=o,
+                                                        calibration_batches=3),
      CalibrationError, ["Calibration batch 2", "NaN or Inf", "sample 1"]),
     ("static-calibration-none", lambda g, o: static_int8(g, None, out=o), CalibrationError,
      ["needs calibration data", "DataLoader"]),
@@ -114,12 +117,12 @@ API_CASES = [
      ["gate", "Branchy"]),
     ("static-not-a-model", lambda g, o: static_int8(42, batches(), out=o), TorchSlimError,
      ["Cannot quantize a int", "nn.Module", ".onnx"]),
-    ("dynamic-op-type-unknown", lambda g, o: dynamic_int8(g, out=o, op_types=["Conv2d"]), TorchSlimError,
-     ["'Conv2d'", "Did you mean 'Conv'", "MatMul, Conv"]),
-    ("dynamic-op-types-empty", lambda g, o: dynamic_int8(g, out=o, op_types=[]), TorchSlimError,
-     ["op_types is empty", "MatMul"]),
-    ("dynamic-per-channel-number", lambda g, o: dynamic_int8(g, out=o, per_channel=2), TorchSlimError,
-     ["per_channel", "True or False", "got 2"]),
+    ("dynamic-op-type-unknown", lambda g, o: dynamic_int8(g, out=o, op_types=["Conv2d"]), OptionsError,
+     ['op_types[0] = "Conv2d"', "did you mean 'Conv'", "'MatMul', 'Conv'"]),
+    ("dynamic-op-types-empty", lambda g, o: dynamic_int8(g, out=o, op_types=[]), OptionsError,
+     ["op_types = []", "at least 1 item"]),
+    ("dynamic-per-channel-number", lambda g, o: dynamic_int8(g, out=o, per_channel=2), OptionsError,
+     ["per_channel = 2", "valid boolean"]),
 ]
 
 

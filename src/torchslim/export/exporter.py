@@ -35,6 +35,7 @@ from torchslim.export.locate import (
 from torchslim.export.tidy import tidy
 from torchslim.measure.latency import make_batch
 from torchslim.core.macs import batch_size_of
+from torchslim.options.quantize import ExportConfig, configured
 from torchslim.train.batch import as_batch
 
 INPUT, OUTPUT = "input", "output"
@@ -156,7 +157,7 @@ def compare(session: Any, model: nn.Module, inputs: list[torch.Tensor]) -> tuple
 
 
 def onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *, check_data: Iterable | None = None,
-         check_batches: int = 2, atol: float = 1e-4, rtol: float = 1e-3, opset: int | None = None) -> ExportReport:
+         config: ExportConfig | None = None, **options: Any) -> ExportReport:
     """Export ``model`` to the ONNX file ``path`` (input ``"input"``, output ``"output"``).
 
     Args:
@@ -166,21 +167,24 @@ def onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *, che
         path: the ``.onnx`` file to write; its directory is created.
         check_data: a loader of real batches; its first ``check_batches`` batches are checked
             too (recommended: the example alone may not exercise every path).
-        atol: absolute tolerance: the graph is accepted when max |onnx - torch| <= atol + rtol *
-            max |torch|.
-        rtol: relative tolerance, in the same test.
-        opset: the ONNX opset (default: the exporter's recommended one).
+        config: the options (:class:`~torchslim.options.ExportConfig`): ``opset`` (default: the
+            exporter's recommended one), ``check_batches``, and the tolerances: the graph is
+            accepted when max |onnx - torch| <= ``atol`` + ``rtol`` x max |torch|.
+        **options: any :class:`~torchslim.options.ExportConfig` field, laid over ``config``.
 
     Returns:
         An :class:`ExportReport` (errors, BatchNorm folding, size, opset).
 
     Raises:
+        OptionsError: a bad or unknown option.
         ExportError: the model does not export (the failing module is named), the graph does not
             match the model within tolerance, or it is over 2 GB; nothing is written then.
     """
     import onnxruntime as ort
 
     began = time.perf_counter()
+    cfg = configured(ExportConfig, "export.onnx", config, options)
+    atol, rtol = cfg.atol, cfg.rtol
     if not isinstance(model, nn.Module):
         raise ExportError(f"export.onnx needs an nn.Module, got {type(model).__name__}.")
     n = batch_size_of(example_input)
@@ -189,8 +193,8 @@ def onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *, che
     model.eval()
     try:
         _runs_eagerly(model, capture_input)
-        inputs = _check_inputs(example_input, check_data, check_batches)  # shapes checked before the capture
-        proto = tidy(_capture(model, capture_input, opset), (name for name, _ in model.named_modules()))
+        inputs = _check_inputs(example_input, check_data, cfg.check_batches)  # shapes checked before the capture
+        proto = tidy(_capture(model, capture_input, cfg.opset), (name for name, _ in model.named_modules()))
         if proto.ByteSize() >= TWO_GB:
             raise ExportError(f"The exported model is {proto.ByteSize() / 1e9:.1f} GB; a single ONNX file "
                               "holds at most 2 GB.")

@@ -89,7 +89,7 @@ def explain(error: dict[str, Any], name: str, model: type[BaseModel] | None = No
     if kind == "literal_error" and isinstance(error.get("input"), str):
         choices = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
         hint = did_you_mean(error["input"], choices).strip().rstrip("?")
-        message += f" ({hint.lower()})" if hint else ""
+        message += f" ({hint[:1].lower() + hint[1:]})" if hint else ""  # the name keeps its case
     if name == "(options)":
         return message  # a check of several options together: its message names them
     return f"{name} = {shown(error.get('input'))} is invalid: {message}"

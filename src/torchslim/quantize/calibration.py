@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from torchslim.core.errors import TorchSlimError
+from torchslim.options.quantize import CalibrationMethod
 from torchslim.train.batch import as_batch
 
-METHODS = ("minmax", "entropy", "percentile")
+METHODS = get_args(CalibrationMethod)
 
 
 class CalibrationError(TorchSlimError):
@@ -25,14 +26,6 @@ class CalibrationError(TorchSlimError):
 
 class CalibrationWarning(UserWarning):
     """Calibration ran on fewer batches than asked because the loader has fewer."""
-
-
-def check_batches(batches: Any) -> int:
-    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
-        raise CalibrationError(
-            f"calibration batches must be a positive integer, got {batches!r}: static INT8 measures "
-            "each activation's range on real batches, so it needs at least one.")
-    return batches
 
 
 def _shape_text(dims: list[int | str]) -> str:
@@ -47,7 +40,7 @@ def take(loader: Iterable | None, batches: int, input_name: str,
     batch's shape with a free batch dimension, so later batches must match it.
 
     Raises:
-        CalibrationError: ``batches`` < 1, no loader, a loader that yields nothing, a batch
+        CalibrationError: no loader, a loader that yields nothing, a batch
             whose shape does not fit the graph input ``input_name`` of ``input_shape``, or NaN/Inf
             inputs (batch and sample named).
 
@@ -61,8 +54,8 @@ def take(loader: Iterable | None, batches: int, input_name: str,
 
 def checked(loader: Iterable | None, batches: int, input_name: str,
             input_shape: list[int | str] | None) -> Iterator[np.ndarray]:
-    """The first ``batches`` batches of ``loader``, one at a time, each checked as :func:`take` does."""
-    check_batches(batches)
+    """The first ``batches`` batches of ``loader``, one at a time, each checked as :func:`take` does
+    (``batches`` was validated with the options: a positive integer)."""
     if loader is None:
         raise CalibrationError("Static INT8 needs calibration data: pass a DataLoader of real inputs.")
     for i, raw in enumerate(loader):
@@ -101,12 +94,8 @@ def settle(count: int, samples: int, batches: int) -> None:
 
 
 def method_of(name: str) -> Any:
+    """ONNX Runtime's calibration method of one of :data:`METHODS` (the options validated the name)."""
     from onnxruntime.quantization import CalibrationMethod
 
-    if name not in METHODS:
-        from torchslim.core.registry import did_you_mean
-
-        raise CalibrationError(f"Unknown calibration method {name!r}.{did_you_mean(name, METHODS)} "
-                               f"Valid: {', '.join(METHODS)}.")
     return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
             "percentile": CalibrationMethod.Percentile}[name]

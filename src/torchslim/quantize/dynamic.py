@@ -13,36 +13,23 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import onnx
 import torch
 
-from torchslim.core.errors import TorchSlimError
-from torchslim.core.registry import did_you_mean
 from torchslim.export.locate import quiet
-from torchslim.quantize import operands, record, select
+from torchslim.options.quantize import DynamicInt8Config, DynamicOp, configured
+from torchslim.quantize import operands, select, sidecar
 from torchslim.quantize.rewrite import gemm_to_matmul
 from torchslim.quantize.source import prepare
-from torchslim.quantize.static import QuantizeError, check_flag, check_out, output_dir, preprocess
+from torchslim.quantize.static import QuantizeError, check_out, output_dir, preprocess
 from torchslim.runtime import OnnxModel, artifact
 from torchslim.runtime.graph import kernel_of, read_model
 
-DEFAULT_OPS = ("MatMul", "Conv", "Attention", "LSTM", "Gather")
-
-
-def check_op_types(op_types: Sequence[str] | str) -> list[str]:
-    """``op_types`` as a list (one name alone is allowed), each one an op dynamic INT8 quantizes."""
-    names = [op_types] if isinstance(op_types, str) else list(op_types)
-    if not names:
-        raise TorchSlimError(f"op_types is empty: give at least one of {', '.join(DEFAULT_OPS)}.")
-    for name in names:
-        if name not in DEFAULT_OPS:
-            raise TorchSlimError(f"op_types: {name!r} is not an op dynamic INT8 quantizes.{did_you_mean(str(name), DEFAULT_OPS)} "
-                                 f"Valid: {', '.join(DEFAULT_OPS)} (ONNX op types).")
-    return names
+DEFAULT_OPS = get_args(DynamicOp)  # every op type dynamic INT8 can quantize (MatMul alone by default)
 
 
 def _layer_counts(graph: onnx.ModelProto) -> dict[str, dict[str, int]]:
@@ -62,12 +49,10 @@ def dynamic_int8(
     out: str | Path | None = None,
     example_input: torch.Tensor | None = None,
     data: Iterable | None = None,
-    op_types: Sequence[str] = ("MatMul",),
-    keep_fp32: Sequence[str] = (),
-    per_channel: bool = True,
-    preprocess_graph: bool = True,
     test_data: Iterable | None = None,
     metadata: dict[str, Any] | None = None,
+    config: DynamicInt8Config | None = None,
+    **options: Any,
 ) -> OnnxModel:
     """Quantize ``model``'s weights to INT8 with activations quantized per batch at run time.
 
@@ -77,26 +62,24 @@ def dynamic_int8(
         out: the artifact directory or ``.onnx`` path; None: a new temporary directory.
         example_input: the export's example batch (a torch model needs it or ``data``).
         data: real batches to check the export on (a torch model needs it or ``example_input``).
-        op_types: ONNX op types to quantize: ``("MatMul",)`` (every Linear) by default; add
-            "Conv" for ``ConvInteger`` (often slower than FP32 on CPU), or any of
-            ``DEFAULT_OPS``.
-        keep_fp32: module paths or node names to leave in FP32.
-        per_channel: one weight scale per output channel.
-        preprocess_graph: run ONNX Runtime's quantization pre-processing first.
         test_data: a loader; the FP32 and INT8 accuracy over all of it is recorded.
         metadata: JSON-serialisable entries added to the sidecar.
+        config: the options (:class:`~torchslim.options.DynamicInt8Config`: op_types, keep_fp32,
+            per_channel, preprocess_graph). ``op_types`` is ``["MatMul"]`` (every Linear) by
+            default; "Conv" gives ``ConvInteger`` (often slower than FP32 on CPU).
+        **options: any :class:`~torchslim.options.DynamicInt8Config` field, laid over ``config``.
 
     Raises:
-        TorchSlimError: an unknown op type or keep_fp32 name, a non-bool switch, an ``out`` where a
-            file stands in the way; ExportError, CorruptFileError, QuantizeError as for
+        OptionsError: a bad or unknown option (named, with what is valid).
+        TorchSlimError: a keep_fp32 name that is not in the graph, an ``out`` where a file stands
+            in the way; ExportError, CorruptFileError, QuantizeError as for
             :func:`~torchslim.quantize.static_int8`.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     began = time.perf_counter()
-    op_types = check_op_types(op_types)
-    check_flag("per_channel", per_channel)
-    check_flag("preprocess_graph", preprocess_graph)
+    cfg = configured(DynamicInt8Config, "quantize.dynamic_int8", config, options)
+    op_types, keep_fp32, per_channel = cfg.op_types, cfg.keep_fp32, cfg.per_channel
     check_out(out)
     ops = operands.choose("u8s8")
     with tempfile.TemporaryDirectory(prefix="torchslim-quantize-") as tmp:
@@ -104,7 +87,7 @@ def dynamic_int8(
         src = prepare(model, workdir, example_input, data)
         keep = select.resolve(src.graph, keep_fp32, "keep_fp32") if keep_fp32 else {}
         excluded = sorted({node for nodes in keep.values() for node in nodes})
-        prepared = read_model(preprocess(src, workdir, preprocess_graph))
+        prepared = read_model(preprocess(src, workdir, cfg.preprocess_graph))
         rewritten = gemm_to_matmul(prepared)
         rewritten_path = workdir / "fp32-matmul.onnx"
         onnx.save(prepared, str(rewritten_path))
@@ -126,13 +109,13 @@ def dynamic_int8(
         quantization = {"format": "dynamic (IntegerOps)", "per_channel": per_channel, **ops.to_dict(),
                         "int8_layers": layers["int8"], "fp32_layers": layers["fp32"],
                         "op_types": list(op_types), "gemm_rewritten_to_matmul": rewritten,
-                        "preprocess": preprocess_graph, "calibration": None,
+                        "preprocess": cfg.preprocess_graph, "calibration": None,
                         "keep_fp32": {"requested": list(keep_fp32), "nodes": excluded}}
-        info = record.build(
+        info = sidecar.build(
             "dynamic", source=src.info, quantization=quantization, kernel=kernel,
             fp32_bytes=src.path.stat().st_size, int8_bytes=int8_path.stat().st_size,
             seconds=time.perf_counter() - began,
-            accuracy=record.accuracy(src.path, int8_path, test_data) if test_data is not None else None,
+            accuracy=sidecar.accuracy(src.path, int8_path, test_data) if test_data is not None else None,
             extra=metadata)
         out = output_dir(out, "dynamic")
         artifact.write(out, int8_path.read_bytes(), info)

@@ -35,6 +35,8 @@ from torch import nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.export.tidy import module_of
+from torchslim.options.base import OptionsError, shown
+from torchslim.options.quantize import QATConfig, configured
 from torchslim.quantize import calibration as calib
 from torchslim.quantize import operands
 from torchslim.quantize.fake_quant import ActivationQuant, fake_quant_weight, weight_range
@@ -43,7 +45,6 @@ from torchslim.runtime import OnnxModel
 from torchslim.train.batch import as_batch
 
 QAT_ATTR = "_torchslim_qat"
-RANGES = ("observe", "learn")
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
 ROUTE = ("QAT-trained FP32 weights exported (BatchNorm folded), then ONNX Runtime quantize_static with "
          "the input range of every Conv/Gemm/MatMul set to the range learned in QAT (TensorQuantOverrides "
@@ -121,29 +122,31 @@ def _calibrate(model: nn.Module, data: Iterable, batches: int) -> int:
     return seen
 
 
-def prepare_qat(model: nn.Module, calibration: Iterable | None = None, *, batches: int = 8,
-                operand_types: str = "auto", ranges: str = "observe", momentum: float = 0.01,
-                keep_fp32: Sequence[str] = (), per_channel: bool = True) -> nn.Module:
+def prepare_qat(model: nn.Module, calibration: Iterable | None = None, *, config: QATConfig | None = None,
+                **options: Any) -> nn.Module:
     """A fake-quantized copy of ``model`` to train (``model`` itself is not changed).
 
     Args:
-        calibration: a loader whose first ``batches`` batches initialise the activation
-            ranges (min/max); without it they start from the first training batch.
-        operand_types: "auto", "u8s8" or "s8s8", as for ``static_int8``: the activation type
-            trained for, and the one the artifact will use.
-        ranges: "observe" (running min/max, EMA with ``momentum``) or "learn" (trained).
-        keep_fp32: module paths whose Conv/Linear layers stay unquantized.
-        per_channel: weights on one grid per output channel (as ``static_int8`` does).
+        model: the FP32 model.
+        calibration: a loader whose first ``calibration_batches`` batches initialise the
+            activation ranges (min/max); without it they start from the first training batch.
+        config: the options (:class:`~torchslim.options.QATConfig`); this uses operand_types (the
+            activation type trained for, and the one the artifact will use), ranges ("observe":
+            running min/max, EMA with ``range_momentum``; "learn": trained), keep_fp32 (module
+            paths whose Conv/Linear layers stay unquantized), per_channel and
+            calibration_batches. The model keeps the config for :func:`qat_int8`.
+        **options: any :class:`~torchslim.options.QATConfig` field, laid over ``config``.
 
     Raises:
-        TorchSlimError: an unknown ``ranges`` or operand choice, a keep_fp32 path that does not
-            exist, or a model with no Conv or Linear to quantize.
+        OptionsError: a bad or unknown option.
+        TorchSlimError: a keep_fp32 path that does not exist, or a model with no Conv or Linear to
+            quantize.
+        CalibrationError: a calibration loader that yields no batch.
     """
-    if ranges not in RANGES:
-        raise TorchSlimError(f"ranges must be one of {', '.join(RANGES)}, got {ranges!r}.")
-    ops = operands.choose(operand_types)
+    cfg = configured(QATConfig, "quantize.prepare_qat", config, options)
+    ops = operands.choose(cfg.operand_types)
     names = {name for name, _ in model.named_modules()}
-    for path in keep_fp32:
+    for path in cfg.keep_fp32:
         if path not in names:
             from torchslim.core.registry import did_you_mean
 
@@ -152,16 +155,14 @@ def prepare_qat(model: nn.Module, calibration: Iterable | None = None, *, batche
     wrange = weight_range(ops.reduce_range)
     for path, module in list(qmodel.named_modules()):
         kind = _wrappable(module)
-        if kind is not None and not _kept(path, keep_fp32):
-            _replace(qmodel, path, kind(module, ActivationQuant(ops.activation, ranges == "learn", momentum),
-                                        wrange, per_channel))
+        if kind is not None and not _kept(path, cfg.keep_fp32):
+            act = ActivationQuant(ops.activation, cfg.ranges == "learn", cfg.range_momentum)
+            _replace(qmodel, path, kind(module, act, wrange, cfg.per_channel))
     if not wrappers(qmodel):
         raise TorchSlimError(f"{type(model).__name__} has no Conv or Linear layer to quantize (outside keep_fp32).")
-    calibrated = (_calibrate(qmodel, calibration, calib.check_batches(batches))
-                  if calibration is not None else 0)
-    object.__setattr__(qmodel, QAT_ATTR, {
-        "operands": ops, "ranges": ranges, "momentum": momentum, "keep_fp32": list(keep_fp32),
-        "per_channel": per_channel, "calibration_batches": calibrated, "weight_range": list(wrange)})
+    calibrated = _calibrate(qmodel, calibration, cfg.calibration_batches) if calibration is not None else 0
+    object.__setattr__(qmodel, QAT_ATTR, {"config": cfg, "operands": ops, "calibration_batches": calibrated,
+                                          "weight_range": list(wrange)})
     return qmodel
 
 
@@ -207,47 +208,63 @@ def learned_ranges(qmodel: nn.Module, fp32: onnx.ModelProto) -> dict[str, tuple[
     return merged
 
 
+# What the trained model was built with: the artifact must use the same, whatever qat_int8 is given.
+TRAINED_WITH = ("keep_fp32", "per_channel", "operand_types", "ranges", "range_momentum")
+
+
+def _artifact_config(settings: dict[str, Any], config: QATConfig | None, options: dict[str, Any]) -> QATConfig:
+    prepared: QATConfig = settings["config"]
+    cfg = configured(QATConfig, "quantize.qat_int8", config if config is not None else prepared, options)
+    for name in TRAINED_WITH:
+        if getattr(cfg, name) != getattr(prepared, name):
+            raise OptionsError(f"quantize.qat_int8: {name} = {shown(getattr(cfg, name))} differs from the "
+                               f"{shown(getattr(prepared, name))} the model was prepared and trained with "
+                               "(prepare_qat); drop it here.")
+    return cfg
+
+
 def qat_int8(qmodel: nn.Module, calibration: Iterable, *, out: str | Path | None = None,
-             example_input: torch.Tensor | None = None, batches: int = 8, method: str = "minmax",
-             preprocess: bool = True, test_data: Iterable | None = None, training: dict | None = None,
-             metadata: dict[str, Any] | None = None) -> OnnxModel:
+             example_input: torch.Tensor | None = None, test_data: Iterable | None = None,
+             training: dict | None = None, metadata: dict[str, Any] | None = None,
+             config: QATConfig | None = None, **options: Any) -> OnnxModel:
     """The INT8 ONNX Runtime artifact of a QAT-trained model (the route in the module docstring).
 
     Args:
         qmodel: a model from :func:`prepare_qat`, trained.
-        calibration: real batches; the first ``batches`` calibrate the tensors QAT did not
-            simulate (with ``method``) and check the export.
+        calibration: real batches; the first ``calibration_batches`` calibrate the tensors QAT
+            did not simulate (with ``calibration_method``) and check the export.
         out: as for ``static_int8``.
         example_input: as for ``static_int8``.
-        preprocess: as for ``static_int8``.
         test_data: as for ``static_int8``.
         training: what the QAT run did (epochs, teacher, ...), recorded in the sidecar.
         metadata: JSON-serialisable entries added to the sidecar.
+        config: the options; default: those ``qmodel`` was prepared with. Its calibration
+            options and preprocess_graph apply here; those the model was trained with
+            (keep_fp32, per_channel, operand_types, ranges) must not differ.
+        **options: any :class:`~torchslim.options.QATConfig` field, laid over ``config``.
 
     Returns:
         The artifact as an :class:`~torchslim.runtime.OnnxModel`.
 
     Raises:
+        OptionsError: a bad option, or one that differs from the model's training.
         TorchSlimError: not a QAT model; CalibrationError, ExportError, QuantizeError as for
             ``static_int8``.
     """
     began = time.perf_counter()
     settings = _settings(qmodel)
-    calib.check_batches(batches)
-    calib.method_of(method)
+    cfg = _artifact_config(settings, config, options)
     plain = strip_qat(qmodel).eval()
     ops: operands.Operands = settings["operands"]
     with tempfile.TemporaryDirectory(prefix="torchslim-qat-") as tmp:
         workdir = Path(tmp)
-        src, arrays = source_and_calibration(plain, workdir, calibration, batches, example_input)
+        src, arrays = source_and_calibration(plain, workdir, calibration, cfg.calibration_batches, example_input)
         ranges = learned_ranges(qmodel, src.graph)
-        extra = {"qat": {"route": ROUTE, "ranges": settings["ranges"], "momentum": settings["momentum"],
-                         "weight_range": settings["weight_range"], "per_channel": settings["per_channel"],
+        extra = {"qat": {"route": ROUTE, "ranges": cfg.ranges, "momentum": cfg.range_momentum,
+                         "weight_range": settings["weight_range"], "per_channel": cfg.per_channel,
                          "initial_calibration_batches": settings["calibration_batches"],
                          "learned_input_ranges": {t: list(r) for t, r in ranges.items()},
                          "layers": len(wrappers(qmodel)), "training": training},
                  **(metadata or {})}
-        return quantize_graph(src, arrays, workdir, output_dir(out, "qat"), mode="qat", method=method,
-                              percentile=99.999, ops=ops, keep_fp32=settings["keep_fp32"],
-                              per_channel=settings["per_channel"], use_preprocess=preprocess,
+        return quantize_graph(src, arrays, workdir, output_dir(out, "qat"), mode="qat", config=cfg, ops=ops,
                               test_data=test_data, began=began, fixed_ranges=ranges, extra=extra)

@@ -11,10 +11,9 @@ the session is created.
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,9 @@ import torch
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.export.locate import quiet
+from torchslim.options.quantize import StaticInt8Config, configured
 from torchslim.quantize import calibration as calib
-from torchslim.quantize import operands, ranges, record, select, source
+from torchslim.quantize import operands, ranges, select, sidecar, source
 from torchslim.quantize.source import Source
 from torchslim.runtime import OnnxModel, artifact
 from torchslim.runtime.graph import kernel_of, read_model
@@ -57,19 +57,6 @@ def check_out(out: str | Path | None) -> None:
         raise TorchSlimError(f"out={str(out)!r} cannot be created: {existing} is a file, not a directory.")
 
 
-def check_flag(name: str, value: Any) -> None:
-    """Refuse a non-bool switch: ``per_channel="no"`` is truthy and would silently mean True."""
-    if not isinstance(value, bool):
-        raise TorchSlimError(f"{name} must be True or False, got {value!r}.")
-
-
-def check_percentile(percentile: Any) -> None:
-    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not (
-            math.isfinite(percentile) and 0 < percentile <= 100):
-        raise TorchSlimError(f"percentile must be a number in (0, 100] (the share of |activation| values the "
-                             f"range keeps, e.g. 99.999), got {percentile!r}.")
-
-
 def preprocess(src: Source, workdir: Path, enabled: bool) -> Path:
     """ONNX Runtime's quantization pre-processing of ``src`` (or ``src.path`` when disabled)."""
     if not enabled:
@@ -83,7 +70,7 @@ def preprocess(src: Source, workdir: Path, enabled: bool) -> Path:
                               skip_symbolic_shape=False)
     except Exception as exc:  # ORT raises assorted types from shape inference and optimisation
         raise QuantizeError(f"ONNX Runtime's quantization pre-processing failed ({type(exc).__name__}: "
-                            f"{str(exc)[:300]}); pass preprocess=False to quantize without it.") from exc
+                            f"{str(exc)[:300]}); pass preprocess_graph=False to quantize without it.") from exc
     return target
 
 
@@ -94,7 +81,7 @@ def overrides(fixed: dict[str, tuple[float, float]], prepared: Path) -> dict[str
     lost = sorted(set(fixed) - tensors)
     if lost:
         raise QuantizeError(f"Tensors {', '.join(lost[:5])} with fixed ranges are not in the graph after "
-                            "pre-processing; quantize with preprocess=False.")
+                            "pre-processing; quantize with preprocess_graph=False.")
     return {t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for t, (lo, hi) in fixed.items()}
 
 
@@ -112,22 +99,21 @@ def source_and_calibration(model: Any, workdir: Path, data: Iterable | None, bat
     return source.from_module(target, workdir, example, data), stream
 
 
-def calibration_options(prepared: Path, stream: ranges.Stream, method: str,
-                        percentile: float) -> tuple[int, dict[str, Any]]:
+def calibration_options(prepared: Path, stream: ranges.Stream,
+                        config: StaticInt8Config) -> tuple[int, dict[str, Any]]:
     """Samples per calibration run for ``prepared`` and the calibrator's ``extra_options``."""
     graph = onnx.shape_inference.infer_shapes(onnx.load(str(prepared), load_external_data=False))
     per_run = ranges.samples_per_run(graph, tuple(stream.head.shape[1:]))
     options: dict[str, Any] = {}
-    if method != "minmax":  # histograms are folded run by run instead of holding every activation
+    if config.calibration_method != "minmax":  # histograms are folded run by run, not every activation held
         options["CalibStridedMinMax"] = 1
-    if method == "percentile":
-        options["CalibPercentile"] = percentile
+    if config.calibration_method == "percentile":
+        options["CalibPercentile"] = config.percentile
     return per_run, options
 
 
-def quantize_graph(src: Source, stream: ranges.Stream, workdir: Path, out: Path, *, mode: str, method: str,
-                   percentile: float, ops: operands.Operands, keep_fp32: Sequence[str], per_channel: bool,
-                   use_preprocess: bool, test_data: Iterable | None, began: float,
+def quantize_graph(src: Source, stream: ranges.Stream, workdir: Path, out: Path, *, mode: str,
+                   config: StaticInt8Config, ops: operands.Operands, test_data: Iterable | None, began: float,
                    fixed_ranges: dict[str, tuple[float, float]] | None = None,
                    extra: dict[str, Any] | None = None) -> OnnxModel:
     """Calibrate and quantize ``src`` into the artifact ``out`` (shared by static INT8 and QAT).
@@ -138,12 +124,13 @@ def quantize_graph(src: Source, stream: ranges.Stream, workdir: Path, out: Path,
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     input_name, _ = src.input
+    keep_fp32, per_channel, method = config.keep_fp32, config.per_channel, config.calibration_method
     keep = select.resolve(src.graph, keep_fp32, "keep_fp32") if keep_fp32 else {}
     excluded = sorted({node for nodes in keep.values() for node in nodes})
-    prepared = preprocess(src, workdir, use_preprocess)
+    prepared = preprocess(src, workdir, config.preprocess_graph)
     int8_path = workdir / "int8.onnx"
     qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    per_run, options = calibration_options(prepared, stream, method, percentile)
+    per_run, options = calibration_options(prepared, stream, config)
     fixed = fixed_ranges or {}
     if fixed:
         options["TensorQuantOverrides"] = overrides(fixed, prepared)
@@ -159,16 +146,16 @@ def quantize_graph(src: Source, stream: ranges.Stream, workdir: Path, out: Path,
                             f" ({type(exc).__name__}: {str(exc)[:300]}).") from exc
     int8_graph = read_model(int8_path)
     quantization = {
-        "format": "QDQ", "per_channel": per_channel, **ops.to_dict(), "preprocess": use_preprocess,
+        "format": "QDQ", "per_channel": per_channel, **ops.to_dict(), "preprocess": config.preprocess_graph,
         "calibration": {"method": method, "batches": len(stream.sizes), "samples": stream.samples,
                         "samples_per_run": per_run,
-                        **({"percentile": percentile} if method == "percentile" else {})},
+                        **({"percentile": config.percentile} if method == "percentile" else {})},
         "keep_fp32": {"requested": list(keep_fp32), "nodes": excluded},
         "fixed_ranges": len(fixed)}
-    info = record.build(
+    info = sidecar.build(
         mode, source=src.info, quantization=quantization, kernel=kernel_of(int8_graph),
         fp32_bytes=src.path.stat().st_size, int8_bytes=int8_path.stat().st_size, seconds=time.perf_counter() - began,
-        accuracy=record.accuracy(src.path, int8_path, test_data) if test_data is not None else None, extra=extra)
+        accuracy=sidecar.accuracy(src.path, int8_path, test_data) if test_data is not None else None, extra=extra)
     artifact.write(out, int8_path.read_bytes(), info)
     return OnnxModel(out)
 
@@ -179,60 +166,49 @@ def static_int8(
     *,
     out: str | Path | None = None,
     example_input: torch.Tensor | None = None,
-    batches: int = 8,
-    method: str = "minmax",
-    percentile: float = 99.999,
-    operand_types: str = "auto",
-    keep_fp32: Sequence[str] = (),
-    per_channel: bool = True,
-    preprocess: bool = True,
     test_data: Iterable | None = None,
     metadata: dict[str, Any] | None = None,
+    config: StaticInt8Config | None = None,
+    **options: Any,
 ) -> OnnxModel:
     """Quantize ``model`` to static INT8 (QDQ, per-channel weights) for ONNX Runtime.
 
     Args:
         model: an ``nn.Module`` (exported first and checked against torch), an ``.onnx`` file, an
             artifact or checkpoint directory, or a ``torchslim.runtime`` model. FP32 only.
-        calibration: a loader of real inputs; its first ``batches`` batches calibrate.
+        calibration: a loader of real inputs; its first ``calibration_batches`` batches calibrate.
         out: the artifact directory (``model.onnx`` + ``model.json``), or an ``.onnx`` path (the
             sidecar beside it); None: a new temporary directory.
         example_input: a batch for the export (default: the first calibration batch).
-        method: "minmax", "entropy" or "percentile" (``percentile`` of |values|, default 99.999).
-        operand_types: "auto" (chosen from the CPU, see ``torchslim.quantize.operands``), "u8s8"
-            or "s8s8" (allowed; warns where it is slow).
-        keep_fp32: module paths (``"fc"``, ``"layer3"``: every node inside) or ONNX node names
-            to leave in FP32.
-        per_channel: one weight scale per output channel (True) or per tensor.
-        preprocess: run ONNX Runtime's quantization pre-processing first.
         test_data: a loader; when given, the FP32 and INT8 graphs' accuracy over all of it is
             recorded in the sidecar.
         metadata: JSON-serialisable entries added to the sidecar (e.g. the dataset).
+        config: the options (:class:`~torchslim.options.StaticInt8Config`: calibration_batches,
+            calibration_method, percentile, operand_types, keep_fp32, per_channel,
+            preprocess_graph); ``operand_types`` "auto" chooses from the CPU (see
+            ``torchslim.quantize.operands``), "s8s8" is allowed and warns where it is slow.
+        **options: any :class:`~torchslim.options.StaticInt8Config` field, laid over ``config``.
 
     Returns:
         The artifact as an :class:`~torchslim.runtime.OnnxModel` (``.info`` is the sidecar).
 
     Raises:
-        CalibrationError: ``batches`` < 1, an empty loader, or inputs that do not fit the model.
+        OptionsError: a bad or unknown option (named, with what is valid).
+        CalibrationError: an empty loader, or inputs that do not fit the model.
         ExportError: the torch model does not export (the failing module named).
         CorruptFileError: a damaged ``.onnx`` given.
-        TorchSlimError: an unknown method, operand choice or keep_fp32 name; a percentile outside
-            (0, 100]; a non-bool switch; an ``out`` where a file stands in the way.
+        TorchSlimError: a keep_fp32 name that is not in the graph; an ``out`` where a file stands
+            in the way.
         QuantizeError: ONNX Runtime's quantizer failed.
     Warns:
         SlowKernelWarning: ``operand_types="s8s8"`` on a CPU where S8S8 is slow.
     """
     began = time.perf_counter()
-    calib.check_batches(batches)
-    calib.method_of(method)
-    check_percentile(percentile)
-    check_flag("per_channel", per_channel)
-    check_flag("preprocess", preprocess)
+    cfg = configured(StaticInt8Config, "quantize.static_int8", config, options)
     check_out(out)
-    ops = operands.choose(operand_types)
+    ops = operands.choose(cfg.operand_types)
     with tempfile.TemporaryDirectory(prefix="torchslim-quantize-") as tmp:
         workdir = Path(tmp)
-        src, stream = source_and_calibration(model, workdir, calibration, batches, example_input)
-        return quantize_graph(src, stream, workdir, output_dir(out, "static"), mode="static", method=method,
-                              percentile=percentile, ops=ops, keep_fp32=keep_fp32, per_channel=per_channel,
-                              use_preprocess=preprocess, test_data=test_data, began=began, extra=metadata)
+        src, stream = source_and_calibration(model, workdir, calibration, cfg.calibration_batches, example_input)
+        return quantize_graph(src, stream, workdir, output_dir(out, "static"), mode="static", config=cfg, ops=ops,
+                              test_data=test_data, began=began, extra=metadata)

@@ -1,4 +1,5 @@
-"""The JSON sidecar of an INT8 artifact: what was quantized, how, on what CPU, and what it kept."""
+"""The JSON sidecar written beside an INT8 artifact's .onnx: what was quantized, how, on what CPU, and
+what it kept (``runtime.artifact.write`` writes it as ``model.json``)."""
 
 from __future__ import annotations
 
