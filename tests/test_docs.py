@@ -5,7 +5,9 @@ registered pipeline step, every options class, every public name and every CLI c
 from __future__ import annotations
 
 import argparse
+import ast
 import html
+import importlib
 import re
 from pathlib import Path
 
@@ -129,3 +131,56 @@ def test_every_public_name_is_listed(site):
     text = page_text(site, "api/torchslim")
     for name in torchslim._PUBLIC:
         assert f"ts.{name}" in text, f"public name ts.{name} missing"
+
+
+def guide_blocks(language: str) -> list[tuple[str, str]]:
+    """``(guide, code)`` of every fenced ``language`` block of the guides."""
+    found = []
+    for guide in GUIDES:
+        text = (REPO / "docs" / "guides" / f"{guide}.md").read_text(encoding="utf-8")
+        found += [(guide, block) for block in re.findall(rf"```{language}\n(.*?)```", text, re.S)]
+    return found
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
+
+
+def test_guide_code_uses_only_names_that_exist():
+    """Every ``from torchslim... import name`` and every ``ts.x.y`` / ``text.x`` / ``L.x`` chain in the
+    guides' Python blocks resolves in the code as it is (a renamed function fails here)."""
+    import torchslim
+
+    for guide, code in guide_blocks("python"):
+        roots = {"ts": torchslim}
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.ImportFrom) and node.module.split(".")[0] == "torchslim":
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    value = getattr(module, alias.name, None)
+                    if value is None:
+                        value = importlib.import_module(f"{node.module}.{alias.name}")
+                    roots[alias.asname or alias.name] = value
+        for node in ast.walk(ast.parse(code)):
+            chain = _dotted(node) if isinstance(node, ast.Attribute) else None
+            if chain and chain.split(".")[0] in roots:
+                value = roots[chain.split(".")[0]]
+                for part in chain.split(".")[1:]:
+                    assert hasattr(value, part), f"{guide}: {chain} does not exist ({part!r} is missing)"
+                    value = getattr(value, part)
+
+
+def test_guide_recipes_are_valid_recipes(tmp_path):
+    from torchslim.pipeline import load_recipe
+
+    blocks = guide_blocks("yaml")
+    assert blocks, "the guides show no recipe"
+    for i, (guide, code) in enumerate(blocks):
+        path = tmp_path / f"{guide}-{i}.yaml"
+        path.write_text(code, encoding="utf-8")
+        assert load_recipe(path).strategies, f"{guide}: its recipe has no strategies"
