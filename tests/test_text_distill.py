@@ -13,6 +13,7 @@ from text_helpers import SENTENCES, write_tiny_bert, write_wordnet  # noqa: E402
 from torchslim import data  # noqa: E402
 from torchslim.cli import main  # noqa: E402
 from torchslim.core.errors import TorchSlimError  # noqa: E402
+from torchslim.options.text import TextDistillConfig  # noqa: E402
 from torchslim.text import (  # noqa: E402
     OrtEncoder,
     agreement,
@@ -61,6 +62,15 @@ def test_distillation_with_a_cached_teacher_brings_the_student_closer(teacher, b
     assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
     # Cached: one teacher pass over the training set (+ the probe), not one per epoch.
     assert len(calls) <= len(bundle.train) + 1 and not student.training
+
+
+def test_the_default_options_are_valid_ones():
+    """The default loss is built unvalidated (showing it loads no registry); it must validate."""
+    default = TextDistillConfig(epochs=1)
+    again = TextDistillConfig.model_validate({**default.model_dump(), "losses": [{"name": "embed-cos", "weight": 1.0}]})
+    assert again.model_dump() == default.model_dump()
+    assert (default.optimizer, default.lr, default.schedule, default.warmup_epochs, default.weight_decay,
+            default.max_grad_norm) == ("adamw", 2e-4, "cosine", 0.05, 0.01, 1.0)
 
 
 @pytest.mark.parametrize("losses", [

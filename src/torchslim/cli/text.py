@@ -27,14 +27,29 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
     from torchslim.options.cli import add_options
     from torchslim.options.text import TextLayersConfig, TextPruneConfig
 
-    g = p.add_argument_group("text (with --data wordnet-glosses; --teacher minilm or a BERT-family directory)")
+    g = p.add_argument_group("text (with --data wordnet-glosses; --teachers minilm or a BERT-family directory)",
+                             description=_text_defaults())
     g.add_argument("--max-length", type=positive_int, default=64, help="tokens per sentence (64)")
     g.add_argument("--train-size", type=positive_int, default=None, help="random training subset (sentences)")
     g.add_argument("--eval-size", type=positive_int, default=1000, help="held-out sentences for agreement (1000)")
     add_options(p, TextLayersConfig, title="text student with fewer layers (give --keep N or --layers I,J,...)")
     # A student is made one way per run, so one --sample-size (the layers options') serves both ways.
     add_options(p, TextPruneConfig, exclude=("sample_size",),
-                title="text student with attention heads and FFN units pruned (--heads, --ffn)")
+                title="text student with attention heads and FFN units pruned (--heads, --ffn; --sample-size "
+                      "sentences measure the importance)")
+
+
+def _text_defaults() -> str:
+    """The training defaults of a text run that differ from an image run's (from the two configs)."""
+    from torchslim.options.cli import default_text, flag
+    from torchslim.options.distill import DistillConfig
+    from torchslim.options.text import TextDistillConfig
+
+    image = DistillConfig.model_fields
+    differ = [f"{flag(name)} {default_text(info)}" for name, info in TextDistillConfig.model_fields.items()
+              if name in image and name != "losses" and default_text(info) != default_text(image[name])]
+    return ("A text run trains with the defaults of TextDistillConfig where they differ: "
+            f"{', '.join(differ)}; --losses embed-cos.").replace("%", "%%")
 
 
 TEXT_STUDENT_OPTIONS = ("keep", "layers", "heads", "ffn", "sample_size")

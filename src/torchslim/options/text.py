@@ -69,14 +69,14 @@ class TextPruneConfig(Options):
     @model_validator(mode="after")
     def _something(self) -> TextPruneConfig:
         if not self.heads and not self.ffn:
-            raise ValueError("heads = 0 and ffn = 0: nothing would be pruned; give a fraction in (0, 1) to "
-                             "either")
+            raise ValueError("heads and ffn are both 0: nothing would be pruned; give either a fraction in "
+                             "(0, 1)")
         return self
 
 
 def _embed_cos() -> list[LossItem]:
     # Built without validation, so that showing the default loads no loss registry (nor torch);
-    # tests/bad_input/test_bad_text_options.py validates it.
+    # tests/test_text_distill.py validates it.
     return [LossItem.model_construct(name="embed-cos", weight=1.0)]
 
 

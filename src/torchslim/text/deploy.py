@@ -75,9 +75,9 @@ def quantize_int8(onnx_path: str | Path, int8_path: str | Path, config: TextQuan
         OptionsError: a bad option.
         TorchSlimError: no file at ``onnx_path``.
     """
+    configure(TextQuantizeConfig, "text.quantize_int8", config, options)  # dynamic is the only mode
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    configure(TextQuantizeConfig, "text.quantize_int8", config, options)  # dynamic is the only mode
     onnx_path, int8_path = Path(onnx_path), Path(int8_path)
     if not onnx_path.is_file():
         raise TorchSlimError(f"No ONNX model at {onnx_path}: export it first (export_onnx).")
