@@ -36,7 +36,7 @@ def build_losses(items: Sequence[LossItem], num_data: int | None = None) -> list
     """
     built = []
     for item in items:
-        options = item.options()
+        options = item.arguments()
         if item.name == "crd" and "num_data" not in options:
             if num_data is None:
                 raise TorchSlimError("loss 'crd' keeps one memory entry per training sample: give its num_data, "

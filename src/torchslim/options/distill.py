@@ -60,13 +60,13 @@ class LossItem(Options):
         from torchslim.distill.losses import LOSSES
 
         loss = LOSSES.get(self.name)
-        problems = loss.check_options(self.options(), SUPPLIED.get(self.name, ()))
+        problems = loss.check_options(self.arguments(), SUPPLIED.get(self.name, ()))
         if problems:
-            raise _loss_errors(self.name, loss, problems, self.options())
+            raise _loss_errors(self.name, loss, problems, self.arguments())
         return self
 
-    def options(self) -> dict[str, Any]:
-        """The loss's own options, as written (``T``, taps, ...): keyword arguments of the loss."""
+    def arguments(self) -> dict[str, Any]:
+        """The loss's own options as written (``T``, taps, ...): keyword arguments of the loss."""
         return dict(self.model_extra or {})
 
 
@@ -177,10 +177,10 @@ class DistillConfig(FitConfig):
         if self.cache_draws is not None and self.cache == "none":
             raise invalid(("cache_draws",), self.cache_draws, "recorded draws of teacher outputs need a cache, but "
                           "cache = 'none' computes them live; set cache to memory or disk, or drop cache_draws")
-        tapped = [i for i in self.losses if i.options().get("teacher_tap")]
+        tapped = [i for i in self.losses if i.arguments().get("teacher_tap")]
         if tapped and self.cache != "none":
             raise invalid(("cache",), self.cache, f"loss {tapped[0].name!r} reads the teacher's features "
-                          f"(teacher_tap {tapped[0].options()['teacher_tap']!r}), which a cache does not hold; "
+                          f"(teacher_tap {tapped[0].arguments()['teacher_tap']!r}), which a cache does not hold; "
                           "set cache to none")
         return self
 
