@@ -8,6 +8,7 @@ the build, never as committed Markdown:
 - ``reference/recipe.md``: the recipe's top-level keys and sections (``data``, ``measure``, ...);
 - ``reference/options.md``: every options class of ``torchslim.options``: recipe key, CLI flag,
   type, bounds, default and description of each option;
+- ``reference/losses.md``: every registered distillation loss and its options;
 - ``reference/cli.md``: every ``torchslim`` command's ``--help``, from ``torchslim.cli.build_parser``;
 - ``api/torchslim.md`` and ``api/text.md``: the public names of the two lazily-importing packages
   (their names live in a dict, which static analysis cannot read), rendered by mkdocstrings.
@@ -125,6 +126,26 @@ def recipe_page() -> str:
             "[Pipeline steps](steps.md).", ""]
     for key, model in sections.items():
         out += [f"## `{key}`", "", markdown_of(model.__doc__), "", fields_table(model), ""]
+    return "\n".join(out)
+
+
+def losses_page() -> str:
+    """Every registered distillation loss: what it computes and its options (recipe loss-item keys,
+    ``--loss name:key=value`` on the command line)."""
+    from torchslim.distill.losses import LOSSES
+
+    out = ["# Distillation losses", "",
+           "Every loss registered in `torchslim.distill.losses.LOSSES`, by the name a recipe's `losses:` "
+           "item, `--loss` on the command line and `losses.create(name, ...)` use. The options below are "
+           "the loss's keyword arguments; every loss item also takes `weight` (and, with several "
+           "teachers, `teacher`). The equation of each loss is in its API entry. This page is generated "
+           "from the registry when the site is built.", ""]
+    for name in LOSSES.list():
+        loss = LOSSES.get(name)
+        path = f"torchslim.distill.losses.{loss.__name__}"
+        first = " ".join(markdown_of(loss.__doc__).split("\n\n")[0].split())
+        table = fields_table(loss.options_model()) if loss.options_model().model_fields else "No options.\n"
+        out += [f"## `{name}`", "", first, "", table, "", f"API: [`{loss.__name__}`][{path}]", ""]
     return "\n".join(out)
 
 
@@ -285,6 +306,7 @@ GENERATED: dict[str, Callable[..., str]] = {
     "reference/recipe.md": recipe_page,
     "reference/cli.md": cli_page,
     "reference/options.md": options_page,
+    "reference/losses.md": losses_page,
     "api/torchslim.md": public_api_page,
     "api/text.md": text_api_page,
 }

@@ -87,6 +87,16 @@ def test_every_registered_step_is_in_the_reference(site):
                 assert key in page[title][name], f"{title}: parameter {key!r} of step {name!r} missing"
 
 
+def test_every_registered_loss_is_in_the_reference(site):
+    from torchslim.distill.losses import LOSSES
+
+    page = sections(site, "reference/losses")
+    for name in LOSSES.list():
+        assert name in page, f"loss {name!r} missing (found {sorted(page)})"
+        for key in LOSSES.get(name).options_model().model_fields:
+            assert key in page[name][""], f"option {key!r} of loss {name!r} missing"
+
+
 def test_every_options_class_is_in_the_reference(site):
     import torchslim.options as options
 
