@@ -41,7 +41,7 @@ def run(capsys, *argv):
 def test_quantize_static_then_eval_beside_the_source(checkpoint, tmp_path, capsys):
     out = tmp_path / "int8"
     code, text, err = run(capsys, "quantize", checkpoint, "--mode", "static", "--calibration-batches", 2,
-                          "--calibration", "percentile", "--keep-fp32", "fc", "--out", out)
+                          "--calibration-method", "percentile", "--keep-fp32", "fc", "--out", out)
     assert code == 0, err
     assert "INT8 QDQ U8S8 per-channel" in text and "test accuracy on onnxruntime" in text
     info = json.loads((out / "model.json").read_text())
@@ -65,10 +65,11 @@ def test_quantize_an_onnx_file_dynamically(fp32_onnx, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--calibration-batches", "0"], "expected a positive integer, got 0"),
-    (["--mode", "qat"], "--mode qat trains the torch model"),
+    (["--calibration-batches", "0"], "--calibration-batches = 0 is invalid: Input should be greater than 0"),
+    (["--mode", "qat"], "--mode qat: quantization-aware training is its own command, `torchslim qat"),
     (["--keep-fp32", "fcc"], "Did you mean 'fc'"),
-    (["--calibration", "minmix"], "invalid choice: 'minmix'"),
+    (["--calibration-method", "minmix"], "did you mean 'minmax'"),
+    (["--mode", "dynamic", "--percentile", "99"], "--percentile applies to --mode static, but this is --mode dynamic"),
 ])
 def test_bad_input_exits_2(fp32_onnx, tmp_path, capsys, extra, message):
     code, _, err = run(capsys, "quantize", fp32_onnx, "--out", tmp_path / "bad", *extra)
@@ -91,7 +92,7 @@ def test_s8s8_warns_on_this_cpu_when_slow(fp32_onnx, tmp_path, capsys, monkeypat
     from torchslim.quantize import operands
 
     monkeypatch.setattr(operands, "_cpu", lambda: {"arch": "x86", "flags": ["avx2"], "model": "no VNNI"})
-    code, text, err = run(capsys, "quantize", fp32_onnx, "--operands", "s8s8", "--calibration-batches", 1,
+    code, text, err = run(capsys, "quantize", fp32_onnx, "--operand-types", "s8s8", "--calibration-batches", 1,
                           "--no-eval", "--out", tmp_path / "s8")
     assert code == 0 and "warning: INT8 operands S8S8 were asked for, but S8S8 on x86 with no VNNI" in err
     assert "INT8 QDQ S8S8" in text
@@ -100,9 +101,21 @@ def test_s8s8_warns_on_this_cpu_when_slow(fp32_onnx, tmp_path, capsys, monkeypat
 @pytest.mark.slow
 def test_quantize_qat_with_the_source_as_teacher(checkpoint, tmp_path, capsys):
     out = tmp_path / "qat"
-    code, text, err = run(capsys, "quantize", checkpoint, "--mode", "qat", "--epochs", 1, "--teacher", "source",
+    code, text, err = run(capsys, "qat", checkpoint, "--epochs", 1, "--teacher", "source",
                           "--calibration-batches", 2, "--threads", 1, "--out", out)
     assert code == 0, err
     info = json.loads((out / "model.json").read_text())
     assert info["mode"] == "qat" and info["qat"]["training"]["teacher"] == str(checkpoint)
     assert info["qat"]["training"]["epochs"] == 1 and "distilled from" in text
+    assert info["qat"]["training"]["losses"] == "0.9 kd(T=4) + 0.1 ce"  # the KD term's defaults
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--kd-weight", "0.5"], "kd_weight sets the distillation term, but teacher is none"),
+    (["--teacher", "no-such-teacher"], "--teacher = 'no-such-teacher' is neither source"),
+    (["--teacher", "source"], "torchslim qat trains the torch model"),
+], ids=["kd-without-teacher", "teacher-unknown", "onnx-source"])
+def test_qat_refuses_bad_input_before_training(fp32_onnx, tmp_path, capsys, extra, message):
+    code, _, err = run(capsys, "qat", fp32_onnx, "--out", tmp_path / "bad", *extra)
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "bad" / "model.onnx").exists()

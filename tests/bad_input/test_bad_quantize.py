@@ -2,8 +2,9 @@
 
 Each is refused with the value and what is valid, before any export or calibration where the value
 alone is wrong, and nothing is written. (Covered elsewhere: NaN calibration inputs in
-test_bad_data.py; --mode, --operands, --calibration-batches 0 and --out that is a file in
-test_bad_cli.py; calibration_batches 0 in recipes in test_bad_recipe.py.)
+test_bad_data.py; --mode, --operand-types, --calibration-batches 0 and --out that is a file in
+test_bad_cli.py; calibration_batches 0 in recipes in test_bad_recipe.py; the options added with the
+typed configs, in every front end, in test_bad_quantize_options.py.)
 """
 
 from __future__ import annotations
@@ -147,10 +148,10 @@ def test_out_is_a_file_before_any_work(sandbox, graph, quantize):
 
 
 @pytest.mark.parametrize(("argv", "needles"), [
-    (["--calibration-batches", "-3"], ["--calibration-batches", "positive integer", "got -3"]),
-    (["--calibration-batches", "nan"], ["--calibration-batches", "'nan'"]),
-    (["--calibration", "minmaxx"], ["--calibration", "'minmaxx'", "minmax", "percentile"]),
-    (["--mode", "dynamic", "--calibration", "percentile"], ["--calibration", "--mode dynamic"]),
+    (["--calibration-batches", "-3"], ["--calibration-batches = -3", "greater than 0"]),
+    (["--calibration-batches", "nan"], ["--calibration-batches = NaN", "valid integer"]),
+    (["--calibration-method", "minmaxx"], ['--calibration-method = "minmaxx"', "did you mean 'minmax'", "'percentile'"]),
+    (["--mode", "dynamic", "--calibration-method", "percentile"], ["--calibration-method", "--mode dynamic"]),
 ], ids=["cli-batches-negative", "cli-batches-nan", "cli-calibration-unknown", "cli-dynamic-percentile"])
 def test_bad_quantize_flag(sandbox, graph, argv, needles):
     sandbox.expect_exit_2(sandbox.cli("quantize", graph, *argv, "--out", sandbox.out), *needles)

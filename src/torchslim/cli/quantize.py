@@ -12,52 +12,70 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from torchslim.cli.common import conflict, console, err_console, number, positive_int, registered
+from torchslim.cli.common import conflict, console, err_console, positive_int, registered
 from torchslim.core.errors import TorchSlimError
+from torchslim.options.cli import add_options, flag, from_args
+from torchslim.options.quantize import DynamicInt8Config, Int8Config, QATConfig, QuantizeConfig, StaticInt8Config
 
 EXAMPLE = ("example:\n  torchslim quantize fashion-mnist-teacher --mode static --calibration-batches 8 "
-           "--calibration minmax --out runs/int8\n  torchslim quantize fashion-mnist-student --mode qat "
-           "--epochs 1 --teacher source --out runs/qat\n  torchslim eval fashion-mnist-teacher runs/int8 --threads 1,2")
+           "--calibration-method minmax --out runs/int8\n  torchslim quantize runs/minilm --mode dynamic "
+           "--op-types MatMul --out runs/dyn\n  torchslim eval fashion-mnist-teacher runs/int8 --threads 1,2")
+QAT_EXAMPLE = ("example:\n  torchslim qat fashion-mnist-student --epochs 1 --teacher source --out runs/qat\n"
+               "  torchslim qat runs/pruned --epochs 2 --teacher fashion-mnist-teacher --kd-temperature 2 "
+               "--out runs/pruned-qat")
+# The options of each --mode of `torchslim quantize`: a flag of the other mode is refused, not ignored.
+MODES = {"static": StaticInt8Config, "dynamic": DynamicInt8Config}
+SHARED = tuple(Int8Config.model_fields) + ("mode",)
 
 
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+def _outside(fields: tuple[str, ...], config: type = QuantizeConfig) -> tuple[str, ...]:
+    """The fields of ``config`` not in ``fields`` (what a flag group of ``fields`` excludes)."""
+    return tuple(f for f in config.model_fields if f not in fields)
+
+
+def _io_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """SOURCE, --out, the data flags, --no-eval and --force: every INT8 command's non-method flags."""
+    p.add_argument("source", metavar="SOURCE",
+                   help=f"the model: a shipped model name, a checkpoint directory{what}")
+    p.add_argument("--out", required=True, help="output directory (model.onnx + model.json)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="calibration and training batch size (64)")
+    p.add_argument("--data", type=registered("dataset"), default=None,
+                   help="dataset (default: the one the source was trained on)")
+    p.add_argument("--data-root", default=None, help="directory holding the dataset files")
+    p.add_argument("--no-eval", action="store_true", help="skip measuring accuracy on the test set")
+    p.add_argument("--force", action="store_true",
+                   help="OUT holds an artifact (finished or of other settings): discard it and quantize afresh")
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "quantize", help="INT8 quantization for ONNX Runtime (static, dynamic, QAT)",
+        "quantize", help="INT8 quantization for ONNX Runtime (static or dynamic)",
         description="Quantize SOURCE (a checkpoint directory, a shipped model name or an FP32 .onnx) to "
                     "INT8 for ONNX Runtime. static: calibrated activation ranges (QDQ, per-channel "
-                    "weights); dynamic: activations quantized per batch (Linear-heavy models); qat: "
-                    "fake-quantized fine-tuning (optionally distilled from a teacher), then the static "
-                    "artifact with the learned ranges. Operand types are chosen for this CPU.",
+                    "weights); dynamic: activations quantized per batch (Linear-heavy models). Operand "
+                    "types are chosen for this CPU. Quantization-aware training is `torchslim qat`.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="SOURCE",
-                   help="the model: a shipped model name, a checkpoint directory or an FP32 .onnx file")
-    p.add_argument("--mode", choices=("static", "dynamic", "qat"), default="static", help="quantization mode")
-    p.add_argument("--out", required=True, help="output directory (model.onnx + model.json)")
-    p.add_argument("--calibration-batches", type=positive_int, default=None, help="calibration batches (8)")
-    p.add_argument("--calibration", choices=("minmax", "entropy", "percentile"), default=None,
-                   help="calibration method for activation ranges (minmax)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="calibration and QAT batch size (64)")
-    p.add_argument("--operands", choices=("auto", "u8s8", "s8s8"), default="auto",
-                   help="INT8 operand types; auto picks what this CPU runs fast")
-    p.add_argument("--keep-fp32", type=_names, default=[], metavar="NAMES",
-                   help="comma-separated module paths or ONNX node names to keep in FP32, e.g. fc,stem")
-    p.add_argument("--data", type=registered("dataset"), default=None,
-                   help="dataset (default: the one the source was trained on)")
-    p.add_argument("--data-root", default=None, help="directory holding the dataset files")
-    p.add_argument("--epochs", type=positive_int, default=None, help="QAT epochs (1)")
-    p.add_argument("--lr", type=number(0, low_open=True), default=None,
-                   help="QAT peak learning rate (0.01, cosine schedule)")
-    p.add_argument("--teacher", default=None,
-                   help="QAT with distillation: 'source' (the FP32 model) or a checkpoint / shipped name")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads for QAT")
-    p.add_argument("--no-eval", action="store_true", help="skip measuring accuracy on the test set")
-    p.add_argument("--force", action="store_true",
-                   help="OUT holds an artifact (finished or of other settings): discard it and quantize afresh")
-    p.set_defaults(func=cmd_quantize)
+    _io_flags(p, " or an FP32 .onnx file")
+    # one group per mode, so --help says which flags each mode takes
+    add_options(p, QuantizeConfig, exclude=_outside(SHARED), title="INT8 options (both modes)")
+    for mode, config in MODES.items():
+        add_options(p, QuantizeConfig, exclude=SHARED + _outside(tuple(config.model_fields)),
+                    title=f"{mode} INT8 options (--mode {mode})")
+    p.set_defaults(func=cmd_quantize, options=QuantizeConfig)
+
+    q = sub.add_parser(
+        "qat", help="quantization-aware training, then INT8 for ONNX Runtime",
+        description="Fine-tune SOURCE (a checkpoint directory or a shipped model name) with fake-quantized "
+                    "weights and activations on ONNX Runtime's INT8 grids, optionally distilled from a "
+                    "teacher (--teacher source: the model before QAT), then write the static INT8 artifact "
+                    "with the activation ranges learned in training.",
+        epilog=QAT_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _io_flags(q, "")
+    q.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads for the training")
+    add_options(q, QATConfig, exclude=_outside(tuple(StaticInt8Config.model_fields), QATConfig),
+                title="INT8 options (the artifact)")
+    add_options(q, QATConfig, exclude=tuple(StaticInt8Config.model_fields), title="training options")
+    q.set_defaults(func=cmd_qat, options=QATConfig)
 
 
 def _source(target: str) -> tuple[Any, dict]:
@@ -92,54 +110,47 @@ def _data_record(name: str, recorded: dict) -> dict:
     return {"data": {"name": name, "kwargs": recorded}}
 
 
-def _qat(model: Any, args: argparse.Namespace, name: str, kwargs: dict, recorded: dict, calib: Any,
-         test: Any) -> Any:
-    from torch import nn
-
-    from torchslim import data
-    from torchslim.cli.evaluate import load_target
-    from torchslim.distill import DistillTask
-    from torchslim.distill import losses as L
-    from torchslim.quantize import prepare_qat, qat_int8
-    from torchslim.train import fit
-
-    if not isinstance(model, nn.Module):
-        raise TorchSlimError("--mode qat trains the torch model: pass a checkpoint directory or a shipped model, "
-                             "not an .onnx file.")
-    train = data.load(name, **{**kwargs, "augment": True}).train  # fine-tuned as trained: augmented
-    qmodel = prepare_qat(model, calib, batches=args.calibration_batches, operand_types=args.operands,
-                         keep_fp32=args.keep_fp32)
-    trainee, teacher_name = qmodel, None
-    if args.teacher:
-        teacher = model if args.teacher == "source" else load_target(args.teacher)[0]
-        teacher_name = args.source if args.teacher == "source" else args.teacher
-        trainee = DistillTask(qmodel, teacher, [(L.create("kd", T=4), 0.9), (L.create("ce"), 0.1)])
-    console.print(f"QAT: {args.epochs} epoch(s) at lr {args.lr} (cosine)"
-                  + (f", distilled from {teacher_name} (0.9 KD T=4 + 0.1 CE)" if teacher_name else ""))
-    history = fit(trainee, train, args.epochs, test=None, lr=args.lr, schedule="cosine", threads=args.threads,
-                  progress=True)
-    training = {"epochs": args.epochs, "lr": args.lr, "schedule": "cosine", "teacher": teacher_name,
-                "losses": "0.9 kd(T=4) + 0.1 ce" if teacher_name else "ce", "seconds": history.seconds}
-    return qat_int8(qmodel, calib, out=args.out, batches=args.calibration_batches, method=args.calibration,
-                    test_data=test, training=training, metadata=_data_record(name, recorded))
+def _check_mode(args: argparse.Namespace) -> None:
+    """A flag of the other --mode is refused by name (it would be ignored), and --mode qat is pointed
+    to its command."""
+    mode = getattr(args, "mode", QuantizeConfig.model_fields["mode"].default)
+    if mode == "qat":
+        conflict("--mode qat: quantization-aware training is its own command, `torchslim qat SOURCE --out DIR` "
+                 "(it trains; see `torchslim qat --help` for its flags).")
+    if mode not in MODES:
+        return  # from_args names the bad --mode and the valid ones
+    for other, config in MODES.items():
+        stray = [f for f in config.model_fields if f not in MODES[mode].model_fields and hasattr(args, f)]
+        if other != mode and stray:
+            conflict(f"{flag(stray[0])} applies to --mode {other}, but this is --mode {mode}; drop it or use "
+                     f"--mode {other}.")
 
 
-def cmd_quantize(args: argparse.Namespace) -> int:
-    from torchslim import data
-    from torchslim.quantize import SlowKernelWarning
+def _check_out(args: argparse.Namespace) -> None:
+    from torchslim.pipeline.preflight import check_out
     from torchslim.runtime import artifact
 
-    _check_flags(args)
+    out = Path(args.out)
+    check_out(out.parent if out.suffix == ".onnx" else out)
     onnx_out, _ = artifact.resolve(args.out)
     if onnx_out.exists() and not args.force:
         raise TorchSlimError(f"{onnx_out} already exists; pass --force to replace it, or choose another --out.")
+
+
+def _run(args: argparse.Namespace, title: str, build: Any) -> int:
+    """Load SOURCE and its data, ``build(model, data kwargs, bundle, test loader, metadata)`` the
+    artifact, say a slow-kernel warning on stderr, and report."""
+    from torchslim import data
+    from torchslim.quantize import SlowKernelWarning
+
     model, meta = _source(args.source)
     name, kwargs, recorded = _data(args, meta)
     bundle = data.load(name, **{**kwargs, "augment": False})
-    console.print(f"quantizing {args.source} ({args.mode}) -> {args.out}")
+    console.print(f"{title} {args.source} -> {args.out}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SlowKernelWarning)
-        result = _quantize(model, args, name, kwargs, recorded, bundle)
+        result = build(model, (name, kwargs), bundle, None if args.no_eval else bundle.test,
+                       _data_record(name, recorded))
     for warning in caught:
         if issubclass(warning.category, SlowKernelWarning):
             err_console.print(f"warning: {warning.message}", style="yellow", highlight=False, markup=False)
@@ -149,40 +160,49 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_flags(args: argparse.Namespace) -> None:
-    """Flags the chosen --mode would silently ignore are refused; then their defaults; --out checked."""
-    from torchslim.pipeline.preflight import check_out
-
-    if args.mode != "qat":
-        given = [f for f, v in (("--epochs", args.epochs), ("--lr", args.lr), ("--teacher", args.teacher),
-                                ("--threads", args.threads)) if v is not None]
-        if given:
-            conflict(f"{given[0]} applies to --mode qat (training), but --mode is {args.mode}; drop {given[0]} or "
-                     "use --mode qat.")
-    if args.mode == "dynamic":
-        given = [f for f, v in (("--calibration-batches", args.calibration_batches),
-                                ("--calibration", args.calibration)) if v is not None]
-        if given:
-            conflict(f"{given[0]} sets static calibration, but --mode dynamic quantizes activations per batch "
-                     "without calibrating; drop it or use --mode static.")
-    args.epochs, args.lr = args.epochs or 1, args.lr or 0.01
-    args.calibration_batches, args.calibration = args.calibration_batches or 8, args.calibration or "minmax"
-    out = Path(args.out)
-    check_out(out.parent if out.suffix == ".onnx" else out)
-
-
-def _quantize(model: Any, args: argparse.Namespace, name: str, kwargs: dict, recorded: dict, bundle: Any) -> Any:
+def cmd_quantize(args: argparse.Namespace) -> int:
     from torchslim.quantize import dynamic_int8, static_int8
 
-    test = None if args.no_eval else bundle.test
-    if args.mode == "static":
-        return static_int8(model, bundle.train, out=args.out, batches=args.calibration_batches,
-                           method=args.calibration, operand_types=args.operands, keep_fp32=args.keep_fp32,
-                           test_data=test, metadata=_data_record(name, recorded))
-    if args.mode == "dynamic":
-        return dynamic_int8(model, out=args.out, data=bundle.train, keep_fp32=args.keep_fp32, test_data=test,
-                            metadata=_data_record(name, recorded))
-    return _qat(model, args, name, kwargs, recorded, bundle.train, test)
+    _check_mode(args)
+    cfg = from_args(QuantizeConfig, args)
+    _check_out(args)
+
+    def build(model: Any, _: tuple, bundle: Any, test: Any, metadata: dict) -> Any:
+        if cfg.mode == "static":
+            return static_int8(model, bundle.train, out=args.out, test_data=test, metadata=metadata,
+                               config=cfg.method())
+        return dynamic_int8(model, out=args.out, data=bundle.train, test_data=test, metadata=metadata,
+                            config=cfg.method())
+
+    return _run(args, f"quantizing ({cfg.mode})", build)
+
+
+def cmd_qat(args: argparse.Namespace) -> int:
+    from torchslim.quantize.qat_run import load_named
+
+    cfg = from_args(QATConfig, args)
+    _check_out(args)
+    named = cfg.teacher not in (None, "source")
+    teacher = load_named(cfg.teacher, "--teacher") if named else None  # a bad name fails before any data
+    label = args.source if cfg.teacher == "source" else cfg.teacher
+
+    def build(model: Any, dataset: tuple, bundle: Any, test: Any, metadata: dict) -> Any:
+        from torch import nn
+
+        from torchslim import data
+        from torchslim.quantize import run_qat
+
+        if not isinstance(model, nn.Module):
+            raise TorchSlimError("torchslim qat trains the torch model: pass a checkpoint directory or a shipped "
+                                 "model, not an .onnx file.")
+        name, kwargs = dataset
+        train = data.load(name, **{**kwargs, "augment": True}).train  # fine-tuned as trained: augmented
+        console.print(f"QAT: {cfg.epochs} epoch(s) at lr {cfg.lr:g} ({cfg.schedule})"
+                      + (f", distilled from {label} ({cfg.losses_text()})" if cfg.teacher else ""))
+        return run_qat(model, train, bundle.train, out=args.out, teacher_model=teacher, teacher_label=label,
+                       test_data=test, metadata=metadata, threads=args.threads, config=cfg)
+
+    return _run(args, "quantization-aware training of", build)
 
 
 def _report(result: Any, args: argparse.Namespace) -> None:

@@ -25,8 +25,9 @@ from torchslim.runtime import OnnxModel
 WHERE = "quantize.run_qat"
 
 
-def load_named(name: str) -> nn.Module:
-    """A teacher by name: a shipped model or a checkpoint directory.
+def load_named(name: str, where: str = f"{WHERE}: teacher") -> nn.Module:
+    """A teacher by name: a shipped model or a checkpoint directory (``where``: the option as the
+    user wrote it, for the message).
 
     Raises:
         OptionsError: ``name`` is neither.
@@ -37,7 +38,7 @@ def load_named(name: str) -> nn.Module:
     if name in zoo.ZOO:
         return zoo.load(name)[0]
     if not Path(name).exists():
-        raise OptionsError(f"{WHERE}: teacher = {name!r} is neither source (the model before QAT), a shipped "
+        raise OptionsError(f"{where} = {name!r} is neither source (the model before QAT), a shipped "
                            f"model ({', '.join(zoo.list())}) nor a checkpoint directory.")
     return load_model(Path(name))[0]
 
