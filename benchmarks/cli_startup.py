@@ -3,10 +3,12 @@
 Help, ``--version`` and bad flags are the commands people run most and wait on most; they must not
 pay for importing torch (about two seconds on a laptop-class CPU). Each command runs as a fresh
 subprocess (``python -m torchslim ...``) once untimed, so the files it reads are in the page cache,
-then ``--repeats`` times timed; ``python -c "import torch"`` is timed the same way as the reference.
-The subcommands are read from the built parser, so a new command is measured without editing this.
+then in ``--repeats`` rounds that run every command once in a shuffled order (a machine that gets
+busier part-way slows every command alike); ``python -c "import torch"`` is timed in the same rounds
+as the reference. The subcommands are read from the built parser, so a new command is measured
+without editing this.
 
-    python benchmarks/cli_startup.py                          # about a minute on 2 cores
+    python benchmarks/cli_startup.py                          # a few minutes on 2 cores
     python benchmarks/cli_startup.py --before /tmp/before/src --before-module torchslim.cli
 
 ``--before SRC`` also times the top-level and ``train`` help of another checkout's source tree
@@ -17,8 +19,10 @@ Writes ``benchmarks/results/cli_startup.json`` and its section of ``benchmarks/R
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -28,7 +32,6 @@ from typing import Any
 
 from _common import REPO, add_output_args, display_path, machine_line, now, write_section
 
-from torchslim.cli import build_parser, subcommands
 from torchslim.core.io import atomic_write_json
 
 NAME = "cli_startup"
@@ -52,42 +55,71 @@ def median_interval(values: list[float], confidence: float = CONFIDENCE) -> tupl
     return xs[k], xs[n - 1 - k]
 
 
-def time_command(argv: list[str], repeats: int, env: dict[str, str]) -> dict[str, Any]:
-    """Wall seconds of ``argv`` run ``repeats`` times after one untimed run; fails on non-zero exit."""
-    def once() -> float:
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One process to time: ``python ARGS`` with ``src`` (a source tree) first on the path."""
+
+    group: str  # "commands", "reference" or "before": where the result goes in the record
+    name: str
+    args: tuple[str, ...]
+    src: str | None = None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        if self.src:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [self.src, env.get("PYTHONPATH")]))
+        return env
+
+    def run(self) -> float:
+        """Wall seconds of one run; stops the benchmark on a non-zero exit."""
+        argv = [sys.executable, *self.args]
         start = time.perf_counter()
-        done = subprocess.run(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        done = subprocess.run(argv, env=self.env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         elapsed = time.perf_counter() - start
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode()[-2000:]}")
         return elapsed
 
-    once()
-    seconds = [once() for _ in range(repeats)]
+
+def summary(command: Command, seconds: list[float]) -> dict[str, Any]:
     low, high = median_interval(seconds)
-    return {"argv": argv[1:], "median_s": statistics.median(seconds), "low_s": low, "high_s": high,
-            "seconds": seconds}
+    return {"argv": list(command.args), "src": command.src, "median_s": statistics.median(seconds),
+            "low_s": low, "high_s": high, "seconds": seconds}
 
 
-def measure(commands: dict[str, list[str]], repeats: int, src: str | None = None) -> dict[str, Any]:
-    """Time each of ``commands`` (name -> arguments after ``python``), with ``src`` first on the path."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if src:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-    results = {}
-    for name, args in commands.items():
-        print(f"  {name} ...", file=sys.stderr, flush=True)
-        results[name] = time_command([sys.executable, *args], repeats, env)
-    return results
+def measure(commands: list[Command], repeats: int, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Each command once untimed, then ``repeats`` rounds that run every command once in a shuffled
+    order, so a machine that gets busier part-way slows all commands alike, not the last ones."""
+    for command in commands:
+        command.run()
+    order = random.Random(seed)
+    seconds: dict[Command, list[float]] = {c: [] for c in commands}
+    for i in range(repeats):
+        print(f"  round {i + 1}/{repeats}", file=sys.stderr, flush=True)
+        for command in order.sample(commands, len(commands)):
+            seconds[command].append(command.run())
+    record: dict[str, dict[str, Any]] = {}
+    for command in commands:
+        record.setdefault(command.group, {})[command.name] = summary(command, seconds[command])
+    return record
 
 
-def help_commands(module: str = "torchslim") -> dict[str, list[str]]:
-    """``--help`` of the program and of every subcommand, then ``--version``, by display name."""
-    commands = {"torchslim --help": ["-m", module, "--help"]}
-    for name in subcommands(build_parser()):
-        commands[f"torchslim {name} --help"] = ["-m", module, name, "--help"]
-    commands["torchslim --version"] = ["-m", module, "--version"]
-    return commands
+def help_commands(src: str) -> list[Command]:
+    """``--help`` of the program and of every subcommand, then ``--version``, of the tree ``src``."""
+    from torchslim.cli import build_parser, subcommands
+
+    def command(name: str, *args: str) -> Command:
+        return Command("commands", name, ("-m", "torchslim", *args), src)
+
+    commands = [command("torchslim --help", "--help")]
+    commands += [command(f"torchslim {name} --help", name, "--help") for name in subcommands(build_parser())]
+    return commands + [command("torchslim --version", "--version")]
+
+
+def before_commands(src: str, module: str) -> list[Command]:
+    """The program's and ``train``'s help in another source tree (``module`` runs its CLI there)."""
+    return [Command("before", f"python -m {module} --help", ("-m", module, "--help"), src),
+            Command("before", f"python -m {module} train --help", ("-m", module, "train", "--help"), src)]
 
 
 def machine() -> dict[str, Any]:
@@ -108,8 +140,8 @@ def markdown(record: dict[str, Any]) -> str:
         f"JSON: `{record['json']}`.",
         "",
         f"Wall seconds of a fresh `python -m torchslim ...` process, median of {record['repeats']} runs "
-        f"after one untimed run (distribution-free {int(CONFIDENCE * 100)}% interval of the median in "
-        f"brackets). Target: under {TARGET_S} s each.",
+        f"after one untimed run, every command once per round in a shuffled order (distribution-free "
+        f"{int(CONFIDENCE * 100)}% interval of the median in brackets). Target: under {TARGET_S} s each.",
         "",
         "| command | seconds | under target |",
         "|---|---:|:---:|",
@@ -140,17 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     record: dict[str, Any] = {"when": now(), "repeats": args.repeats, "target_s": TARGET_S,
-                              "json": display_path(args.out), "machine": machine()}
-    print("this tree:", file=sys.stderr)
-    record["commands"] = measure(help_commands(), args.repeats, src=str(REPO / "src"))
-    record["reference"] = measure({"python -c 'import torch'": ["-c", "import torch"]}, args.repeats)
+                              "json": display_path(args.out), "machine": machine(), "order": "shuffled rounds"}
+    commands = help_commands(str(REPO / "src"))
+    commands.append(Command("reference", "python -c 'import torch'", ("-c", "import torch")))
     if args.before:
-        print(f"before ({args.before}):", file=sys.stderr)
-        module = args.before_module
+        commands += before_commands(args.before, args.before_module)
         record["before_commit"] = git_commit(args.before)
-        record["before"] = measure({f"python -m {module} --help": ["-m", module, "--help"],
-                                    f"python -m {module} train --help": ["-m", module, "train", "--help"]},
-                                   args.repeats, src=args.before)
+    record.update(measure(commands, args.repeats))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, record)
     write_section(args.results_md, NAME, markdown(record))
