@@ -276,7 +276,7 @@ def test_a_stale_head_count_that_would_make_thinner_heads_is_refused():
 
 
 @pytest.mark.parametrize(("steps", "head_ratio", "kept"), [(1, 0.5, 2), (2, 0.5, 2), (3, 0.5, 2), (3, 0.3, 2), (2, 0.7, 1)])
-def test_iterative_steps_remove_the_requested_share_of_heads(steps, head_ratio, kept):
+def test_iterations_remove_the_requested_share_of_heads(steps, head_ratio, kept):
     """torch-pruning alone applies the cumulative ratio to the heads left (2 steps of 0.5: 1 of 4)."""
     pruned, record = prune.channels(user_vit(), X, 0.5, heads=HEADS, iterations=steps, head_ratio=head_ratio)
     assert record.attention["blocks.0.attn"] == {"before": 4, "after": kept}

@@ -116,7 +116,7 @@ def test_iterative_pruning_recovers_between_steps(mode):
     model = trained_like("cnn-tiny", num_classes=4)
     pruned, record = prune.channels(model, bundle.example_batch(2), 0.5, "l2", iterations=2, recover=mode, epochs=3,
                                     data=bundle, lr=0.05, bn_batches=2)
-    assert record.recover == mode and record.epochs == 3 and record.iterative_steps == 2
+    assert record.recover == mode and record.epochs == 3 and record.iterations == 2
     assert [h.target_ratio for h in record.history] == [0.25, 0.5]
     assert [h.recovery_epochs for h in record.history] == [1, 2]  # the later step gets the extra epoch
     assert record.history[0].size.parameters > record.history[1].size.parameters == record.after.parameters
@@ -175,7 +175,7 @@ class Scaled(nn.Module):
         return self.fc((self.conv(x) * self.scale).relu().mean((2, 3)))
 
 
-def test_bare_parameters_are_sliced_and_replayed_over_iterative_steps():
+def test_bare_parameters_are_sliced_and_replayed_over_iterations():
     torch.manual_seed(0)
     pruned, record = prune.channels(Scaled(), X, 0.5, "l1", iterations=2)
     assert pruned.scale.shape == (1, 8, 1, 1) and pruned.conv.out_channels == 8

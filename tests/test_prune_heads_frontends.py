@@ -4,11 +4,14 @@ import pytest
 from pydantic import ValidationError
 
 from torchslim.cli import build_parser
-from torchslim.pipeline.steps.structural import PruneParams
+from torchslim.options import OptionsError
+from torchslim.options.cli import from_args
+from torchslim.options.prune import PruneConfig
+from torchslim.pipeline.steps.structural import Prune
 
 
 def test_recipe_prune_step_takes_heads_and_head_ratio():
-    params = PruneParams(ratio=0.5, heads={"blocks.0.attn": 4}, head_ratio=0.25)
+    params = Prune.Params(ratio=0.5, heads={"blocks.0.attn": 4}, head_ratio=0.25)
     assert params.heads == {"blocks.0.attn": 4} and params.head_ratio == 0.25
 
 
@@ -16,17 +19,26 @@ def test_recipe_prune_step_takes_heads_and_head_ratio():
                                  {"heads": {"blocks.0.attn": "four"}}, {"head_ratio": 1.0}])
 def test_recipe_prune_step_refuses_bad_heads(bad):
     with pytest.raises(ValidationError):
-        PruneParams(ratio=0.5, **bad)
+        Prune.Params(ratio=0.5, **bad)
+
+
+def _cli_options(*argv: str) -> PruneConfig:
+    args = build_parser().parse_args(["prune", "fashion-mnist-teacher", "--out", "x", *argv])
+    return from_args(args.options, args)
 
 
 def test_cli_heads_flag_builds_the_mapping():
-    args = build_parser().parse_args(["prune", "fashion-mnist-teacher", "--out", "x",
-                                      "--heads", "blocks.0.attn=4", "--heads", "blocks.1.attn=2"])
-    assert dict(args.heads) == {"blocks.0.attn": 4, "blocks.1.attn": 2}
+    options = _cli_options("--heads", "blocks.0.attn=4", "--heads", "blocks.1.attn=2")
+    assert options.heads == {"blocks.0.attn": 4, "blocks.1.attn": 2}
 
 
-@pytest.mark.parametrize("text", ["blocks.0.attn=0", "blocks.0.attn", "=4", "blocks.0.attn=x"])
-def test_cli_heads_flag_refuses_bad_counts(text, capsys):
-    with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args(["prune", "fashion-mnist-teacher", "--out", "x", "--heads", text])
-    assert exc.value.code == 2 and "PATH=HEADS" in capsys.readouterr().err
+@pytest.mark.parametrize(("text", "message"), [
+    ("blocks.0.attn=0", "heads['blocks.0.attn'] = 0 must be a positive number of attention heads"),
+    ("blocks.0.attn", "--heads: expected KEY=VALUE, got 'blocks.0.attn'"),
+    ("=4", "--heads: expected KEY=VALUE, got '=4'"),
+    ("blocks.0.attn=x", "--heads.blocks.0.attn = \"x\" is invalid: Input should be a valid integer"),
+])
+def test_cli_heads_flag_refuses_bad_counts(text, message):
+    with pytest.raises(OptionsError) as exc:
+        _cli_options("--heads", text)
+    assert message in str(exc.value)

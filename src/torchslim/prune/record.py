@@ -75,7 +75,8 @@ class ChannelPruneRecord(_Record):
                                                  description="path -> heads before and after")
     widths: dict[str, list[int]] = Field(default_factory=dict,
                                          description="layer path -> [output channels before, after]")
-    iterative_steps: int = 1
+    iterations: int = Field(1, validation_alias=AliasChoices("iterations", "iterative_steps"),  # the older name
+                            description="pruning rounds, recovering between them")
     recover: str = "none"
     epochs: int = 0
     before: Size

@@ -133,7 +133,7 @@ def channels(
         head_ratio=plan.head_ratio if plan.num_heads else None,
         global_ranking=config.global_ranking, round_to=config.round_to, ignored=plan.ignored_labels,
         classifier=plan.classifier, attention=_heads(plan, work), widths=_widths(plan, work),
-        iterative_steps=config.iterations, recover=config.recover, epochs=config.epochs,
+        iterations=config.iterations, recover=config.recover, epochs=config.epochs,
         before=before, after=measure_size(work, example_input), accuracy_before=accuracy_before,
         history=history, seconds=time.perf_counter() - started, notes=notes, steps=steps_record)
     return work, record
