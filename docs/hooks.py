@@ -14,7 +14,8 @@ the build, never as committed Markdown:
   (their names live in a dict, which static analysis cannot read), rendered by mkdocstrings.
 
 ``on_page_markdown`` replaces ``<!-- generated: NAME -->`` markers in hand-written pages with
-tables from the code (the selection matrix's columns).
+tables from the code (the selection matrix's columns); ``on_page_content`` turns the docstrings'
+Sphinx roles (``:class:`~torchslim.text.SentenceEncoder```) into cross-references.
 """
 
 from __future__ import annotations
@@ -330,3 +331,19 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
         return SNIPPETS[name]()
 
     return _MARKER.sub(replace, markdown)
+
+
+# A Sphinx role as Markdown renders it: ``:class:`~a.B``` becomes ``:class:<code>~a.B</code>``.
+_HTML_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc):<code>(~?)([\w.]+)</code>")
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
+    """Turn the Sphinx roles of the code's docstrings into cross-references: a link where the
+    object is rendered on the site, plain code where it is not (``optional``: never a warning)."""
+
+    def link(match: re.Match) -> str:
+        short, identifier = match.group(1), match.group(2)
+        shown = identifier.rsplit(".", 1)[-1] if short else identifier
+        return f'<autoref identifier="{identifier}" optional><code>{shown}</code></autoref>'
+
+    return _HTML_ROLE.sub(link, html)
