@@ -77,7 +77,7 @@ class DistillTask(nn.Module):
         self.student = student
         named = _name_teachers(teacher)
         # A teacher's name may be any text (a recipe or command names it by its source, a path); its
-        # module key and cache folder are the name when that is a plain word, else "teacher<i>".
+        # module key and cache folder are the name when that is a plain word, else "teacher[<i>]".
         self.teacher_keys = _module_keys(list(named))
         self.teachers = nn.ModuleDict({self.teacher_keys[name]: t for name, t in named.items()})
         for t in self.teachers.values():
@@ -278,10 +278,11 @@ def _name_teachers(teacher: Any) -> dict[str, nn.Module]:
 
 def _module_keys(names: list[str]) -> dict[str, str]:
     """``{teacher name: module key}``: the name itself when it is a plain word (letters, digits,
-    ``_``, ``-``: a valid module name and a safe folder name), else ``teacher<i>``; never twice."""
+    ``_``, ``-``: a valid module name and a safe folder name), else ``teacher`` (one teacher) or
+    ``teacher<i>``; never twice."""
     keys: dict[str, str] = {}
     for i, name in enumerate(names):
-        key = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f"teacher{i}"
+        key = name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else "teacher" if len(names) == 1 else f"teacher{i}"
         while key in keys.values():
             key += "_"
         keys[name] = key
