@@ -36,7 +36,7 @@ def build_task(student: SentenceEncoder, teacher: SentenceEncoder,
     """
     if not losses:
         raise TorchSlimError("Give at least one loss, e.g. ('embed-cos', {}, 1.0); list them with `torchslim losses`.")
-    specs = [(i.name, i.options(), i.weight) if isinstance(i, LossItem) else i for i in losses]
+    specs = [(i.name, i.arguments(), i.weight) if isinstance(i, LossItem) else i for i in losses]
     built = [(L.create(name, **dict(options)), weight) for name, options, weight in specs]
     return DistillTask(student, teacher, built)
 
