@@ -31,12 +31,9 @@ from mkdocs.structure.files import File, Files
 
 # -- text helpers -------------------------------------------------------------------------------------
 
-_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc):`~?([^`]+)`")
-
-
 def markdown_of(docstring: str | None) -> str:
-    """A code docstring as Markdown: Sphinx roles (``:class:`~a.B```) become code spans."""
-    return _ROLE.sub(lambda m: f"``{m.group(1)}``", inspect.cleandoc(docstring or ""))
+    """A code docstring as Markdown (its Sphinx roles become links in ``on_page_content``)."""
+    return inspect.cleandoc(docstring or "")
 
 
 def cell(text: str) -> str:
