@@ -12,6 +12,7 @@ from torchslim import models
 from torchslim.export import ExportError, ExportReport
 from torchslim.export import onnx as export_onnx
 from torchslim.export.tidy import MODULE_KEY
+from torchslim.options import ExportConfig, OptionsError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,3 +139,34 @@ def test_fold_batchnorm_names_an_untraceable_model():
 
     with pytest.raises(ExportError, match="Branchy.*torch.fx could not trace"):
         fold_batchnorm(Branchy())
+
+
+def test_tolerances_and_opset_are_options(tmp_path):
+    with pytest.raises(OptionsError, match="atol = -1.0 is invalid: Input should be greater than or equal to 0"):
+        export_onnx(_net(nn.Identity()), torch.randn(2, 1, 8, 8), tmp_path / "bad.onnx", atol=-1.0)
+    # a graph that differs from its model passes a check as loose as the user asks
+    loose = ExportConfig(atol=1e3, check_batches=0)
+    report = export_onnx(_net(TraceDiffers()), torch.randn(2, 1, 8, 8), tmp_path / "loose.onnx", config=loose)
+    assert report.tolerance == {"atol": 1e3, "rtol": 1e-3} and (tmp_path / "loose.onnx").is_file()
+    report = export_onnx(_net(nn.Identity()), torch.randn(2, 1, 8, 8), tmp_path / "o18.onnx", opset=18)
+    assert report.opset == 18 == onnx.load(str(tmp_path / "o18.onnx")).opset_import[0].version
+
+
+def test_cli_export_writes_the_graph_and_its_record(tmp_path, capsys):
+    import json
+
+    from torchslim import save_model
+    from torchslim.cli import main
+
+    data = {"name": "synthetic", "kwargs": {"batch_size": 16, "num_classes": 4, "shape": [1, 12, 12],
+                                            "train_size": 32, "val_size": 0, "test_size": 32, "seed": 0}}
+    source = save_model(tiny_resnet().eval(), tmp_path / "ckpt", {"data": data})
+    out = tmp_path / "onnx"
+    assert main(["export", str(source), "--check-batches", "1", "--out", str(out)]) == 0
+    info = json.loads((out / "model.json").read_text())
+    assert info["data"] == data and info["onnx"]["sha256"]
+    assert info["export"]["checked_batches"] == [8, 32, 11]  # the example, one test batch, another batch size
+    assert info["export"]["max_abs_error"] < 1e-3 and "wrote" in capsys.readouterr().out
+    assert main(["export", str(source), "--opset", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--opset = 0 is invalid: Input should be greater than 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from torchslim.cli import distill, evaluate, federated, listings, pipeline, prune, quantize, train
+from torchslim.cli import distill, evaluate, export, federated, listings, pipeline, prune, quantize, train
 from torchslim._version import __version__
 from torchslim.cli.common import Parser, err_console
 from torchslim.core.errors import TorchSlimError
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     prune.add_parser(sub)
     quantize.add_parser(sub)
+    export.add_parser(sub)
     pipeline.add_parsers(sub)
     federated.add_parser(sub)
     return parser

@@ -93,7 +93,7 @@ def _source(target: str) -> tuple[Any, dict]:
     return model, meta
 
 
-def _data(args: argparse.Namespace, meta: dict) -> tuple[str, dict, dict]:
+def source_data(args: argparse.Namespace, meta: dict) -> tuple[str, dict, dict]:
     """``(dataset, loading kwargs, kwargs as recorded)``: the source's data unless --data says otherwise."""
     source = meta.get("data") or {"name": "fashion-mnist", "kwargs": {}}
     name = args.data or source["name"]
@@ -104,7 +104,7 @@ def _data(args: argparse.Namespace, meta: dict) -> tuple[str, dict, dict]:
     return name, kwargs, recorded
 
 
-def _data_record(name: str, recorded: dict) -> dict:
+def data_record(name: str, recorded: dict) -> dict:
     """The dataset, recorded in the sidecar as the source recorded it, so `torchslim eval OUT` measures
     on the same data (and beside its source, in the same interleaved rounds)."""
     return {"data": {"name": name, "kwargs": recorded}}
@@ -126,7 +126,9 @@ def _check_mode(args: argparse.Namespace) -> None:
                      f"--mode {other}.")
 
 
-def _check_out(args: argparse.Namespace) -> None:
+def check_artifact_out(args: argparse.Namespace) -> None:
+    """--out can hold an artifact (a directory, or an .onnx path whose folder can be made), and holds
+    none yet unless --force."""
     from torchslim.pipeline.preflight import check_out
     from torchslim.runtime import artifact
 
@@ -144,13 +146,13 @@ def _run(args: argparse.Namespace, title: str, build: Any) -> int:
     from torchslim.quantize import SlowKernelWarning
 
     model, meta = _source(args.source)
-    name, kwargs, recorded = _data(args, meta)
+    name, kwargs, recorded = source_data(args, meta)
     bundle = data.load(name, **{**kwargs, "augment": False})
     console.print(f"{title} {args.source} -> {args.out}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SlowKernelWarning)
         result = build(model, (name, kwargs), bundle, None if args.no_eval else bundle.test,
-                       _data_record(name, recorded))
+                       data_record(name, recorded))
     for warning in caught:
         if issubclass(warning.category, SlowKernelWarning):
             err_console.print(f"warning: {warning.message}", style="yellow", highlight=False, markup=False)
@@ -165,7 +167,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     _check_mode(args)
     cfg = from_args(QuantizeConfig, args)
-    _check_out(args)
+    check_artifact_out(args)
 
     def build(model: Any, _: tuple, bundle: Any, test: Any, metadata: dict) -> Any:
         if cfg.mode == "static":
@@ -181,7 +183,7 @@ def cmd_qat(args: argparse.Namespace) -> int:
     from torchslim.quantize.qat_run import load_named
 
     cfg = from_args(QATConfig, args)
-    _check_out(args)
+    check_artifact_out(args)
     named = cfg.teacher not in (None, "source")
     teacher = load_named(cfg.teacher, "--teacher") if named else None  # a bad name fails before any data
     label = args.source if cfg.teacher == "source" else cfg.teacher
