@@ -31,6 +31,7 @@ from mkdocs.structure.files import File, Files
 
 # -- text helpers -------------------------------------------------------------------------------------
 
+
 def markdown_of(docstring: str | None) -> str:
     """A code docstring as Markdown (its Sphinx roles become links in ``on_page_content``)."""
     return inspect.cleandoc(docstring or "")
