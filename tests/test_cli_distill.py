@@ -1,6 +1,7 @@
 """`torchslim distill` and `torchslim losses` end to end on synthetic data."""
 
 import json
+import shutil
 
 import pytest
 
@@ -25,36 +26,51 @@ def test_losses_listing(capsys):
 
 def test_distill_with_cache_then_eval(teacher_dir, tmp_path, capsys):
     out = tmp_path / "kd"
-    code = main(["distill", "--teacher", str(teacher_dir), "--student", "cnn-tiny", "--data", "synthetic",
-                 "--loss", "kd:T=4,weight=0.9", "--loss", "ce:weight=0.1", "--epochs", "2", "--batch-size", "32",
+    code = main(["distill", "--teachers", str(teacher_dir), "--student", "cnn-tiny", "--data", "synthetic",
+                 "--losses", "kd:T=4,weight=0.9", "--losses", "ce:weight=0.1", "--epochs", "2", "--batch-size", "32",
                  "--lr", "0.05", "--cache", "disk", "--out", str(out), "--quiet", "--threads", "1"])
     err = capsys.readouterr().err
     assert code == 0, err
     meta = json.loads((out / "model.json").read_text())
     assert meta["model"]["name"] == "cnn-tiny"
-    assert meta["distill"]["losses"] == [["kd", {"T": 4, "weight": 0.9}], ["ce", {"weight": 0.1}]]
+    assert meta["distill"]["losses"] == [{"name": "kd", "weight": 0.9, "teacher": None, "T": 4},
+                                         {"name": "ce", "weight": 0.1, "teacher": None}]
     assert meta["history"]["epochs"][0]["train_kd"] >= 0
-    assert (out / "cache" / "teacher").is_dir()
+    assert (out / "cache" / "teacher").is_dir()  # one teacher named by a path: its cache folder is "teacher"
     assert main(["eval", str(out), "--json", "--batch-sizes", "1"]) == 0
 
 
 def test_distill_two_teachers_and_a_feature_loss(teacher_dir, tmp_path, capsys):
-    code = main(["distill", "--teacher", str(teacher_dir), "--teacher", str(teacher_dir),
-                 "--student", "cnn-tiny", "--data", "synthetic", "--loss", "kd:T=2",
-                 "--loss", "at:student_tap=features.3,teacher_tap=layer3,teacher=teacher1",
-                 "--epochs", "1", "--batch-size", "32", "--out", str(tmp_path / "mt"), "--quiet", "--threads", "1"])
+    second = shutil.copytree(teacher_dir, tmp_path / "second")
+    code = main(["distill", "--teachers", f"{teacher_dir},{second}", "--student", "cnn-tiny", "--data", "synthetic",
+                 "--losses", "kd:T=2", "--losses", f"at:student_tap=features.3,teacher_tap=layer3,teacher={second}",
+                 "--cache", "none", "--epochs", "1", "--batch-size", "32", "--out", str(tmp_path / "mt"), "--quiet",
+                 "--threads", "1"])
     assert code == 0, capsys.readouterr().err
+    meta = json.loads((tmp_path / "mt" / "model.json").read_text())
+    assert meta["distill"]["teachers"] == [str(teacher_dir), str(second)]
+    assert meta["distill"]["losses"][1]["teacher"] == str(second)
+
+
+def test_distill_with_a_temperature_schedule(teacher_dir, tmp_path, capsys):
+    code = main(["distill", "--teachers", str(teacher_dir), "--student", "cnn-tiny", "--data", "synthetic",
+                 "--temperature", "{kind: linear, start: 8, end: 2}", "--epochs", "2", "--batch-size", "32",
+                 "--out", str(tmp_path / "anneal"), "--quiet", "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    first, second = json.loads((tmp_path / "anneal" / "model.json").read_text())["history"]["epochs"]
+    assert first["train_temperature"] > 5.0 > second["train_temperature"]  # epoch means of 8 -> 2
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--loss", "kdd:T=4"], "Did you mean 'kd'"),
-    (["--loss", "kd:T=0"], "option T = 0 is invalid: Input should be greater than 0"),
-    (["--loss", "kd:weight=-1"], "weight=-1 must be a finite number >= 0"),
-    (["--loss", "fitnet:student_tap=features.9,teacher_tap=layer3"], "no module at path 'features.9'"),
-    (["--loss", "kd:T"], "KEY=VALUE"),
+    (["--losses", "kdd:T=4"], "Did you mean 'kd'"),
+    (["--losses", "kd:T=0"], "--losses[0].T = 0 is invalid: Input should be greater than 0"),
+    (["--losses", "kd:weight=-1"], "--losses[0].weight = -1 is invalid: Input should be greater than or equal to 0"),
+    (["--losses", "fitnet:student_tap=features.9,teacher_tap=layer3", "--cache", "none"],
+     "no module at path 'features.9'"),
+    (["--losses", "kd:T"], "KEY=VALUE"),
 ])
 def test_distill_bad_input_exits_2(teacher_dir, tmp_path, capsys, extra, message):
-    argv = ["distill", "--teacher", str(teacher_dir), "--student", "cnn-tiny", "--data", "synthetic",
+    argv = ["distill", "--teachers", str(teacher_dir), "--student", "cnn-tiny", "--data", "synthetic",
             "--epochs", "1", "--out", str(tmp_path / "bad"), "--quiet", *extra]
     try:
         code = main(argv)

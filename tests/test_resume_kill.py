@@ -187,8 +187,8 @@ def test_train_killed_three_times_resumes_bitwise(tmp_path, server):
 
 
 def test_distill_with_disk_cache_killed_three_times_resumes_bitwise(tmp_path, server, teacher):
-    argv = ["distill", "--teacher", str(teacher), "--student", "cnn-tiny", "--loss", "kd:T=4,weight=0.9",
-            "--loss", "ce:weight=0.1", "--cache", "disk", "--cache-draws", "2", "--epochs", "4", *COMMON]
+    argv = ["distill", "--teachers", str(teacher), "--student", "cnn-tiny", "--losses", "kd:T=4,weight=0.9",
+            "--losses", "ce:weight=0.1", "--cache", "disk", "--cache-draws", "2", "--epochs", "4", *COMMON]
     what = check(server, argv, tmp_path, 12)
     assert_bitwise(tmp_path / "reference" / "model.safetensors", tmp_path / "killed" / "model.safetensors", what)
 

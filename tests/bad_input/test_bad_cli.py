@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 TRAIN = ["train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "1"]
-DISTILL = ["distill", "--teacher", "fashion-mnist-teacher", "--student", "cnn-tiny", "--data", "synthetic",
+DISTILL = ["distill", "--teachers", "fashion-mnist-teacher", "--student", "cnn-tiny", "--data", "synthetic",
            "--epochs", "1"]
 PRUNE = ["prune", "fashion-mnist-teacher"]
 SPARSIFY = ["sparsify", "fashion-mnist-teacher"]
@@ -33,25 +33,26 @@ CASES = [
     ("train-val-size", [*TRAIN, "--val-size", "-1"], ["--val-size", ">= 0", "'-1'"]),
     ("train-width", [*TRAIN, "--width", "0"], ["--width", "> 0", "'0'"]),
     # distill
-    ("distill-loss-T-zero", [*DISTILL, "--loss", "kd:T=0"], ["--loss kd:T=0", "greater than 0", "T: float > 0"]),
-    ("distill-loss-T-text", [*DISTILL, "--loss", "kd:T=abc"], ["--loss kd:T=abc", "'abc'", "T: float > 0"]),
-    ("distill-loss-T-inf", [*DISTILL, "--loss", "kd:T=inf"], ["--loss kd:T=inf", "finite"]),
-    ("distill-loss-unknown-option", [*DISTILL, "--loss", "kd:Q=1"], ["'Q'", "Its options: T"]),
-    ("distill-loss-unknown", [*DISTILL, "--loss", "kdd"], ["'kdd'", "Did you mean 'kd'"]),
-    ("distill-loss-twice", [*DISTILL, "--loss", "kd:T=4,T=5"], ["--loss", "'T'", "given twice"]),
-    ("distill-loss-weight-nan", [*DISTILL, "--loss", "kd:weight=nan"], ["weight=nan", "finite number >= 0"]),
-    ("distill-loss-no-taps", [*DISTILL, "--loss", "fitnet"], ["fitnet", "student_tap", "required"]),
-    ("distill-loss-no-value", [*DISTILL, "--loss", "kd:T"], ["--loss", "KEY=VALUE", "'T'"]),
-    ("distill-cache-draws", [*DISTILL, "--loss", "kd", "--cache-draws", "2"], ["--cache-draws 2", "--cache none"]),
-    ("distill-mix-cache", [*DISTILL, "--loss", "kd", "--mix", "mixup", "--cache", "memory"], ["--mix mixup", "--cache memory"]),
-    ("distill-teacher-weights-count", [*DISTILL, "--loss", "kd", "--teacher", "fashion-mnist-student", "--teacher-weights", "1"],
-     ["--teacher-weights", "1 weight(s) for 2 --teacher(s)"]),
-    ("distill-teacher-weights-nan", [*DISTILL, "--teacher-weights", "nan"], ["--teacher-weights", "'nan'", ">= 0"]),
-    ("distill-teacher-weights-zero", [*DISTILL, "--loss", "kd", "--teacher-weights", "0"], ["--teacher-weights", "all zero"]),
+    ("distill-loss-T-zero", [*DISTILL, "--losses", "kd:T=0"], ["--losses[0].T = 0", "greater than 0", "T: float > 0"]),
+    ("distill-loss-T-text", [*DISTILL, "--losses", "kd:T=abc"], ['--losses[0].T = "abc"', "valid number", "T: float > 0"]),
+    ("distill-loss-T-inf", [*DISTILL, "--losses", "kd:T=inf"], ["--losses[0].T = Infinity", "finite"]),
+    ("distill-loss-unknown-option", [*DISTILL, "--losses", "kd:Q=1"], ["'Q'", "Its options: T"]),
+    ("distill-loss-unknown", [*DISTILL, "--losses", "kdd"], ["'kdd'", "Did you mean 'kd'"]),
+    ("distill-loss-twice", [*DISTILL, "--losses", "kd:T=4,T=5"], ["--losses", "'T'", "given twice"]),
+    ("distill-loss-weight-nan", [*DISTILL, "--losses", "kd:weight=nan"], ["--losses[0].weight = NaN", "finite number"]),
+    ("distill-loss-no-taps", [*DISTILL, "--losses", "fitnet"], ["fitnet", "student_tap", "required"]),
+    ("distill-loss-no-value", [*DISTILL, "--losses", "kd:T"], ["--losses", "KEY=VALUE", "'T'"]),
+    ("distill-cache-draws", [*DISTILL, "--cache", "none", "--cache-draws", "2"], ["--cache-draws = 2", "cache = 'none'"]),
+    ("distill-mix-cache", [*DISTILL, "--mix", "mixup", "--cache", "memory"], ['--mix = "mixup"', "cache = 'memory'"]),
+    ("distill-teacher-weights-count", [*DISTILL, "--teachers", "fashion-mnist-teacher,fashion-mnist-student",
+                                       "--teacher-weights", "1"],
+     ["--teacher-weights", "one weight >= 0 per teacher (2: fashion-mnist-teacher, fashion-mnist-student)"]),
+    ("distill-teacher-weights-nan", [*DISTILL, "--teacher-weights", "nan"], ["--teacher-weights", "NaN", "finite"]),
+    ("distill-teacher-weights-zero", [*DISTILL, "--teacher-weights", "0"], ["--teacher-weights", "not all zero"]),
     ("distill-student-unknown", [*DISTILL[:3], "--student", "cnn-tny", "--epochs", "1"],
      ["--student", "'cnn-tny'", "Did you mean 'cnn-tiny'"]),
     # (the text student's own values: tests/bad_input/test_bad_text_options.py)
-    ("distill-text-flag-on-images", [*DISTILL, "--loss", "kd", "--keep", "3"], ["--keep", "image dataset"]),
+    ("distill-text-flag-on-images", [*DISTILL, "--losses", "kd", "--keep", "3"], ["--keep", "image dataset"]),
     # prune
     ("prune-ratio-high", [*PRUNE, "--ratio", "1.5"], ["--ratio = 1.5 is invalid", "less than 1"]),
     ("prune-ratio-zero", [*PRUNE, "--ratio", "0"], ["--ratio = 0 is invalid", "greater than 0"]),
@@ -85,7 +86,7 @@ CASES = [
     ("quantize-operands", [*QUANTIZE, "--operand-types", "s16"], ["--operand-types = \"s16\"", "'u8s8'"]),
     ("quantize-source-missing", ["quantize", "nowhere"], ["'nowhere'", "fashion-mnist-teacher"]),
     # sources and data that do not exist
-    ("distill-teacher-missing", ["distill", "--teacher", "nowhere", *DISTILL[3:], "--loss", "kd"],
+    ("distill-teacher-missing", ["distill", "--teachers", "nowhere", *DISTILL[3:], "--losses", "kd"],
      ["'nowhere'", "neither a checkpoint directory nor a shipped model"]),
     ("prune-target-missing", ["prune", "nowhere"], ["'nowhere'", "fashion-mnist-teacher"]),
     ("sparsify-target-missing", ["sparsify", "nowhere"], ["'nowhere'", "fashion-mnist-teacher"]),

@@ -21,7 +21,7 @@ from torchslim.distill.cache import TeacherCache
 
 BASE = ["--model", "cnn-tiny", "--data", "synthetic", "--batch-size", "64", "--epochs", "1", "--threads", "1",
         "--quiet"]
-DISTILL = ["--teacher", "{teacher}", "--student", "cnn-tiny", "--loss", "kd", "--cache", "disk", "--data",
+DISTILL = ["--teachers", "{teacher}", "--student", "cnn-tiny", "--losses", "kd", "--cache", "disk", "--data",
            "synthetic", "--batch-size", "64", "--epochs", "1", "--threads", "1", "--quiet"]
 
 
