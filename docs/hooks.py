@@ -130,12 +130,12 @@ def recipe_page() -> str:
 
 def losses_page() -> str:
     """Every registered distillation loss: what it computes and its options (recipe loss-item keys,
-    ``--loss name:key=value`` on the command line)."""
+    ``--losses name:key=value`` on the command line)."""
     from torchslim.distill.losses import LOSSES
 
     out = ["# Distillation losses", "",
            "Every loss registered in `torchslim.distill.losses.LOSSES`, by the name a recipe's `losses:` "
-           "item, `--loss` on the command line and `losses.create(name, ...)` use. The options below are "
+           "item, `--losses` on the command line and `losses.create(name, ...)` use. The options below are "
            "the loss's keyword arguments; every loss item also takes `weight` (and, with several "
            "teachers, `teacher`). The equation of each loss is in its API entry. This page is generated "
            "from the registry when the site is built.", ""]

@@ -26,8 +26,8 @@ def add_parsers(sub: Any) -> None:
     sub.add_parser("losses", help="list the distillation losses, their options and what each computes",
                    description="List every distillation loss: its kind, its options (type, bounds, default) and "
                                "its whole description (the method, its paper and its equation).",
-                   epilog="example:\n  torchslim losses\n  torchslim distill --teacher fashion-mnist-teacher "
-                          "--student cnn-small --loss dkd:T=4 --loss ce:weight=0.1 --epochs 1 --out runs/dkd",
+                   epilog="example:\n  torchslim losses\n  torchslim distill --teachers fashion-mnist-teacher "
+                          "--student cnn-small --losses dkd:T=4 --losses ce:weight=0.1 --epochs 1 --out runs/dkd",
                    formatter_class=raw).set_defaults(func=cmd_losses)
 
 
@@ -75,9 +75,9 @@ def description(doc: str | None) -> str:
 def cmd_losses(args: argparse.Namespace) -> int:
     from torchslim.distill.losses import LOSSES
 
-    console.print("Distillation losses (use as --loss NAME:KEY=VALUE,...,weight=W)", style="bold", highlight=False)
+    console.print("Distillation losses (use as --losses NAME:KEY=VALUE,...,weight=W)", style="bold", highlight=False)
     for name in LOSSES.list():
-        cls = LOSSES.get(name)  # the options as recipes and --loss check them: one definition
+        cls = LOSSES.get(name)  # the options as recipes and --losses check them: one definition
         text = "\n".join(f"    {line}".rstrip() for line in description(cls.__doc__).splitlines())
         # markup off and soft wrap: equations hold [brackets] and long lines must stay as written
         console.print(f"\n{name} ({getattr(cls, 'kind', '')})\n  options: {cls.describe_options()}\n{text}",

@@ -124,7 +124,7 @@ def cmd_text_distill(args: argparse.Namespace) -> int:
         raise TorchSlimError("--student/--width name image models; a text student is made from the teacher with "
                              "--keep, --layers or --heads/--ffn.")
     if len(args.teacher) != 1 or args.mix:
-        raise TorchSlimError("Text distillation takes one --teacher and no --mix.")
+        raise TorchSlimError("Text distillation takes one teacher (--teachers) and no --mix.")
     making, options = _student_options(args), _distill_options(args)
     args.config = options  # the run's options, as prepare_out reads them
     seed = options.seed if options.seed is not None else 0
