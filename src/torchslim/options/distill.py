@@ -141,7 +141,7 @@ class DistillConfig(FitConfig):
     """Further keyword arguments of the student's factory."""
     losses: list[LossItem] = Field(default_factory=_default_losses, min_length=1, json_schema_extra={"cli": {
         "item_parser": "torchslim.options.distill:parse_loss", "metavar": "NAME[:KEY=VALUE,...]"}})
-    """Weighted losses, each {name, weight, teacher, and the loss's own options}; on the command line NAME:KEY=VALUE,... once per loss."""
+    """Weighted losses, each a registered loss with its weight, teacher and own options (`torchslim losses`), e.g. {name: kd, weight: 0.9, T: 4}."""
     teachers: list[str] = Field(default_factory=lambda: ["teacher"], min_length=1)
     """Teacher sources: the recipe's teacher ("teacher"), a shipped model name or a checkpoint directory."""
     teacher_weights: list[float] | None = None
