@@ -153,9 +153,7 @@ def options_page() -> str:
     import torchslim.options as options
 
     out = ["# Options", "", markdown_of(options.__doc__), "",
-           "Each class below is one method's options: the library function takes it (keyword arguments "
-           "build it), a recipe step is one, and the command's flags are generated from it. The tables "
-           "are generated from the classes when the site is built.", ""]
+           "The tables below are generated from the classes when the site is built.", ""]
     for name in options.__all__:
         cls = getattr(options, name)
         if isinstance(cls, type) and issubclass(cls, options.Options) and cls is not options.Options:
