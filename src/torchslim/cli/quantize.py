@@ -21,7 +21,7 @@ EXAMPLE = ("example:\n  torchslim quantize fashion-mnist-teacher --mode static -
            "--calibration-method minmax --out runs/int8\n  torchslim quantize runs/minilm --mode dynamic "
            "--op-types MatMul --out runs/dyn\n  torchslim eval fashion-mnist-teacher runs/int8 --threads 1,2")
 QAT_EXAMPLE = ("example:\n  torchslim qat fashion-mnist-student --epochs 1 --teacher source --out runs/qat\n"
-               "  torchslim qat runs/pruned --epochs 2 --teacher fashion-mnist-teacher --kd-temperature 2 "
+               "  torchslim qat runs/pruned --epochs 2 --teacher fashion-mnist-teacher --T 2 "
                "--out runs/pruned-qat")
 # The options of each --mode of `torchslim quantize`: a flag of the other mode is refused, not ignored.
 MODES = {"static": StaticInt8Config, "dynamic": DynamicInt8Config}

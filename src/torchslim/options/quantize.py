@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from torchslim.options.base import Options, OptionsError
 from torchslim.options.fit import Schedule
 
-T = TypeVar("T", bound=Options)
+ConfigT = TypeVar("ConfigT", bound=Options)
 
 CalibrationMethod = Literal["minmax", "entropy", "percentile"]
 OperandTypes = Literal["auto", "u8s8", "s8s8"]
@@ -108,14 +108,14 @@ class QATConfig(StaticInt8Config):
     """Weight of each batch in the running min/max of observed ranges."""
     teacher: str | None = None
     """Distil from a teacher while training: source (the model before QAT) or a model by name; none: labels only."""
-    kd_temperature: float = Field(4.0, gt=0)
+    T: float = Field(4.0, gt=0)
     """Temperature of the KD term (with a teacher)."""
     kd_weight: float = Field(0.9, ge=0, le=1)
     """Weight of the KD term (with a teacher); the cross-entropy with labels gets 1 - kd_weight."""
 
     @model_validator(mode="after")
     def _kd_needs_a_teacher(self) -> QATConfig:
-        kd = sorted({"kd_temperature", "kd_weight"} & self.model_fields_set)
+        kd = sorted({"T", "kd_weight"} & self.model_fields_set)
         if kd and self.teacher is None:
             raise ValueError(f"{', '.join(kd)} {'sets' if len(kd) == 1 else 'set'} the distillation term, but "
                              "teacher is none; set teacher (source, or a model) or drop "
@@ -129,7 +129,7 @@ class QATConfig(StaticInt8Config):
         """The training objective in words, as the record and the log say it."""
         if self.teacher is None:
             return "ce"
-        return f"{self.kd_weight:g} kd(T={self.kd_temperature:g}) + {1 - self.kd_weight:g} ce"
+        return f"{self.kd_weight:g} kd(T={self.T:g}) + {1 - self.kd_weight:g} ce"
 
 
 class ExportConfig(Options):
@@ -145,7 +145,7 @@ class ExportConfig(Options):
     """Relative tolerance of the same check."""
 
 
-def configured(options: type[T], where: str, config: T | None, given: dict[str, Any]) -> T:
+def configured(options: type[ConfigT], where: str, config: ConfigT | None, given: dict[str, Any]) -> ConfigT:
     """``config`` with the keyword arguments ``given`` laid over it (the defaults when there is no
     config), validated as one; a bad or unknown option raises :class:`OptionsError` naming ``where``.
 

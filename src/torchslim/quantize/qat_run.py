@@ -62,7 +62,7 @@ def _objective(qmodel: nn.Module, teacher: nn.Module | None, config: QATConfig) 
     from torchslim.distill import DistillTask
     from torchslim.distill import losses as L
 
-    terms = [(L.create("kd", T=config.kd_temperature), config.kd_weight), (L.create("ce"), 1 - config.kd_weight)]
+    terms = [(L.create("kd", T=config.T), config.kd_weight), (L.create("ce"), 1 - config.kd_weight)]
     return DistillTask(qmodel, teacher, [(loss, weight) for loss, weight in terms if weight > 0])
 
 
