@@ -23,7 +23,7 @@ from torchslim.core.errors import CorruptFileError, DataNotFoundError
 from torchslim.core.io import atomic_write_bytes
 from torchslim.data.base import ArrayImageDataset, Augment, DataBundle, make_loader, split_train_val
 from torchslim.data.idx import decompress, parse_idx, read_idx_bytes
-from torchslim.data.registry import DATASETS, given_location, refuse_incomplete
+from torchslim.data.registry import dataset, given_location, refuse_incomplete
 
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 # SHA-256 of each file's decompressed IDX content, and its expected size in bytes.
@@ -145,7 +145,7 @@ def load_arrays(paths: dict[str, Path], check: bool = False) -> dict[str, np.nda
     return arrays
 
 
-@DATASETS.register("fashion-mnist")
+@dataset("fashion-mnist", task="image")
 def fashion_mnist(
     batch_size: int = 128,
     *,

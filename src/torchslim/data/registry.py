@@ -4,17 +4,42 @@ dataset's files are looked for when the user named a location."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from torchslim.core.errors import DataNotFoundError
+from torchslim.core.errors import DataNotFoundError, TorchSlimError
 from torchslim.core.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
+TASKS = ("image", "text")  # what a dataset's samples are: images to classify, or sentences to encode
 
-# Datasets whose samples are token ids of sentences (the text task: a sentence-encoder teacher,
-# agreement with it instead of accuracy); every other registered dataset holds images.
-TEXT_DATASETS = ("wordnet-glosses",)
+
+def dataset(name: str, task: str) -> Callable[[Callable], Callable]:
+    """Register a dataset loader under ``name``, declaring its task: ``"image"`` (images to classify)
+    or ``"text"`` (token ids of sentences: a sentence-encoder teacher, agreement with it instead of
+    accuracy). A recipe's task follows its dataset's."""
+    if task not in TASKS:
+        raise ValueError(f"dataset {name!r}: task must be one of {TASKS}, got {task!r}")
+
+    def add(loader: Callable) -> Callable:
+        loader.task = task  # type: ignore[attr-defined]
+        return DATASETS.register(name, loader)
+
+    return add
+
+
+def dataset_task(name: str) -> str:
+    """The task a registered dataset declared (an unknown name: the closest and the valid ones)."""
+    task = getattr(DATASETS.get(name), "task", None)
+    if task not in TASKS:
+        raise TorchSlimError(f"dataset {name!r} declares no task; register it with "
+                             f"@torchslim.data.registry.dataset({name!r}, task=...) (one of {', '.join(TASKS)}).")
+    return task
+
+
+def datasets_of(task: str) -> list[str]:
+    """The registered datasets of ``task``."""
+    return [n for n in DATASETS.list() if getattr(DATASETS.get(n), "task", None) == task]
 
 
 def given_location(root: str | Path | None, subdir: str) -> tuple[Path, str] | None:

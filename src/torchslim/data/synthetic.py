@@ -10,7 +10,7 @@ import torch
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.data.base import ArrayImageDataset, Augment, DataBundle, make_loader
-from torchslim.data.registry import DATASETS
+from torchslim.data.registry import dataset
 
 
 def make_arrays(n: int, shape: tuple[int, int, int], num_classes: int, noise: float, seed: int,
@@ -21,7 +21,7 @@ def make_arrays(n: int, shape: tuple[int, int, int], num_classes: int, noise: fl
     return images.float(), labels
 
 
-@DATASETS.register("synthetic")
+@dataset("synthetic", task="image")
 def synthetic(
     batch_size: int = 32,
     *,

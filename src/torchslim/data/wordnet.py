@@ -27,7 +27,7 @@ import torch
 
 from torchslim.core.errors import CorruptFileError, DataNotFoundError, TorchSlimError
 from torchslim.data.base import DataBundle
-from torchslim.data.registry import DATASETS, given_location, refuse_incomplete
+from torchslim.data.registry import dataset, given_location, refuse_incomplete
 from torchslim.data.text import TokenizedTexts, text_loader
 
 PARTS = ("noun", "verb", "adj", "adv")
@@ -178,7 +178,7 @@ def _tokenized(sentences: list[Sentence], tokenizer, sense_ids: dict[str, int]) 
     return TokenizedTexts(ids, texts, groups, tokenizer.pad_token_id)
 
 
-@DATASETS.register("wordnet-glosses")
+@dataset("wordnet-glosses", task="text")
 def wordnet_glosses(
     batch_size: int = 64,
     *,

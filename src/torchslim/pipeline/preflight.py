@@ -127,9 +127,7 @@ def _taps(ctx: Any, params: Any, student: nn.Module | None, at: str) -> None:
 
 def _strategy(ctx: Any, name: str) -> None:
     """One strategy's sources, models and taps, walking its steps with the model each one gets."""
-    from torchslim.pipeline.steps import steps_for
-
-    registry = steps_for(ctx.recipe.task)
+    registry = ctx.task.steps
     current: nn.Module | None = None  # the architecture at this step (module paths survive pruning)
     for i, spec in enumerate(ctx.recipe.strategies[name]):
         at, params, step = _at(spec, name, i), spec.params, registry.get(spec.name)()
@@ -137,24 +135,29 @@ def _strategy(ctx: Any, name: str) -> None:
             model = _source(ctx, source, at)
             if spec.name == "load":
                 current = model
-        if ctx.recipe.task == "text":
-            current = _text_layers(spec, current, at)
-            continue
-        fresh = getattr(params, "model", None) if spec.name == "train" else getattr(params, "student", None)
-        if spec.name in ("train", "distill") and fresh is not None:
-            current = _fresh(ctx, fresh, params.width, params.model_kwargs, at)
-        if spec.name == "distill":
-            _taps(ctx, params, current, at)
-        if spec.name in ("prune", "sparsify") and current is not None:
-            _prune_targets(current, params, at)
-        if step.makes == "onnx":
-            current = None
-        if spec.name == "evaluate" and params.split == "val" and ctx.data.val is None:
-            raise RecipeError(f"{at}: split: val, but the dataset has no validation split (data.val_size is 0); "
-                              "use split: test or set data.val_size.")
+        current = ctx.task.preflight_step(ctx, spec, step, current, at)
 
 
-def _text_layers(spec: Any, current: Any, at: str) -> Any:
+def image_step(ctx: Any, spec: Any, step: Any, current: Any, at: str) -> Any:
+    """An image step's models and taps checked against the architecture it gets; the architecture
+    after it (None after a step that makes an ONNX file)."""
+    params = spec.params
+    fresh = getattr(params, "model", None) if spec.name == "train" else getattr(params, "student", None)
+    if spec.name in ("train", "distill") and fresh is not None:
+        current = _fresh(ctx, fresh, params.width, params.model_kwargs, at)
+    if spec.name == "distill":
+        _taps(ctx, params, current, at)
+    if spec.name in ("prune", "sparsify") and current is not None:
+        _prune_targets(current, params, at)
+    if step.makes == "onnx":
+        current = None
+    if spec.name == "evaluate" and params.split == "val" and ctx.data.val is None:
+        raise RecipeError(f"{at}: split: val, but the dataset has no validation split (data.val_size is 0); "
+                          "use split: test or set data.val_size.")
+    return current
+
+
+def text_step(ctx: Any, spec: Any, step: Any, current: Any, at: str) -> Any:
     """A ``layers`` step keeps layers the encoder it gets has; returns the layer count after the step
     (the encoder itself after ``load``, whose ``layers`` are counted)."""
     from torchslim.text.students import check_layers

@@ -46,6 +46,7 @@ from pydantic import (
 )
 
 from torchslim.core.registry import did_you_mean
+from torchslim.options.base import explain
 from torchslim.pipeline.recipe_checks import MAX_NAME, NAME_PATTERN, safe_name
 from torchslim.pipeline.recipe_yaml import RecipeError, non_finite, read_text, read_yaml
 from torchslim.pipeline.schema import (
@@ -120,7 +121,11 @@ class Recipe(Strict):
         return digest(self.plain(exclude={"name", "description", "source"}))
 
     def plain(self, exclude: set[str] | None = None) -> dict[str, Any]:
-        skip = {"strategies"} | ({"text"} if self.task == "image" else set())  # an image recipe has no text
+        from torchslim.pipeline.tasks import TASKS
+
+        own = TASKS.get(self.task).sections
+        foreign = {s for t in TASKS.list() for s in TASKS.get(t).sections} - own
+        skip = {"strategies"} | foreign  # sections of other tasks are not part of this recipe
         out = {k: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v)
                for k, v in self if k not in (exclude or set()) and k not in skip}
         out["strategies"] = {name: [s.config() for s in steps] for name, steps in self.strategies.items()}
@@ -199,18 +204,12 @@ def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
 def _describe(error: dict, root: tuple, model: type[BaseModel], lines: _Lines) -> str:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     path = (*root, *loc)
-    kind = error["type"]
-    if kind == "extra_forbidden":
+    if error["type"] == "extra_forbidden":
         valid = _fields_at(model, loc[:-1])
         hint = did_you_mean(str(loc[-1]), valid) if valid else ""
         return (f"{lines.where(path)}: unknown key {dotted(path)!r}.{hint} Valid keys here: "
                 f"{', '.join(valid)}.")
-    if kind == "missing":
-        return f"{lines.where(path)}: {dotted(path)} is required."
-    value = error.get("input")
-    shown = json.dumps(value, default=str) if not isinstance(value, dict) else "a mapping"
-    message = error["msg"].removeprefix("Value error, ").rstrip(".")
-    return f"{lines.where(path)}: {dotted(path)} = {shown} is invalid: {message}."
+    return f"{lines.where(path)}: {explain(error, dotted(path))}."  # the words every front end uses
 
 
 def validate_section(model: type[BaseModel], data: Any, root: tuple, lines: _Lines) -> BaseModel:
@@ -224,10 +223,11 @@ def validate_section(model: type[BaseModel], data: Any, root: tuple, lines: _Lin
 
 def _parse_step(item: Any, path: tuple, lines: _Lines, task: tuple[str, str] = ("image", "")) -> StepSpec:
     """One step of the recipe's task (``task`` = (name, why: the key that decided it))."""
-    from torchslim.pipeline.steps import steps_for
+    from torchslim.data.registry import datasets_of
+    from torchslim.pipeline.tasks import TASKS
 
     kind, why = task
-    steps = steps_for(kind)
+    steps = TASKS.get(kind).steps
     if isinstance(item, str):  # "- load" without parameters
         item = {item: None}
     if not isinstance(item, dict) or len(item) != 1:
@@ -235,13 +235,13 @@ def _parse_step(item: Any, path: tuple, lines: _Lines, task: tuple[str, str] = (
             f"{lines.where(path)}: {dotted(path)} must be one step written as `- <step>: {{parameters}}` "
             f"({kind} steps: {', '.join(steps.list())}); got {json.dumps(item, default=str)}.")
     (name, params), = item.items()
-    other = "text" if kind == "image" else "image"
-    if name not in steps and name in steps_for(other):
+    others = [TASKS.get(t) for t in TASKS.list() if t != kind]
+    owner = next((t for t in others if name in t.steps), None)
+    if name not in steps and owner is not None:
         raise RecipeError(
-            f"{lines.where(path)}: step {name!r} at {dotted(path)} is {_a(other)} step, but this is {_a(kind)} "
-            f"recipe ({why}). {kind.capitalize()} steps: {', '.join(steps.list())}. {other.capitalize()} steps need "
-            + ("a text dataset (data.name: wordnet-glosses) and a sentence-encoder teacher." if other == "text"
-               else "an image dataset (data.name: fashion-mnist, synthetic, ...)."))
+            f"{lines.where(path)}: step {name!r} at {dotted(path)} is {_a(owner.name)} step, but this is {_a(kind)} "
+            f"recipe ({why}). {kind.capitalize()} steps: {', '.join(steps.list())}. {owner.name.capitalize()} steps "
+            f"need a dataset of that task (data.name: {', '.join(datasets_of(owner.name))}).")
     if name not in steps:
         raise RecipeError(f"{lines.where(path)}: unknown step {name!r} at {dotted(path)}."
                           f"{did_you_mean(str(name), steps.list())} {kind.capitalize()} steps: "
@@ -251,9 +251,10 @@ def _parse_step(item: Any, path: tuple, lines: _Lines, task: tuple[str, str] = (
     try:
         validated = validate_section(step.Params, params, (*path, name), lines)
     except RecipeError as exc:
-        if name not in steps_for(other) or not _valid(steps_for(other).get(name).Params, params):
+        fits = next((t for t in others if name in t.steps and _valid(t.steps.get(name).Params, params)), None)
+        if fits is None:
             raise
-        raise RecipeError(f"{exc} (These are the parameters of the {other} step {name!r}; this is {_a(kind)} "
+        raise RecipeError(f"{exc} (These are the parameters of the {fits.name} step {name!r}; this is {_a(kind)} "
                           f"recipe: {why}.)") from None
     from torchslim.pipeline.recipe_checks import check_losses
 
@@ -261,8 +262,8 @@ def _parse_step(item: Any, path: tuple, lines: _Lines, task: tuple[str, str] = (
     return StepSpec(name=name, params=validated, where=lines.where(path))
 
 
-def _a(task: str) -> str:
-    return f"an {task}" if task == "image" else f"a {task}"
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 def _valid(model: type[BaseModel], data: Any) -> bool:
@@ -274,27 +275,25 @@ def _valid(model: type[BaseModel], data: Any) -> bool:
 
 
 def _task(data: dict, lines: _Lines) -> tuple[str, str]:
-    """The recipe's task and why: ``task:`` when given (checked against the dataset), else
-    ``text`` for a text dataset and ``image`` for any other."""
-    from torchslim.data.registry import TEXT_DATASETS
+    """The recipe's task and why: ``task:`` when given (checked against the dataset), else the task
+    its dataset declares (an unknown dataset is judged later, with the valid names)."""
+    from torchslim.data.registry import DATASETS, dataset_task, datasets_of
+    from torchslim.pipeline.tasks import TASKS
 
     section = data.get("data")
     name = section.get("name") if isinstance(section, dict) else None
-    inferred = "text" if name in TEXT_DATASETS else "image"
+    name = DataConfig.model_fields["name"].default if name is None else name
+    inferred = dataset_task(name) if isinstance(name, str) and name in DATASETS else "image"
     given = data.get("task")
     if given is None:
-        return inferred, f"data.name {name!r}" if name is not None else "the default: no `task:`, no data.name"
+        return inferred, f"data.name {name!r}"
     where = lines.where(("task",))
-    if given not in ("image", "text"):
-        raise RecipeError(f"{where}: task = {json.dumps(given, default=str)} is invalid: a recipe's task is "
-                          "'image' or 'text'.")
-    if name is None and given == "text":
-        raise RecipeError(f"{where}: task: text needs a text dataset: set data.name (text datasets: "
-                          f"{', '.join(TEXT_DATASETS)}).")
-    if name is not None and given != inferred:
-        raise RecipeError(f"{where}: task {given!r} does not fit data.name {name!r}, "
-                          + ("a text dataset; drop `task:` or set task: text." if inferred == "text" else
-                             f"an image dataset; text datasets: {', '.join(TEXT_DATASETS)}."))
+    if given not in TASKS:
+        raise RecipeError(f"{where}: task = {json.dumps(given, default=str)} is invalid: a recipe's task is one of "
+                          f"{', '.join(repr(t) for t in TASKS.list())}.")
+    if given != inferred:
+        raise RecipeError(f"{where}: task {given!r} does not fit data.name {name!r}, a dataset of the {inferred} task; "
+                          f"drop `task:` or use a {given} dataset ({', '.join(datasets_of(given)) or 'none registered'}).")
     return given, f"task: {given}"
 
 
@@ -353,24 +352,16 @@ def parse(data: Any, source: str = "<recipe>", text: str | None = None, node: ya
 
 
 def _check_task_sections(recipe: Recipe, lines: _Lines) -> None:
-    """Sections and keys that only one task reads, and the text task's test-set size."""
-    if recipe.task == "image":
-        if "text" in recipe.model_fields_set:
-            raise RecipeError(f"{lines.where(('text',))}: the `text:` section configures text recipes, but this is "
-                              f"an image recipe (data.name {recipe.data.name!r}); drop it, or use a text dataset.")
-        return
-    image_only = sorted({"val_size", "augment"} & recipe.data.model_fields_set)
-    if image_only:
-        raise RecipeError(f"{lines.where(('data', image_only[0]))}: data.{image_only[0]} applies to image datasets; "
-                          f"{recipe.data.name!r} is a text dataset (its held-out fractions are data.options "
-                          "val_fraction and test_fraction).")
-    largest = max(recipe.measure.batch_sizes)
-    for path, n in ((("data", "test_subset"), recipe.data.test_subset),
-                    (("quick", "test_subset"), recipe.quick.test_subset)):
-        if n is not None and n < largest:
-            raise RecipeError(f"{lines.where(path)}: {dotted(path)} = {n} is smaller than the largest "
-                              f"measure.batch_sizes ({largest}): text models are timed on that many real test "
-                              "sentences.")
+    """Sections only another task reads are refused; then the task's own checks."""
+    from torchslim.pipeline.tasks import TASKS
+
+    task = TASKS.get(recipe.task)
+    foreign = {section for other in TASKS.list() for section in TASKS.get(other).sections} - task.sections
+    for section in sorted(foreign & recipe.model_fields_set):
+        raise RecipeError(f"{lines.where((section,))}: the `{section}:` section configures recipes of another task, but "
+                          f"this is {_a(recipe.task)} recipe (data.name {recipe.data.name!r}); drop it, or use a dataset "
+                          "of that task.")
+    task.check_recipe(recipe, lines)
 
 
 def load_recipe(path: str | Path) -> Recipe:

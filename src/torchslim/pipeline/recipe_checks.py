@@ -37,11 +37,11 @@ def check_strategy_name(name: Any, path: tuple, lines: Any) -> None:
 def check_sequence(strategy: str, specs: list, path: tuple, lines: Any, task: str) -> None:
     """Each step gets the input it takes: nothing for a step that starts a model, a torch model for
     one that transforms it, a model of either kind for ``evaluate``."""
-    from torchslim.pipeline.steps import steps_for
+    from torchslim.pipeline.tasks import TASKS
 
-    registry = steps_for(task)
+    owner = TASKS.get(task)
+    registry, start = owner.steps, owner.start_hint
     have, made_by = "nothing", ""
-    start = "`- load: teacher`" if task == "text" else "`load`, `train: {model: ...}` or `distill: {student: ...}`"
     for i, spec in enumerate(specs):
         step = registry.get(spec.name)()
         need = step.needs(spec.params)

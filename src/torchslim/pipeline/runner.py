@@ -30,9 +30,10 @@ from torch import nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.io import atomic_write, atomic_write_json
-from torchslim.pipeline.recipe import Recipe, RecipeError, digest
+from torchslim.pipeline.recipe import Recipe, digest
 from torchslim.pipeline.sources import ModelSources, import_factory  # noqa: F401  (import_factory: re-exported)
-from torchslim.pipeline.steps import Output, steps_for
+from torchslim.pipeline.steps import Output
+from torchslim.pipeline.tasks import Task, subset_bundle, task_of
 
 STEP_FILE = "step.json"
 
@@ -74,26 +75,6 @@ class PeakMemory:
 # -- data and models -------------------------------------------------------------------------------
 
 
-def subset_bundle(bundle: Any, train: int | None, test: int | None, seed: int) -> Any:
-    """``bundle`` with seeded random subsets of its training and test sets (None: all)."""
-    from torchslim.data.base import ArrayImageDataset, make_loader
-
-    def cut(loader: Any, n: int | None, is_train: bool, salt: int) -> Any:
-        ds = loader.dataset
-        if n is None or n >= len(ds):
-            return loader
-        if not isinstance(ds, ArrayImageDataset):
-            raise TorchSlimError(f"Subsetting needs an ArrayImageDataset, got {type(ds).__name__}; "
-                                 "drop train_subset/test_subset or pass loaders of the size you want.")
-        idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed * 7919 + salt))[:n].sort().values
-        part = ArrayImageDataset(ds.images[idx], ds.labels[idx], tuple(ds.mean.flatten().tolist()),
-                                 tuple(ds.std.flatten().tolist()), ds.augment)
-        size = loader.sampler.batch_size if hasattr(loader.sampler, "batch_size") else 128
-        return make_loader(part, size, train=is_train, seed=seed)
-
-    return dataclasses.replace(bundle, train=cut(bundle.train, train, True, 1), test=cut(bundle.test, test, False, 2))
-
-
 def bundle_fingerprint(bundle: Any) -> str:
     """Identifies a dataset by its name, sizes and a hash of every split's tensors (train, val, test:
     calibration reads the validation split), so changed data is never mistaken for the data a
@@ -133,30 +114,16 @@ class Context(ModelSources):
     _data_key: str | None = None
     _sources: dict[str, tuple[nn.Module, dict]] = dataclasses.field(default_factory=dict)
 
+    @property
+    def task(self) -> Task:
+        """The recipe's task: its data, model loading and saving, runtimes and measurement."""
+        return task_of(self.recipe)
+
     # data ----------------------------------------------------------------------------------------
     @property
     def data(self) -> Any:
         if self._data is None:
-            from torchslim import data as datasets
-
-            cfg = self.recipe.data
-            if self.recipe.task == "text":  # sizes go to the loader: token ids are not an image dataset
-                self._data = self.data_override if self.data_override is not None else self._text_data()
-                return self._data
-            if self.data_override is not None:
-                bundle = self.data_override
-            else:
-                kwargs = {"batch_size": cfg.batch_size, "seed": self.recipe.seed, "augment": cfg.augment,
-                          **cfg.options}
-                if cfg.name == "fashion-mnist":
-                    kwargs["val_size"] = cfg.val_size
-                    if cfg.root:
-                        kwargs["root"] = cfg.root
-                bundle = datasets.load(cfg.name, **kwargs)
-            from torchslim.data.custom import check_finite
-
-            check_finite(bundle)  # NaN/Inf refused here, before a step trains or calibrates on them
-            self._data = subset_bundle(bundle, *self._subset_sizes(), self.recipe.seed)
+            self._data = self.task.load_data(self, self._subset_sizes())
         return self._data
 
     def _subset_sizes(self) -> tuple[int | None, int | None]:
@@ -166,42 +133,14 @@ class Context(ModelSources):
         return min(cfg.train_subset or q.train_subset, q.train_subset), min(cfg.test_subset or q.test_subset,
                                                                              q.test_subset)
 
-    def _text_data(self) -> Any:
-        """The text dataset tokenized by the teacher's tokenizer (every model derives from it)."""
-        from torchslim import data as datasets
-
-        cfg = self.recipe.data
-        teacher, _ = self.load_model("teacher")
-        train_n, test_n = self._subset_sizes()
-        kwargs = {"batch_size": cfg.batch_size, "seed": self.recipe.seed, "tokenizer": teacher.tokenizer,
-                  "train_size": train_n, "test_size": test_n, **cfg.options}
-        if cfg.root:
-            kwargs["root"] = cfg.root
-        bundle = datasets.load(cfg.name, **kwargs)
-        largest = max(self.recipe.measure.batch_sizes)
-        if len(bundle.test.dataset) < largest:
-            raise RecipeError(f"{self.recipe.source}: the {cfg.name} test split has {len(bundle.test.dataset)} "
-                              f"sentences, fewer than the largest measure.batch_sizes ({largest}) that text models "
-                              "are timed on; raise data.test_subset or the test fraction.")
-        return bundle
-
     def data_key(self) -> str:
         if self._data_key is None:  # hashed once per run: every strategy's first key starts from it
             self._data_key = bundle_fingerprint(self.data)
         return self._data_key
 
-    # runtimes ------------------------------------------------------------------------------------
     def runnable(self, model: Any) -> Any:
-        """An ``nn.Module`` as is; an ONNX file as an ONNX Runtime session wrapper."""
-        if isinstance(model, nn.Module):
-            return model
-        if self.recipe.task == "text":  # token ids in: the text runtime, not the image one
-            from torchslim.text import OrtEncoder
-
-            return OrtEncoder(model, threads=self.recipe.threads or 1)
-        from torchslim import runtime
-
-        return runtime.load(model)
+        """An ``nn.Module`` as is; an ONNX file on the task's runtime (ONNX Runtime)."""
+        return self.task.runnable(self, model)
 
 
 # -- saved steps -----------------------------------------------------------------------------------
@@ -226,37 +165,24 @@ class Saved:
     def materialise(self, ctx: Context) -> Any:
         if self.kind == "onnx":
             return self.path
-        if self.kind == "text":
-            from torchslim.text import load_encoder
-
-            return load_encoder(self.path, log=ctx.log)
-        model, _ = ctx.load_dir(self.path)
-        return model
+        return ctx.task.materialise(ctx, self.kind, self.path)
 
 
 def artifact_name(kind: str) -> str:
     return "model.onnx" if kind == "onnx" else "model"
 
 
-def _save_output(out: Output, step_dir: Path, record: dict) -> str:
-    from torchslim.core.checkpoint import save_model
-    from torchslim.models import spec_of
-    from torchslim.text.encoder import SentenceEncoder
-
+def _save_output(out: Output, step_dir: Path, record: dict, task: Task) -> str:
     if out.model is not None and out.onnx is not None:
         raise TorchSlimError("A step returned both a torch model and an ONNX file.")
-    if isinstance(out.model, SentenceEncoder):
-        from torchslim.text import save_encoder
-
-        target = step_dir / "model"
-        shutil.rmtree(target, ignore_errors=True)
-        save_encoder(out.model.cpu(), target, _plain({"pipeline_step": record, **out.meta}))
-        return "text"
     if out.model is not None:
         target = step_dir / "model"
         shutil.rmtree(target, ignore_errors=True)
-        save_model(out.model.cpu(), target, {"pipeline_step": record, **out.meta}, spec=spec_of(out.model))
-        return "torch"
+        kind = task.save(out.model, target, _plain({"pipeline_step": record, **out.meta}))
+        if kind is None:
+            raise TorchSlimError(f"Step {record['step']!r} produced a {type(out.model).__name__}, which a "
+                                 f"{task.name} recipe cannot save.")
+        return kind
     if out.onnx is not None:
         source = Path(out.onnx)
         target = step_dir / "model.onnx"
@@ -277,7 +203,6 @@ class StrategyResult:
     final: Saved | None = None
     error: str | None = None
     model: Any = None  # the final model when it was produced in this process
-    task: str = "image"
 
     @property
     def ok(self) -> bool:
@@ -292,10 +217,6 @@ class StrategyResult:
                 "peak_memory_bytes": max((s["peak_memory_bytes"] or 0 for s in self.steps), default=0) or None,
                 "reused_steps": sum(1 for s in self.steps if s.get("reused"))}
 
-    def families(self) -> list[str]:
-        steps = steps_for(self.task)
-        return sorted({steps.get(s["step"]).family for s in self.steps})
-
 
 def run_strategy(ctx: Context, name: str) -> StrategyResult:
     """Run (or reuse) every step of strategy ``name``; raises on the first failing step."""
@@ -304,7 +225,7 @@ def run_strategy(ctx: Context, name: str) -> StrategyResult:
     base = {"data": ctx.data_key(), "seed": recipe.seed, "threads": recipe.threads, "quick": ctx.quick}
     key, current = digest(base), None
     records: list[dict] = []
-    registry = steps_for(recipe.task)
+    registry = ctx.task.steps
     for i, spec in enumerate(specs):
         step = registry.get(spec.name)()
         params = step.quicken(spec.params, recipe.quick) if ctx.quick else spec.params
@@ -337,14 +258,14 @@ def run_strategy(ctx: Context, name: str) -> StrategyResult:
                   "seconds": seconds, "epochs": out.epochs, "used_teacher": out.used_teacher,
                   "peak_memory_bytes": memory.peak or None, "metrics": _plain(out.metrics),
                   "warnings": said, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        record["kind"] = _save_output(out, step_dir, record)
+        record["kind"] = _save_output(out, step_dir, record, ctx.task)
         atomic_write_json(step_dir / STEP_FILE, record)
         shutil.rmtree(ctx.work / "checkpoints", ignore_errors=True)  # the step is done: its resume state goes
         records.append({**record, "reused": False})
         current = out.model if out.model is not None else step_dir / "model.onnx"
     final = Saved(ctx.out / "steps" / f"{len(specs) - 1:02d}-{specs[-1].name}-{key[:12]}", records[-1]["kind"])
     return StrategyResult(name=name, steps=records, final=final,
-                          model=current if not isinstance(current, Saved) else None, task=recipe.task)
+                          model=current if not isinstance(current, Saved) else None)
 
 
 @contextlib.contextmanager

@@ -22,15 +22,24 @@ class Strict(Options):
 
 
 class DataConfig(Strict):
+    """The dataset every strategy trains, calibrates and is measured on."""
+
     name: str = "fashion-mnist"
+    """A registered dataset (see `torchslim datasets`); its declared task is the recipe's."""
     batch_size: int = Field(128, gt=0)
-    val_size: int = Field(5000, ge=0)
+    """Training batch size."""
+    val_size: int | None = Field(None, ge=0)
+    """Training samples held out for validation (image datasets); none: the dataset's default."""
     augment: bool = True
+    """Random augmentation of training images (where the dataset has any)."""
     root: str | None = None
-    # Use only this many training / test examples (a seeded random subset); None: all of them.
+    """Directory holding the dataset's files; none: the system copy or $TORCHSLIM_DATA."""
     train_subset: int | None = Field(None, gt=0)
+    """Use only this many training samples (a seeded random subset); none: all of them."""
     test_subset: int | None = Field(None, gt=0)
-    options: dict[str, Any] = Field(default_factory=dict)  # further keyword arguments of the loader
+    """Use only this many test samples (a seeded random subset); none: all of them."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Further keyword arguments of the dataset's loader."""
 
 
 # Deployment targets a final model is measured on: name -> (runtime, what it is). A torch model runs

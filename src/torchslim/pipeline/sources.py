@@ -51,10 +51,11 @@ def import_factory(ref: str, allow_imports: tuple[str, ...], where: str = "") ->
 
 class ModelSources:
     """The model half of the pipeline's :class:`~torchslim.pipeline.runner.Context`: it needs the
-    context's ``recipe``, ``data``, ``factories``, ``allow_imports``, ``teacher_override``, ``where``,
-    ``log`` and ``_sources``."""
+    context's ``recipe``, ``task``, ``data``, ``factories``, ``allow_imports``, ``teacher_override``,
+    ``where``, ``log`` and ``_sources``."""
 
     recipe: Any
+    task: Any
     data: Any
     factories: Mapping[str, Callable[..., nn.Module]]
     allow_imports: tuple[str, ...]
@@ -70,31 +71,13 @@ class ModelSources:
         return self.recipe.teacher or "<given teacher>"
 
     def _load_source(self, source: str) -> tuple[nn.Module, dict]:
-        from torchslim import zoo
-
         if source == "teacher":
-            if self.teacher_override is not None and self.recipe.task == "text":
-                return self.teacher_override, {"source": "teacher given by the caller"}
             if self.teacher_override is not None:
-                return self._given_teacher(), {"source": "teacher given by the caller"}
+                return self.task.given_teacher(self), {"source": "teacher given by the caller"}
             source = self.teacher_source()
-        if self.recipe.task == "text":
-            return self._load_encoder(source)
-        if source in zoo.ZOO:
-            model, meta = zoo.load(source)
-        elif Path(source).exists():
-            model, meta = self.load_dir(Path(source))
-        elif ":" in source or source in self.factories:  # `package.module:function` or a models={...} key
-            model, meta = self.rebuild({FACTORY_KEY: source}, self.where), {"source": source}
-        else:
-            raise TorchSlimError(
-                f"{self.where or self.recipe.source}: model source {source!r} is neither a shipped model "
-                f"({', '.join(zoo.list())}), an existing checkpoint directory, a key of models={{...}} "
-                f"({', '.join(self.factories) or 'none given'}) nor `package.module:function`.")
-        self.check_fits(model, f"model source {source!r}")
-        return model, meta
+        return self.task.load_source(self, source)
 
-    def _given_teacher(self) -> nn.Module:
+    def tagged_teacher(self) -> nn.Module:
         """A copy of the caller's teacher object, tagged so that models derived from it (pruned,
         sparsified, fine-tuned) are saved as "the teacher + these applied steps" and reloaded by
         replaying the steps on a fresh copy of it."""
@@ -113,12 +96,8 @@ class ModelSources:
         return teacher
 
     def check_fits(self, model: nn.Module, what: str) -> None:
-        """Input channels and output width of an image model against the data, before any work."""
-        if self.recipe.task == "text" or not isinstance(model, nn.Module):
-            return
-        from torchslim.train.evaluate import check_bundle_fits
-
-        check_bundle_fits(model, self.data, f"{self.where or self.recipe.source}: {what}")
+        """The model against the data (image: input channels and output width), before any work."""
+        self.task.check_fits(self, model, what)
 
     def rebuild(self, spec: Any, where: str) -> nn.Module:
         """A fresh instance of the architecture a model.json's ``"model"`` records: a registered family
@@ -143,7 +122,7 @@ class ModelSources:
                 raise CheckpointError(f"{where}: this model was derived from the teacher object given to "
                                       "compare()/run() (an architecture torchslim cannot build alone); pass "
                                       "the same teacher= again to reload it.")
-            model = self._sources["teacher"][0] if "teacher" in self._sources else self._given_teacher()
+            model = self._sources["teacher"][0] if "teacher" in self._sources else self.tagged_teacher()
             model = copy.deepcopy(model)
         else:
             try:
@@ -166,15 +145,6 @@ class ModelSources:
         model, meta = load_model(path, model=self.rebuild(spec, str(path / META)))
         object.__setattr__(model, SPEC_ATTR, spec)
         return model, meta
-
-    def _load_encoder(self, source: str) -> tuple[nn.Module, dict]:
-        from torchslim.text import load_encoder
-
-        try:
-            encoder = load_encoder(source, max_length=self.recipe.text.max_length, log=self.log)
-        except TorchSlimError as exc:
-            raise TorchSlimError(f"{self.where or self.recipe.source}: text model source {source!r}: {exc}") from None
-        return encoder, {"source": source, "path": getattr(encoder, "source", source)}
 
     def load_model(self, source: str) -> tuple[nn.Module, dict]:
         """A private copy of a model source (``teacher``, a shipped name or a checkpoint)."""

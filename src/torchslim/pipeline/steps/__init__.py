@@ -1,7 +1,8 @@
 """Pipeline steps by family, and the registries a recipe's task draws them from.
 
 :data:`STEPS` holds the image task's steps, :data:`~torchslim.pipeline.steps.text.TEXT_STEPS` the
-text task's; importing this package registers them all.
+text task's; importing this package registers them all. A recipe's task
+(:mod:`torchslim.pipeline.tasks`) says which registry its steps come from.
 """
 
 from torchslim.pipeline.steps.base import STEPS, Output, Step, need_module, register
@@ -11,11 +12,5 @@ from torchslim.pipeline.steps.structural import Export, Prune, Quantize, Sparsif
 from torchslim.pipeline.steps.text import TEXT_STEPS
 from torchslim.pipeline.steps.training import Distill, LossItem, Train
 
-
-def steps_for(task: str):
-    """The step registry of a recipe's task: ``"image"`` (:data:`STEPS`) or ``"text"``."""
-    return TEXT_STEPS if task == "text" else STEPS
-
-
 __all__ = ["STEPS", "TEXT_STEPS", "Distill", "Evaluate", "EvaluateParams", "Export", "Load", "LoadParams", "LossItem",
-           "Output", "Prune", "Quantize", "Sparsify", "Step", "Train", "need_module", "register", "steps_for"]
+           "Output", "Prune", "Quantize", "Sparsify", "Step", "Train", "need_module", "register"]
