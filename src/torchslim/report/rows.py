@@ -16,7 +16,8 @@ from typing import Any
 from torchslim.measure import confidence as conf
 from torchslim.pipeline.recipe import TARGETS
 
-STRUCTURAL_STEPS = {"prune", "sparsify", "quantize"}
+STRUCTURAL_STEPS = {"prune", "sparsify", "quantize", "qat"}
+INT8_STEPS = {"quantize", "qat"}  # steps whose model is an INT8 ONNX graph
 
 
 def setting_key(batch_size: int, threads: int) -> str:
@@ -85,7 +86,7 @@ def kernel(record: dict, steps: list[str]) -> str:
     if extra.get("kernel"):
         return str(extra["kernel"])
     if record.get("runtime", "").startswith("onnx"):
-        return "ONNX Runtime " + ("INT8" if "quantize" in steps else "FP32")
+        return "ONNX Runtime " + ("INT8" if INT8_STEPS & set(steps) else "FP32")
     return "torch eager FP32"
 
 
