@@ -27,7 +27,20 @@ import time
 from typing import Any
 
 import torch
-from _common import add_output_args, display_path, machine_line, now, write_section
+from _common import (
+    comma_separated,
+    display_path,
+    machine_line,
+    new_parser,
+    now,
+    parse,
+    previous_record,
+    record_header,
+    report_written,
+    torch_threads,
+    write_section,
+)
+from _common import settings_from as common_settings
 from torch import nn
 
 from torchslim import data, models
@@ -394,16 +407,8 @@ def render_section(result: dict[str, Any], s: Settings, quick: bool) -> str:
 
 def previous(path, config: dict, s: Settings, restart: bool) -> tuple[list[dict], dict | None]:
     """Runs and timing recorded in ``path`` by an earlier run with the same settings."""
-    if restart or not path.is_file():
-        return [], None
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TorchSlimError(f"{path} is not valid JSON ({exc}); pass --restart to start afresh.") from exc
-    if old.get("config") != config:
-        kept = path.replace(path.with_name(f"{path.stem}.other-settings.json"))
-        print(f"{display_path(path)} was recorded with other settings: moved to {display_path(kept)}; "
-              "starting afresh.")
+    old = previous_record(path, config, restart)
+    if old is None:
         return [], None
     runs = [r for r in old.get("runs", []) if r["method"] in METHODS and r["spec"] == spec_of(r["method"])]
     timing = old.get("timing")
@@ -430,9 +435,7 @@ def run_benchmark(args: argparse.Namespace, s: Settings) -> int:
         "teachers": {name: weights_hash(model) for name, model in teachers.items()}}))
     runs, timing = previous(args.out, config, s, args.restart)
     result: dict[str, Any] = {
-        "benchmark": NAME, "quick": args.quick, "date": now(), "json": display_path(args.out),
-        "command": "python benchmarks/distill_fashion_mnist.py" + "".join(f" {a}" for a in args.argv),
-        "config": config, "settings": dataclasses.asdict(s),
+        **record_header(NAME, args), "config": config, "settings": dataclasses.asdict(s),
         "methods": {m: spec_of(m) for m in METHODS}, "machine": machine_info(), "threads": thread_info(s),
         "teachers": {name: {"source": source, "parameters": models.num_parameters(model),
                             "weights_sha256": config["teachers"][name],
@@ -484,7 +487,7 @@ def run_benchmark(args: argparse.Namespace, s: Settings) -> int:
     write_section(args.results_md, NAME, render_section(result, s, args.quick))
     print(table_markdown(result["summary"], s))
     print(result["verdict"]["text"])
-    print(f"wrote {display_path(args.out)} and the {NAME!r} section of {display_path(args.results_md)}")
+    report_written(NAME, args.out, args.results_md)
     return 0
 
 
@@ -497,36 +500,21 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="synthetic data, stand-in models trained 1 epoch: a smoke test in seconds")
+    parser = new_parser(__doc__, "synthetic data, stand-in models trained 1 epoch: a smoke test in seconds")
     parser.add_argument("--epochs", type=int, help=f"epochs of every run (default {FULL.epochs})")
     parser.add_argument("--methods", type=_names, help=f"comma-separated subset of: {', '.join(METHODS)} "
                         f"({ALONE} is always included)")
-    parser.add_argument("--seeds", type=_ints, help="comma-separated seeds; the first screens every "
+    parser.add_argument("--seeds", type=comma_separated(int, "integers"), help="comma-separated seeds; the first screens every "
                         f"method (default {','.join(map(str, FULL.seeds))})")
     parser.add_argument("--top", type=int, help=f"best methods run on every seed (default {FULL.top})")
     parser.add_argument("--threads", type=int, help=f"torch threads (default {FULL.threads})")
     parser.add_argument("--restart", action="store_true", help="ignore the runs recorded in --out")
-    add_output_args(parser, NAME)
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    return args
+    return parse(parser, NAME, argv)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    s = QUICK if args.quick else FULL
-    given = {k: getattr(args, k) for k in ("epochs", "methods", "seeds", "top", "threads")
-             if getattr(args, k) is not None}
-    s = dataclasses.replace(s, **given)
+    s = common_settings(args, QUICK, FULL, ("epochs", "methods", "seeds", "top", "threads"))
     if ALONE not in s.methods:  # every comparison is to the student alone
         s = dataclasses.replace(s, methods=(ALONE, *s.methods))
     if min(s.epochs, s.threads, s.top + 1) < 1 or not s.seeds or len(set(s.seeds)) != len(s.seeds):
@@ -538,12 +526,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_from(args)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(settings.threads)
-    try:
+    with torch_threads(settings.threads):
         return run_benchmark(args, settings)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, add_output_args, display_path, machine_line, now, write_section
+from _common import (
+    REPO,
+    display_path,
+    machine_line,
+    new_parser,
+    parse,
+    previous_record,
+    record_header,
+    report_written,
+    settings_from,
+    torch_threads,
+    write_section,
+)
 
 from torchslim import data
-from torchslim.core.errors import TorchSlimError
 from torchslim.core.io import atomic_write_json
 from torchslim.measure import machine_info
 
@@ -309,20 +320,6 @@ def render_section(result: dict, s: Settings) -> str:
 
 # -- the benchmark ---------------------------------------------------------------------------------
 
-def previous(path: Path, config: dict, restart: bool) -> dict | None:
-    if restart or not path.is_file():
-        return None
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TorchSlimError(f"{path} is not valid JSON ({exc}); pass --restart to start afresh.") from exc
-    if old.get("config") != config:
-        kept = path.replace(path.with_name(f"{path.stem}.other-settings.json"))
-        print(f"{display_path(path)} was recorded with other settings: moved to {display_path(kept)}; starting afresh.")
-        return None
-    return old
-
-
 def run_benchmark(args: argparse.Namespace, s: Settings) -> int:
     from torchslim.text import load_encoder
 
@@ -338,11 +335,9 @@ def run_benchmark(args: argparse.Namespace, s: Settings) -> int:
                        train_size=s.train_size, test_size=s.eval_size, seed=s.seed)
     config = json.loads(json.dumps({"quick": args.quick, "teacher": source if not args.quick else "quick",
                                     "settings": dataclasses.asdict(s), "data": bundle.info["splits"]}))
-    result = previous(args.out, config, args.restart) or {
+    result = previous_record(args.out, config, args.restart) or {
         "choices": {}, "training": {}, "exports": {}, "agreement": {}}
-    result.update({"benchmark": NAME, "quick": args.quick, "date": now(), "json": display_path(args.out),
-                   "command": "python benchmarks/distill_minilm.py" + "".join(f" {a}" for a in args.argv),
-                   "config": config, "machine": machine_info(), "data": bundle.info, "targets": TARGETS,
+    result.update({**record_header(NAME, args), "config": config, "machine": machine_info(), "data": bundle.info, "targets": TARGETS,
                    "estimate_minutes": estimate_minutes(s)})
 
     def save() -> None:
@@ -371,13 +366,12 @@ def run_benchmark(args: argparse.Namespace, s: Settings) -> int:
     write_section(args.results_md, NAME, render_section(result, s))
     print(table_markdown(result["summary"]))
     print(result["verdict"]["text"])
-    print(f"wrote {display_path(args.out)} and the {NAME!r} section of {display_path(args.results_md)}")
+    report_written(NAME, args.out, args.results_md)
     return 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny random teacher and small data: a smoke test")
+    parser = new_parser(__doc__, "tiny random teacher and small data: a smoke test")
     parser.add_argument("--train-size", type=int, help=f"training sentences (default {FULL.train_size})")
     parser.add_argument("--epochs", type=int, help=f"distillation epochs of the first student (default {FULL.epochs})")
     parser.add_argument("--other-epochs", type=int,
@@ -387,24 +381,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="models, ONNX files and the teacher cache (default: %(default)s)")
     parser.add_argument("--wordnet-root", default=None, help="directory of WordNet's data.* files")
     parser.add_argument("--restart", action="store_true", help="discard the recorded stages and the work directory")
-    add_output_args(parser, NAME)
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    return args
+    return parse(parser, NAME, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    s = QUICK if args.quick else FULL
-    given = {k: v for k, v in (("train_size", args.train_size), ("epochs", args.epochs),
-                               ("other_epochs", args.other_epochs),
-                               ("train_threads", args.threads)) if v is not None}
-    s = dataclasses.replace(s, **given)
-    previous_threads = torch.get_num_threads()
-    try:
+    s = settings_from(args, QUICK, FULL, {"train_size": "train_size", "epochs": "epochs",
+                                          "other_epochs": "other_epochs", "threads": "train_threads"})
+    with torch_threads(None):  # each stage sets its own count
         return run_benchmark(args, s)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 if __name__ == "__main__":

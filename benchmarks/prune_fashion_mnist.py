@@ -39,7 +39,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, add_output_args, display_path, now, write_section
+from _common import (
+    REPO,
+    comma_separated,
+    display_path,
+    new_parser,
+    now,
+    parse,
+    previous_record,
+    record_header,
+    report_written,
+    torch_threads,
+    write_section,
+)
+from _common import settings_from as common_settings
 from _prune_report import render_section, table_markdown
 from torch import nn
 
@@ -55,6 +68,7 @@ NAME = "prune_fashion_mnist"
 # Recovery training: a gentle cosine from lr 0.02 (the weights are already good), channels-last as
 # the teacher was trained.
 FIT = {"optimizer": "sgd", "lr": 0.02, "schedule": "cosine", "weight_decay": 5e-4, "channels_last": True}
+NUMBERS = comma_separated(float, "numbers")  # --ratios, --sparsities
 TEACHER_EPOCH_SECONDS = 160.0  # one full-data teacher epoch, 2 threads, idle 2-core machine (estimate only)
 
 
@@ -233,17 +247,7 @@ def run_row(row: Row, teacher: nn.Module, bundle: data.DataBundle, s: Settings,
 
 def previous(path, config: dict, restart: bool) -> list[dict]:
     """Rows recorded in ``path`` by an earlier run with the same settings."""
-    if restart or not path.is_file():
-        return []
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TorchSlimError(f"{path} is not valid JSON ({exc}); pass --restart to start afresh.") from exc
-    if old.get("config") != config:
-        kept = path.replace(path.with_name(f"{path.stem}.other-settings.json"))
-        print(f"{display_path(path)} was recorded with other settings: moved to {display_path(kept)}; starting afresh.")
-        return []
-    return list(old.get("rows", []))
+    return list((previous_record(path, config, restart) or {}).get("rows", []))
 
 
 class Run:
@@ -259,9 +263,7 @@ class Run:
         rows = previous(args.out, self.config, args.restart)
         self.done = {r["id"]: r for r in rows}
         self.result: dict[str, Any] = {
-            "benchmark": NAME, "quick": args.quick, "date": now(), "json": display_path(args.out),
-            "command": "python benchmarks/prune_fashion_mnist.py" + "".join(f" {a}" for a in args.argv),
-            "config": self.config, "machine": machine_info(),
+            **record_header(NAME, args), "config": self.config, "machine": machine_info(),
             "teacher": {"source": source, "parameters": models.num_parameters(self.teacher),
                         "macs": count_macs(self.teacher, self.bundle.example_batch(2)),
                         "test": evaluate(self.teacher, self.bundle.test)},
@@ -346,15 +348,8 @@ def run_benchmark(args: argparse.Namespace, s: Settings) -> int:
     state.save()
     write_section(args.results_md, NAME, render_section(state.result, s, args.quick))
     print(table_markdown(state.result, s, "screen"))
-    print(f"wrote {display_path(args.out)} and the {NAME!r} section of {display_path(args.results_md)}")
+    report_written(NAME, args.out, args.results_md)
     return 0
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _criteria(text: str) -> tuple[str, ...]:
@@ -367,8 +362,7 @@ def _criteria(text: str) -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="synthetic data, a stand-in teacher: a smoke test")
+    parser = new_parser(__doc__, "synthetic data, a stand-in teacher: a smoke test")
     parser.add_argument("--criteria", type=_criteria, help="comma-separated criteria to screen (default: all)")
     parser.add_argument("--screen-epochs", type=int, help=f"fine-tune epochs of screen and ratio rows "
                         f"(default {FULL.screen_epochs})")
@@ -376,8 +370,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"(default {FULL.compare_epochs})")
     parser.add_argument("--iterative-steps", type=int, help=f"steps of the iterative row (default {FULL.iterative_steps})")
     parser.add_argument("--headline-epochs", type=int, help=f"KD epochs of the headline (default {FULL.headline_epochs})")
-    parser.add_argument("--ratios", type=_floats, help="ratios for the best two criteria (default 0.3,0.7)")
-    parser.add_argument("--sparsities", type=_floats, help="unstructured sparsities (default 0.5,0.8,0.9)")
+    parser.add_argument("--ratios", type=NUMBERS, help="ratios for the best two criteria (default 0.3,0.7)")
+    parser.add_argument("--sparsities", type=NUMBERS, help="unstructured sparsities (default 0.5,0.8,0.9)")
     parser.add_argument("--sparse-epochs", type=int, help=f"fine-tune epochs of sparse rows (default {FULL.sparse_epochs})")
     parser.add_argument("--threads", type=int, help=f"training threads (default {FULL.threads}); timing uses 1")
     parser.add_argument("--restart", action="store_true", help="ignore the rows recorded in --out")
@@ -385,17 +379,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="time every recorded row again from its saved model (on an idle machine), then go on")
     parser.add_argument("--work", default=str(REPO / "runs" / "bench" / NAME),
                         help="where each row's model is saved (default: %(default)s)")
-    add_output_args(parser, NAME)
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    return args
+    return parse(parser, NAME, argv)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    s = QUICK if args.quick else FULL
-    keys = ("criteria", "screen_epochs", "compare_epochs", "iterative_steps", "headline_epochs", "ratios",
-            "sparsities", "sparse_epochs", "threads")
-    s = dataclasses.replace(s, **{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
+    s = common_settings(args, QUICK, FULL, ("criteria", "screen_epochs", "compare_epochs", "iterative_steps",
+                                            "headline_epochs", "ratios", "sparsities", "sparse_epochs", "threads"))
     counts = (s.screen_epochs, s.compare_epochs, s.headline_epochs, s.sparse_epochs)
     if min(counts) < 0 or min(s.iterative_steps, s.threads) < 1 or not s.criteria:
         raise TorchSlimError(f"epochs must be >= 0, iterative steps and threads >= 1 and criteria non-empty; got "
@@ -406,12 +395,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_from(args)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(settings.threads)
-    try:
+    with torch_threads(settings.threads):
         return run_benchmark(args, settings)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 if __name__ == "__main__":

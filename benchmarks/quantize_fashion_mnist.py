@@ -28,7 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, add_output_args, display_path, machine_line, now, write_section
+from _common import (
+    REPO,
+    default_work,
+    display_path,
+    machine_line,
+    new_parser,
+    parse,
+    previous_record,
+    record_header,
+    report_written,
+    torch_threads,
+    write_section,
+)
 from torch import nn
 
 from torchslim import data, models
@@ -310,19 +322,6 @@ def render_section(result: dict[str, Any], s: Settings, quick: bool) -> str:
 
 # -- the benchmark ---------------------------------------------------------------------------------
 
-def previous(path: Path, config: dict, restart: bool) -> dict | None:
-    if restart or not path.is_file():
-        return None
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TorchSlimError(f"{path} is not valid JSON ({exc}); pass --restart to start afresh.") from exc
-    if old.get("config") != config:
-        print(f"{display_path(path)} was recorded with other settings: starting afresh.")
-        return None
-    return old
-
-
 def run(args: argparse.Namespace, s: Settings) -> int:
     started = time.perf_counter()
     plain, train = load_data(args.quick, s)
@@ -332,11 +331,10 @@ def run(args: argparse.Namespace, s: Settings) -> int:
     config = json.loads(json.dumps({"quick": args.quick, "settings": dataclasses.asdict(s), "data": plain.name,
                                     "models": {n: {"source": m["source"], "variants": list(m["variants"])}
                                                for n, m in specs.items()}}))
-    old = previous(args.out, config, args.restart)
+    # Builds are kept in the work directory, so a record of other settings is simply replaced.
+    old = previous_record(args.out, config, args.restart, set_aside=False)
     result: dict[str, Any] = {
-        "benchmark": NAME, "quick": args.quick, "date": now(), "json": display_path(args.out),
-        "command": "python benchmarks/quantize_fashion_mnist.py" + "".join(f" {a}" for a in args.argv),
-        "config": config, "machine": machine_info(), "operands": choose().to_dict(), "work": display_path(args.work),
+        **record_header(NAME, args), "config": config, "machine": machine_info(), "operands": choose().to_dict(), "work": display_path(args.work),
         "builds": (old or {}).get("builds", {}), "models": (old or {}).get("models", {})}
 
     def save() -> None:
@@ -368,36 +366,27 @@ def run(args: argparse.Namespace, s: Settings) -> int:
     for entry in result["models"].values():
         for line in entry["findings"]:
             print(line)
-    print(f"wrote {display_path(args.out)} and the {NAME!r} section of {display_path(args.results_md)}")
+    report_written(NAME, args.out, args.results_md)
     return 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="synthetic data, stand-in models trained 2 epochs: a smoke test in seconds")
+    parser = new_parser(__doc__, "synthetic data, stand-in models trained 2 epochs: a smoke test in seconds")
     parser.add_argument("--extra-model", type=Path, default=None,
                         help="a checkpoint directory (torchslim.load_model) measured too, e.g. a pruned teacher")
     parser.add_argument("--work", type=Path, default=None,
                         help="where the artifacts go (default runs/quantize_fashion_mnist[-quick])")
     parser.add_argument("--restart", action="store_true", help="ignore the builds and measurements recorded in --out")
-    add_output_args(parser, NAME)
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    if args.work is None:
-        args.work = REPO / "runs" / (NAME + ("-quick" if args.quick else ""))
+    args = parse(parser, NAME, argv)
+    default_work(args, NAME)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = QUICK if args.quick else FULL
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(settings.train_threads)
-    try:
+    with torch_threads(settings.train_threads):
         return run(args, settings)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 if __name__ == "__main__":

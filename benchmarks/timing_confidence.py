@@ -28,7 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, add_output_args, display_path, machine_line, now, write_section
+from _common import (
+    default_work,
+    display_path,
+    machine_line,
+    new_parser,
+    parse,
+    record_header,
+    report_written,
+    write_section,
+)
 
 from torchslim.core.io import atomic_write_json
 from torchslim.measure import machine_info
@@ -130,31 +139,23 @@ def run(args: argparse.Namespace, s: Settings) -> int:
                                batch_sizes=s.batch_sizes, threads=s.threads, min_rounds=s.min_rounds,
                                max_seconds=s.max_seconds, target_width=s.target_width,
                                round_seconds=s.round_seconds, warmup=s.warmup, seed=s.seed)
-    result = {"benchmark": NAME, "quick": args.quick, "date": now(), "json": display_path(args.out),
-              "command": "python benchmarks/timing_confidence.py" + "".join(f" {a}" for a in args.argv),
-              "settings": dataclasses.asdict(s), "machine": machine_info(), "models": sources,
+    result = {**record_header(NAME, args), "settings": dataclasses.asdict(s), "machine": machine_info(), "models": sources,
               "run": timing.to_dict(), "rows": rows(timing), "seconds": time.perf_counter() - started}
     atomic_write_json(args.out, result)
     if args.results_md is not None:
         write_section(args.results_md, NAME, render_section(result))
     print(table(result))
     print(f"noise: {timing.verdict}" + "".join(f"\nnote: {n}" for n in timing.notes))
-    print(f"wrote {display_path(args.out)}"
-          + (f" and the {NAME!r} section of {display_path(args.results_md)}" if args.results_md else ""))
+    report_written(NAME, args.out, args.results_md)
     return 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="short caps and batch 8 instead of 64: a smoke check in seconds, not a result")
+    parser = new_parser(__doc__, "short caps and batch 8 instead of 64: a smoke check in seconds, not a result")
     parser.add_argument("--work", type=Path, default=None,
                         help="where the exported ONNX files go (default runs/timing_confidence[-quick])")
-    add_output_args(parser, NAME)
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    if args.work is None:
-        args.work = REPO / "runs" / (NAME + ("-quick" if args.quick else ""))
+    args = parse(parser, NAME, argv)
+    default_work(args, NAME)
     if args.quick:  # a smoke check never overwrites the recorded result unless told to
         given = {a.split("=", 1)[0] for a in args.argv}
         if "--out" not in given:

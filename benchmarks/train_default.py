@@ -23,7 +23,15 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from _common import add_output_args, display_path, machine_line, now, write_section
+from _common import (
+    command_line,
+    machine_line,
+    new_parser,
+    parse,
+    record_header,
+    report_written,
+    write_section,
+)
 from torch import nn
 
 from torchslim import data, models
@@ -167,11 +175,7 @@ def render_section(result: dict[str, Any], records: list[MeasureRecord], quick: 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="synthetic data, fresh models, few repeats: a smoke test in seconds")
-    add_output_args(parser, NAME)
-    return parser.parse_args(argv)
+    return parse(new_parser(__doc__, "synthetic data, fresh models, few repeats: a smoke test in seconds"), NAME, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         measured = time_training(model, bundle.train, recorded["config"] if recorded else {}, settings)
         training[name] = {"recorded": recorded, "measured": measured}
     result = {
-        "benchmark": NAME, "quick": args.quick, "date": now(), "json": display_path(args.out),
-        "command": "python benchmarks/train_default.py" + (" --quick" if args.quick else ""),
+        **record_header(NAME, args, command=command_line(NAME, ["--quick"] if args.quick else [])),
         "settings": dataclasses.asdict(settings), "seeds": {"torch": SEED, "data": SEED},
         "data": {"name": bundle.name, "test_samples": records[0].test_samples, **bundle.info},
         "machine": machine_info(), "baseline": records[0].name,
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(args.out, result)
     write_section(args.results_md, NAME, render_section(result, records, args.quick))
     print_records(records, baseline=records[0])
-    print(f"wrote {display_path(args.out)} and the {NAME!r} section of {display_path(args.results_md)}")
+    report_written(NAME, args.out, args.results_md)
     return 0
 
 
