@@ -15,7 +15,13 @@ from typing import Any
 from torchslim.cli.common import conflict, console, err_console, positive_int, registered
 from torchslim.core.errors import TorchSlimError
 from torchslim.options.cli import add_options, flag, from_args
-from torchslim.options.quantize import DynamicInt8Config, Int8Config, QATConfig, QuantizeConfig, StaticInt8Config
+from torchslim.options.quantize import (
+    DynamicInt8Config,
+    Int8Config,
+    QATConfig,
+    QuantizeConfig,
+    StaticInt8Config,
+)
 
 EXAMPLE = ("example:\n  torchslim quantize fashion-mnist-teacher --mode static --calibration-batches 8 "
            "--calibration-method minmax --out runs/int8\n  torchslim quantize runs/minilm --mode dynamic "

@@ -25,6 +25,7 @@ from torch import nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.io import atomic_write_bytes
+from torchslim.core.macs import batch_size_of
 from torchslim.export.locate import (
     exports_alone,
     failing_module,
@@ -34,7 +35,6 @@ from torchslim.export.locate import (
 )
 from torchslim.export.tidy import tidy
 from torchslim.measure.latency import make_batch
-from torchslim.core.macs import batch_size_of
 from torchslim.options.quantize import ExportConfig, configured
 from torchslim.train.batch import as_batch
 
