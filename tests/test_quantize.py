@@ -20,13 +20,7 @@ from torchslim.options import OptionsError, StaticInt8Config
 from torchslim.quantize import CalibrationError, SlowKernelWarning, choose, dynamic_int8, static_int8
 from torchslim.runtime import OnnxModel
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ops_of(path) -> list[str]:
