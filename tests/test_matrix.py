@@ -13,7 +13,7 @@ import torch
 import torchslim
 from torchslim.measure import LatencyStat, MeasureRecord
 from torchslim.measure.confidence import accuracy_standard_error
-from torchslim.pipeline.compare import _targets_of
+from torchslim.pipeline.measuring import _targets_of
 from torchslim.pipeline.recipe import parse
 from torchslim.pipeline.runner import Saved, StrategyResult
 from torchslim.report import build_matrix

@@ -44,7 +44,7 @@ def _export(ctx: Context, name: str, model: nn.Module, example: Any) -> Path:
 def _candidates(ctx: Context, results: list[StrategyResult], example: Any) -> tuple[dict, dict, dict, list]:
     """Every (strategy, target) to measure: ``(runnables, sized files, extras, failures)`` keyed by
     row id; an export that fails is a failure of that row only."""
-    from torchslim.report.matrix import first_line, row_id
+    from torchslim.report.rows import first_line, row_id
     from torchslim.runtime import OnnxModel
 
     cfg, baseline = ctx.recipe.measure, ctx.recipe.baseline_name
@@ -151,7 +151,7 @@ def measure_image(ctx: Context, results: list[StrategyResult]) -> dict[str, Any]
 
 def text_measured(records: dict[str, dict], results: list[StrategyResult]) -> dict[str, Any]:
     """The text task's records (one per strategy, on the runtime its final model runs) keyed by row id."""
-    from torchslim.report.matrix import row_id
+    from torchslim.report.rows import row_id
 
     out = {}
     for r in results:

@@ -48,7 +48,7 @@ from pydantic import (
 from torchslim.core.registry import did_you_mean
 from torchslim.options.base import explain
 from torchslim.pipeline.recipe_checks import MAX_NAME, NAME_PATTERN, safe_name
-from torchslim.pipeline.recipe_yaml import RecipeError, non_finite, read_text, read_yaml
+from torchslim.pipeline.recipe_yaml import RecipeError, dotted, non_finite, read_text, read_yaml
 from torchslim.pipeline.schema import (
     TARGETS,
     DataConfig,
@@ -176,13 +176,6 @@ def _key(node: yaml.ScalarNode) -> Any:
         except yaml.YAMLError:
             return node.value
     return node.value
-
-
-def dotted(path: tuple) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
 
 
 def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:

@@ -62,7 +62,7 @@ def check_sequence(strategy: str, specs: list, path: tuple, lines: Any, task: st
 def check_losses(params: Any, path: tuple, lines: Any, raw: dict) -> None:
     """Every loss's options against the loss's typed options (its name is checked by ``LossItem``)."""
     from torchslim.distill.losses import LOSSES, describe_problems
-    from torchslim.pipeline.recipe import dotted
+    from torchslim.pipeline.recipe_yaml import dotted
 
     for i, item in enumerate(getattr(params, "losses", None) or []):
         cls = LOSSES.get(item.name)

@@ -136,6 +136,14 @@ def construct(node: yaml.Node | None, source: str) -> Any:
         loader.dispose()
 
 
+def dotted(path: tuple) -> str:
+    """A key path as a recipe spells it: ``strategies.x[1].prune.ratio``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
 def non_finite(data: Any, path: tuple = ()) -> tuple[tuple, float] | None:
     """The first NaN or infinite number in ``data`` (its key path and value), or None.
 

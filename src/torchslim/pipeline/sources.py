@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from torchslim.core.errors import CheckpointError, TorchSlimError
-from torchslim.pipeline.recipe import RecipeError
+from torchslim.pipeline.recipe_yaml import RecipeError
 
 FACTORY_KEY = "factory"  # model.json's "model": {"factory": <models= key or module:function>, ...}
 TEACHER_KEY = "teacher"  # model.json's "model": {"teacher": ...}: the teacher object given by the caller

@@ -224,7 +224,7 @@ class TextTask(Task):
         return text_measured(measure_text(ctx, results), results)
 
     def check_recipe(self, recipe: Any, lines: Any) -> None:
-        from torchslim.pipeline.recipe import dotted
+        from torchslim.pipeline.recipe_yaml import dotted
 
         image_only = sorted({"val_size", "augment"} & recipe.data.model_fields_set)
         if image_only:

@@ -88,8 +88,17 @@ from pathlib import Path
 from typing import Any
 
 from torchslim.measure import confidence as conf
-from torchslim.pipeline.recipe import TARGETS
-from torchslim.report.rows import families, measured_row, row_id, setting_key
+from torchslim.pipeline.schema import TARGETS
+from torchslim.report.rows import (
+    QUALITY,
+    families,
+    first_line,
+    human_bytes,
+    measured_row,
+    quality,
+    row_id,
+    setting_key,
+)
 from torchslim.report.scenarios import knee, pareto_front, recommend, rule_of_thumb
 
 TARGET_ORDER = {name: i for i, name in enumerate(TARGETS)}
@@ -126,17 +135,6 @@ COLUMNS = [
 # accurate on: its quality is agreement with the teacher's embeddings, pairwise Spearman ×100 (the
 # order of the similarities, which search and ranking read); mean cosine and k-NN overlap are kept
 # beside it in every row.
-QUALITY = {
-    "image": {"name": "test accuracy", "short": "accuracy", "heading": "test acc %", "unit": "%", "axis": "test accuracy (%)",
-              "phrase": "{:.2f}% test accuracy",
-              "description": "top-1 on the test set"},
-    "text": {"name": "agreement (pairwise Spearman ×100)", "short": "agreement", "heading": "Spearman ×100", "unit": "",
-             "axis": "agreement with the teacher: pairwise Spearman ×100",
-             "phrase": "agreement {:.2f} (pairwise Spearman ×100)",
-             "description": "agreement with the teacher on held-out sentences: Spearman's rho between this "
-                            "model's and the teacher's cosine similarities over all sentence pairs, ×100 (the "
-                            "teacher: 100)"},
-}
 TEXT_COLUMNS = [
     ("mean_cosine", "cosine", "mean cosine between this model's and the teacher's embedding of each held-out "
                               "sentence"),
@@ -145,11 +143,6 @@ TEXT_COLUMNS = [
     ("sentences_per_second", "sent/s", "sentences per second at each setting (a batch of real test sentences "
                                        "padded to its longest)"),
 ]
-
-
-def quality(matrix: dict) -> dict:
-    """The quality metric of ``matrix`` (test accuracy unless its task says otherwise)."""
-    return QUALITY[matrix.get("task", "image")]
 
 
 def columns_for(task: str) -> list[tuple[str, str, str]]:
@@ -280,21 +273,6 @@ def build_matrix(recipe: Any, results: list[Any], measured: dict[str, Any], *, o
     matrix["recommendations"] = recommend(matrix)
     matrix["rule_of_thumb"] = rule_of_thumb(matrix)
     return matrix
-
-
-def first_line(text: str | None) -> str:
-    """An error's first line (the rest is in the strategy's log)."""
-    return (text or "unknown error").strip().splitlines()[0] if (text or "").strip() else "unknown error"
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "—"
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 __all__ = ["COLUMNS", "QUALITY", "build_matrix", "columns_for", "families", "first_line", "human_bytes", "knee",

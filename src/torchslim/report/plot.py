@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 
-from torchslim.report.matrix import human_bytes, quality
+from torchslim.report.rows import human_bytes, quality
 from torchslim.report.view import accuracy_se, latency_band, number, picks, row_id
 
 # route -> colour; a row's route is its families (structural, distillation, both, neither)

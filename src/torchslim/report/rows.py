@@ -14,10 +14,42 @@ from pathlib import Path
 from typing import Any
 
 from torchslim.measure import confidence as conf
-from torchslim.pipeline.recipe import TARGETS
+from torchslim.pipeline.schema import TARGETS
 
 STRUCTURAL_STEPS = {"prune", "sparsify", "quantize", "qat"}
 INT8_STEPS = {"quantize", "qat"}  # steps whose model is an INT8 ONNX graph
+
+QUALITY = {
+    "image": {"name": "test accuracy", "short": "accuracy", "heading": "test acc %", "unit": "%", "axis": "test accuracy (%)",
+              "phrase": "{:.2f}% test accuracy",
+              "description": "top-1 on the test set"},
+    "text": {"name": "agreement (pairwise Spearman ×100)", "short": "agreement", "heading": "Spearman ×100", "unit": "",
+             "axis": "agreement with the teacher: pairwise Spearman ×100",
+             "phrase": "agreement {:.2f} (pairwise Spearman ×100)",
+             "description": "agreement with the teacher on held-out sentences: Spearman's rho between this "
+                            "model's and the teacher's cosine similarities over all sentence pairs, ×100 (the "
+                            "teacher: 100)"},
+}
+
+
+def quality(matrix: dict) -> dict:
+    """The quality metric of ``matrix`` (test accuracy unless its task says otherwise)."""
+    return QUALITY[matrix.get("task", "image")]
+
+
+def first_line(text: str | None) -> str:
+    """An error's first line (the rest is in the strategy's log)."""
+    return (text or "unknown error").strip().splitlines()[0] if (text or "").strip() else "unknown error"
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "—"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def setting_key(batch_size: int, threads: int) -> str:
@@ -149,5 +181,5 @@ def measured_row(rid: str, rec: dict, steps: list[str], records: dict[str, dict]
     return row
 
 
-__all__ = ["families", "interval", "kernel", "load_lines", "measured_row", "row_id", "same_runtime_baseline",
+__all__ = ["QUALITY", "families", "first_line", "human_bytes", "quality", "interval", "kernel", "load_lines", "measured_row", "row_id", "same_runtime_baseline",
            "setting_key"]

@@ -112,7 +112,7 @@ def _rid(row: dict) -> str:
 
 def _describe(row: dict, matrix: dict) -> str:
     """The pick's numbers, each with its uncertainty."""
-    from torchslim.report.matrix import human_bytes, quality
+    from torchslim.report.rows import human_bytes, quality
 
     p = matrix["primary"]
     batch = p.split("_")[0][1:]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from torchslim.report.matrix import COLUMNS, human_bytes, quality
+from torchslim.report.matrix import COLUMNS
+from torchslim.report.rows import human_bytes, quality
 
 SCENARIOS = {"resource_limited": "Resource-limited", "accuracy_sensitive": "Accuracy-sensitive",
              "balanced": "Balanced"}
