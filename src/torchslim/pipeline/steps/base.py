@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel
 from torch import nn
@@ -21,7 +22,37 @@ from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import Registry
 from torchslim.pipeline.schema import QuickConfig
 
+if TYPE_CHECKING:
+    from torchslim.pipeline.recipe import Recipe
+
 STEPS: Registry = Registry("pipeline step")
+
+
+class StepContext(Protocol):
+    """What a step may read and call while it runs — nothing else of the run is its business.
+
+    The runner's :class:`~torchslim.pipeline.runner.Context` is one.
+    """
+
+    recipe: Recipe  # the parsed recipe: seed, threads, task settings
+    where: str  # the step's place ("strategy[i] step (file:line)"), to start messages with
+    work: Path  # the step's own working directory (checkpoints, caches, files it makes)
+    progress: bool  # show progress bars
+    log: Callable[[str], None]
+    quick: bool  # a --quick run
+
+    @property
+    def data(self) -> Any:
+        """The run's data bundle (train/val/test loaders, sizes)."""
+
+    def load_model(self, source: str) -> tuple[nn.Module, dict]:
+        """A private copy of a model source (``teacher``, a shipped name, a directory) and its metadata."""
+
+    def create_model(self, name: str, kwargs: dict[str, Any]) -> nn.Module:
+        """A fresh registered (or caller-given) model sized for the data."""
+
+    def runnable(self, model: Any) -> Any:
+        """What runs ``model``: a torch module as is, an ONNX file on the task's runtime."""
 
 Family = Literal["structural", "distillation", "training", "source", "deployment", "measurement"]
 
@@ -74,7 +105,7 @@ class Step(abc.ABC):
         return []
 
     @abc.abstractmethod
-    def run(self, ctx: Any, params: Any, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: Any, model: Any) -> Output:
         """Transform ``model`` (the previous step's result, or None) into this step's output."""
 
 
@@ -94,4 +125,4 @@ def need_module(step: str, model: Any, where: str = "") -> nn.Module:
     return model
 
 
-__all__ = ["STEPS", "Output", "Step", "need_module", "register"]
+__all__ = ["STEPS", "Output", "Step", "StepContext", "need_module", "register"]

@@ -8,7 +8,7 @@ from torch import nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.pipeline.schema import Strict
-from torchslim.pipeline.steps.base import Output, Step, need_module, register
+from torchslim.pipeline.steps.base import Output, Step, StepContext, need_module, register
 
 
 class EvaluateParams(Strict):
@@ -23,16 +23,16 @@ class Evaluate(Step):
     takes_onnx = True
     makes = "same"
 
-    def check(self, ctx: Any, model: Any) -> None:
+    def check(self, ctx: StepContext, model: Any) -> None:
         if model is None:
             need_module("evaluate", model, ctx.where)
 
-    def metrics(self, ctx: Any, runnable: Any, loader: Any) -> dict[str, Any]:
+    def metrics(self, ctx: StepContext, runnable: Any, loader: Any) -> dict[str, Any]:
         from torchslim.train import evaluate
 
         return evaluate(runnable, loader)
 
-    def run(self, ctx: Any, params: EvaluateParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: EvaluateParams, model: Any) -> Output:
         self.check(ctx, model)
         loader = ctx.data.test if params.split == "test" else ctx.data.val
         if loader is None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.pipeline.schema import Strict
-from torchslim.pipeline.steps.base import Output, Step, register
+from torchslim.pipeline.steps.base import Output, Step, StepContext, register
 
 
 class LoadParams(Strict):
@@ -30,7 +30,7 @@ class Load(Step):
     def sources(self, params: LoadParams) -> list[str]:
         return [params.source]
 
-    def run(self, ctx: Any, params: LoadParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: LoadParams, model: Any) -> Output:
         if model is not None:
             raise TorchSlimError(f"{ctx.where}: `load` must be the first step of a strategy.")
         loaded, meta = ctx.load_model(params.source)

@@ -10,12 +10,12 @@ import torch
 from pydantic import BaseModel, Field, PositiveInt, model_validator
 
 from torchslim.pipeline.schema import QuickConfig, Strict
-from torchslim.pipeline.steps.base import Output, Step, need_module, register
+from torchslim.pipeline.steps.base import Output, Step, StepContext, need_module, register
 
 # -- structural compression ------------------------------------------------------------------------
 
 
-def _example(ctx: Any, n: int = 8) -> torch.Tensor:
+def _example(ctx: StepContext, n: int = 8) -> torch.Tensor:
     return ctx.data.example_batch(n)
 
 
@@ -71,7 +71,7 @@ class Prune(Step):
         return params.model_copy(update={"epochs": max(min(params.epochs, quick.epochs), params.steps)
                                          if params.recover != "none" else 0})
 
-    def run(self, ctx: Any, params: PruneParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: PruneParams, model: Any) -> Output:
         from torchslim.prune import channels
 
         model = need_module("prune", model, ctx.where)
@@ -111,7 +111,7 @@ class Sparsify(Step):
 
     name, family, Params = "sparsify", "structural", SparsifyParams
 
-    def run(self, ctx: Any, params: SparsifyParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: SparsifyParams, model: Any) -> Output:
         from torchslim.prune import sparsify
 
         model = need_module("sparsify", model, ctx.where)
@@ -147,7 +147,7 @@ class Quantize(Step):
     name, family, Params = "quantize", "structural", QuantizeParams
     makes = "onnx"
 
-    def run(self, ctx: Any, params: QuantizeParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: QuantizeParams, model: Any) -> Output:
         from torchslim import quantize
 
         model = need_module("quantize", model, ctx.where)
@@ -180,7 +180,7 @@ class Export(Step):
     name, family, Params = "export", "deployment", ExportParams
     makes = "onnx"
 
-    def run(self, ctx: Any, params: ExportParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: ExportParams, model: Any) -> Output:
         from torchslim import export
 
         model = need_module("export", model, ctx.where)

@@ -34,7 +34,7 @@ from torch import nn
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import Registry
 from torchslim.pipeline.schema import Strict
-from torchslim.pipeline.steps.base import Output, Step
+from torchslim.pipeline.steps.base import Output, Step, StepContext
 from torchslim.pipeline.steps.measurement import Evaluate as ImageEvaluate
 from torchslim.pipeline.steps.source import Load
 from torchslim.pipeline.steps.training import LossItem, check_warmup
@@ -59,20 +59,20 @@ def need_encoder(step: str, model: Any, where: str) -> nn.Module:
     return model
 
 
-def _sample(ctx: Any, size: int) -> torch.Tensor:
+def _sample(ctx: StepContext, size: int) -> torch.Tensor:
     """The first ``size`` validation sentences (training ones when there is no validation split)."""
     loader = ctx.data.val if ctx.data.val is not None else ctx.data.train
     return loader.dataset.ids[:size]
 
 
-def _example(ctx: Any, n: int = 4) -> torch.Tensor:
+def _example(ctx: StepContext, n: int = 4) -> torch.Tensor:
     """``n`` test sentences, padded only to their longest, to export with."""
     ids = ctx.data.test.dataset.ids[:n]
     width = max(int((ids != ctx.data.test.dataset.pad_token_id).sum(dim=1).max()), 1)
     return ids[:, :width].contiguous()
 
 
-def _located(ctx: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _located(ctx: StepContext, fn: Any, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` with the step's place in the recipe prefixed to a TorchSlimError."""
     try:
         return fn(*args, **kwargs)
@@ -114,7 +114,7 @@ class Layers(Step):
             return {"keep": value}
         return {"layers": value} if isinstance(value, list) else ({} if value is None else value)
 
-    def run(self, ctx: Any, params: LayersParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: LayersParams, model: Any) -> Output:
         from torchslim.text import choose_layers, layer_student
 
         encoder = need_encoder("layers", model, ctx.where)
@@ -149,7 +149,7 @@ class Prune(Step):
 
     name, family, Params = "prune", "structural", PruneParams
 
-    def run(self, ctx: Any, params: PruneParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: PruneParams, model: Any) -> Output:
         from torchslim.text import prune_encoder
 
         encoder = need_encoder("prune", model, ctx.where)
@@ -197,7 +197,7 @@ class Distill(Step):
     def sources(self, params: DistillParams) -> list[str]:
         return [params.teacher]
 
-    def run(self, ctx: Any, params: DistillParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: DistillParams, model: Any) -> Output:
         from torchslim.text import distill_encoder
 
         student = need_encoder("distill", model, ctx.where)
@@ -237,7 +237,7 @@ class Quantize(Step):
     def shorthand(value: Any) -> Any:
         return {"mode": value} if isinstance(value, str) else ({} if value is None else value)
 
-    def run(self, ctx: Any, params: QuantizeParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: QuantizeParams, model: Any) -> Output:
         from torchslim.runtime.graph import kernel_of, read_model
         from torchslim.text import export_onnx, quantize_int8
 
@@ -261,7 +261,7 @@ class Export(Step):
     name, family, Params = "export", "deployment", ExportParams
     makes = "onnx"
 
-    def run(self, ctx: Any, params: ExportParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: ExportParams, model: Any) -> Output:
         from torchslim.text import export_onnx
 
         encoder = need_encoder("export", model, ctx.where)
@@ -277,11 +277,11 @@ class Evaluate(ImageEvaluate):
     """Record the current model's agreement with the teacher on a split (the model passes through):
     mean cosine, k-NN overlap and pairwise Spearman of the embeddings."""
 
-    def check(self, ctx: Any, model: Any) -> None:
+    def check(self, ctx: StepContext, model: Any) -> None:
         if model is None:
             need_encoder("evaluate", model, ctx.where)
 
-    def metrics(self, ctx: Any, runnable: Any, loader: Any) -> dict[str, Any]:
+    def metrics(self, ctx: StepContext, runnable: Any, loader: Any) -> dict[str, Any]:
         from torchslim.pipeline.text_measure import agreement_with_teacher
 
         return agreement_with_teacher(ctx, {"model": runnable}, loader.dataset.ids)["model"]

@@ -12,7 +12,7 @@ from torch import nn
 from torchslim.core.errors import TorchSlimError
 from torchslim.options.fit import FitConfig as FitParams
 from torchslim.options.fit import TrainConfig as TrainParams
-from torchslim.pipeline.steps.base import Output, Step, need_module, register
+from torchslim.pipeline.steps.base import Output, Step, StepContext, need_module, register
 
 
 def check_warmup(params: Any) -> Any:
@@ -22,7 +22,7 @@ def check_warmup(params: Any) -> Any:
     return params
 
 
-def _fresh_model(ctx: Any, name: str, width: float | None, kwargs: dict[str, Any]) -> nn.Module:
+def _fresh_model(ctx: StepContext, name: str, width: float | None, kwargs: dict[str, Any]) -> nn.Module:
     extra = dict(kwargs)
     if width is not None:
         extra["width"] = width
@@ -31,7 +31,7 @@ def _fresh_model(ctx: Any, name: str, width: float | None, kwargs: dict[str, Any
     return ctx.create_model(name, extra)
 
 
-def _fit(ctx: Any, trainee: nn.Module, params: FitParams) -> dict[str, Any]:
+def _fit(ctx: StepContext, trainee: nn.Module, params: FitParams) -> dict[str, Any]:
     from torchslim.train import fit
 
     history = fit(trainee, ctx.data, params.epochs, checkpoint_dir=ctx.work / "checkpoints", resume=True,
@@ -50,7 +50,7 @@ class Train(Step):
     def needs(self, params: TrainParams) -> str:
         return "nothing" if params.model is not None else "module"
 
-    def run(self, ctx: Any, params: TrainParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: TrainParams, model: Any) -> Output:
         if params.model is None:
             model = need_module("train", model, ctx.where)
         elif model is not None:
@@ -124,7 +124,7 @@ class Distill(Step):
     def sources(self, params: DistillParams) -> list[str]:
         return list(params.teachers)
 
-    def run(self, ctx: Any, params: DistillParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: DistillParams, model: Any) -> Output:
         from torchslim.distill import DistillTask
         from torchslim.distill import losses as L
 
