@@ -59,7 +59,7 @@ MEASURE = textwrap.dedent("""
         sampler = threading.Thread(target=sample)
         sampler.start()
         try:
-            art = static_int8(path, batches_of(count, size), out=where, batches=count)
+            art = static_int8(path, batches_of(count, size), out=where, calibration_batches=count)
         finally:
             stop.set()
             sampler.join()
