@@ -34,7 +34,7 @@ def _target_row(row: dict, target: str, slow: float) -> dict:
                 "runtime": "torch-eager" if target == "torch-fp32" else "onnxruntime",
                 "artifact": f"steps/{row['strategy']}/" + ("model" if target == "torch-fp32" else "model.onnx"),
                 "accuracy_se": 0.25, "accuracy_within_noise": abs(row.get("accuracy_delta") or 0) < 0.5,
-                "same_runtime_baseline": "teacher-fp32@" + target})
+                "same_runtime_baseline": "teacher-fp32@" + target, "int8": "quantize" in row["steps"]})
     out["load"] = ([f"model = torchslim.load('{out['artifact']}')", "y = model(x)"] if target == "torch-fp32" else
                    [f"session = onnxruntime.InferenceSession('{out['artifact']}')",
                     "y = session.run(None, {'input': x.numpy()})[0]"])

@@ -360,9 +360,9 @@ def test_interrupted_run_keeps_finished_steps_and_resumes(tmp_path, teacher_dir)
 
 
 def _row(name, steps, acc, lat, bytes_, seconds=10.0, macs_ratio=1.0, speed=None):
-    from torchslim.report.matrix import families
+    from torchslim.pipeline.tasks import TASKS
 
-    return {"strategy": name, "status": "ok", "steps": steps, "families": families(steps), "accuracy": acc,
+    return {"strategy": name, "status": "ok", "steps": steps, **TASKS.get("image").route(steps), "accuracy": acc,
             "latency": {"b64_t1": lat}, "bytes": bytes_, "train_seconds": seconds, "macs_ratio": macs_ratio,
             "speedup": {"b64_t1": speed if speed is not None else 100.0 / lat},
             "bytes_ratio": 1000 / bytes_, "retention": acc / 93.0 * 100, "accuracy_delta": acc - 93.0}

@@ -71,6 +71,15 @@ class Task(abc.ABC):
         """Checks of the recipe's sections that depend on the task (after parsing)."""
         return None
 
+    def route(self, steps: list[str]) -> dict[str, Any]:
+        """What a strategy of these steps did, from the steps' own declarations: ``families`` (the
+        compression routes taken: structural, distillation) and ``int8`` (its model is INT8)."""
+        classes = [self.steps.get(s) for s in steps if s in self.steps]
+        distilled = any(c.family == "distillation" for c in classes)
+        structural = any(c.family == "structural" and not (c.makes_student and distilled) for c in classes)
+        families = [f for f, taken in (("structural", structural), ("distillation", distilled)) if taken]
+        return {"families": families, "int8": any(c.int8 for c in classes)}
+
     @abc.abstractmethod
     def preflight_step(self, ctx: Any, spec: Any, step: Any, current: Any, at: str) -> Any:
         """Check one step of a strategy before any work (models it makes, taps, paths) against what

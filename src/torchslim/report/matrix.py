@@ -50,7 +50,8 @@ A row:
     runtime, kernel   str      "torch-eager" / "onnxruntime"; the arithmetic path
     status            str      "ok" | "failed" | "skipped" (no listed target runs its kind of model);
                                ``error`` str | None: why, one line
-    steps, families   list[str]
+    steps, families   list[str]   the step names; the routes they took (from each step's declared family)
+    int8              bool     the final model is INT8 (a step that makes INT8 ran)
     artifact          str      the model's path relative to the run directory
                                (``steps/.../model`` or ``.../model.onnx``)
     load              list[str] two Python lines that load and run it on a tensor ``x``
@@ -91,7 +92,6 @@ from torchslim.measure import confidence as conf
 from torchslim.pipeline.schema import TARGETS
 from torchslim.report.rows import (
     QUALITY,
-    families,
     first_line,
     human_bytes,
     measured_row,
@@ -199,14 +199,17 @@ def _rows_of(r: Any, recipe: Any, measured: dict, user_id: str, out: Path, opts:
     """The rows of one strategy: one per target it was measured on, one per target that failed,
     or a single failed row when the strategy itself failed."""
     steps = [s["step"] for s in r.steps] if r.steps else [s.name for s in recipe.strategies[r.name]]
-    common = {"strategy": r.name, "steps": steps, "families": families(steps), "losses": _losses(recipe, r.name)}
+    from torchslim.pipeline.tasks import TASKS
+
+    common = {"strategy": r.name, "steps": steps, **TASKS.get(getattr(recipe, "task", "image")).route(steps),
+              "losses": _losses(recipe, r.name)}
     records = measured["records"]
     mine = [(rid, rec) for rid, rec in records.items() if (rec.get("extra") or {}).get("strategy") == r.name]
     failures = [f for f in measured.get("failures", []) if f["strategy"] == r.name]
     rows = []
     for rid, rec in sorted(mine, key=lambda item: TARGET_ORDER.get(item[1]["extra"].get("target"), 99)):
         row = {"id": rid, **common, "target": rec["extra"].get("target"), "status": "ok", "error": None}
-        row.update(measured_row(rid, rec, steps, records, user_id, recipe.baseline_name, out, opts))
+        row.update(measured_row(rid, rec, common["int8"], records, user_id, recipe.baseline_name, out, opts))
         extra = rec.get("extra") or {}
         if extra.get("agreement") is not None:  # text: all three agreement metrics and the throughput
             agreement = extra["agreement"]
@@ -275,5 +278,5 @@ def build_matrix(recipe: Any, results: list[Any], measured: dict[str, Any], *, o
     return matrix
 
 
-__all__ = ["COLUMNS", "QUALITY", "build_matrix", "columns_for", "families", "first_line", "human_bytes", "knee",
+__all__ = ["COLUMNS", "QUALITY", "build_matrix", "columns_for", "first_line", "human_bytes", "knee",
            "pareto_front", "quality", "recommend", "row_id", "rule_of_thumb", "setting_key"]

@@ -16,9 +16,6 @@ from typing import Any
 from torchslim.measure import confidence as conf
 from torchslim.pipeline.schema import TARGETS
 
-STRUCTURAL_STEPS = {"prune", "sparsify", "quantize", "qat"}
-INT8_STEPS = {"quantize", "qat"}  # steps whose model is an INT8 ONNX graph
-
 QUALITY = {
     "image": {"name": "test accuracy", "short": "accuracy", "heading": "test acc %", "unit": "%", "axis": "test accuracy (%)",
               "phrase": "{:.2f}% test accuracy",
@@ -58,18 +55,6 @@ def setting_key(batch_size: int, threads: int) -> str:
 
 def row_id(strategy: str, target: str | None) -> str:
     return f"{strategy}@{target}" if target else strategy
-
-
-def families(steps: list[str]) -> list[str]:
-    out = []
-    # Dropping layers is structural on its own, but before distillation it is how the distilled
-    # student is made (DistilBERT's initialisation), so that strategy counts as distillation.
-    layers_alone = "layers" in steps and "distill" not in steps
-    if STRUCTURAL_STEPS & set(steps) or layers_alone:
-        out.append("structural")
-    if "distill" in steps:
-        out.append("distillation")
-    return out
 
 
 def load_lines(artifact: str, runtime: str, input_name: str | None) -> list[str]:
@@ -113,12 +98,12 @@ def _speedups(record: dict, base: dict | None, base_id: str | None, opts: dict) 
     return {k: v["ratio"] for k, v in cis.items()}, {k: v for k, v in cis.items() if v["low"] is not None}
 
 
-def kernel(record: dict, steps: list[str]) -> str:
+def kernel(record: dict, int8: bool) -> str:
     extra = record.get("extra") or {}
     if extra.get("kernel"):
         return str(extra["kernel"])
     if record.get("runtime", "").startswith("onnx"):
-        return "ONNX Runtime " + ("INT8" if INT8_STEPS & set(steps) else "FP32")
+        return "ONNX Runtime " + ("INT8" if int8 else "FP32")
     return "torch eager FP32"
 
 
@@ -146,7 +131,7 @@ def _accuracy(row: dict, rec: dict, base: dict | None) -> None:
         row["accuracy_within_noise"] = not conf.accuracies_differ(acc, n, b_acc, b_n)
 
 
-def measured_row(rid: str, rec: dict, steps: list[str], records: dict[str, dict], user_id: str, baseline: str,
+def measured_row(rid: str, rec: dict, int8: bool, records: dict[str, dict], user_id: str, baseline: str,
                  out: Path, opts: dict) -> dict[str, Any]:
     """The figures of one measured (strategy, target)."""
     extra = rec.get("extra") or {}
@@ -161,7 +146,7 @@ def measured_row(rid: str, rec: dict, steps: list[str], records: dict[str, dict]
         artifact = str(path.relative_to(out)) if path.is_absolute() and path.is_relative_to(out) else str(path)
     row: dict[str, Any] = {
         "parameters": rec["parameters"], "macs": rec["macs"], "bytes": rec["bytes"],
-        "runtime": rec["runtime"], "kernel": kernel(rec, steps), "artifact": artifact,
+        "runtime": rec["runtime"], "kernel": kernel(rec, int8), "artifact": artifact,
         "input_name": extra.get("input_name"),
         # a text model takes token ids from its tokenizer: torchslim.text loads it, not these lines
         "load": load_lines(artifact, rec["runtime"], extra.get("input_name"))
@@ -181,5 +166,5 @@ def measured_row(rid: str, rec: dict, steps: list[str], records: dict[str, dict]
     return row
 
 
-__all__ = ["QUALITY", "families", "first_line", "human_bytes", "quality", "interval", "kernel", "load_lines", "measured_row", "row_id", "same_runtime_baseline",
+__all__ = ["QUALITY", "first_line", "human_bytes", "quality", "interval", "kernel", "load_lines", "measured_row", "row_id", "same_runtime_baseline",
            "setting_key"]

@@ -16,7 +16,6 @@ import math
 from typing import Any
 
 from torchslim.measure.confidence import accuracies_differ, intervals_overlap
-from torchslim.report.rows import INT8_STEPS
 
 SCENARIOS = ("resource_limited", "accuracy_sensitive", "balanced")
 # Distillation losses that read only the outputs; any other loss matches intermediate layers.
@@ -258,7 +257,7 @@ def _cell(aspect: str, claim: str, s_value: float | None, d_value: float | None,
 def _did(row: dict) -> dict[str, bool]:
     steps = row["steps"]
     distilled = "distill" in steps
-    return {"prune": "prune" in steps, "quantize": bool(INT8_STEPS & set(steps)), "distill": distilled,
+    return {"prune": "prune" in steps, "quantize": bool(row.get("int8")), "distill": distilled,
             "intermediate": distilled and any(loss not in OUTPUT_LOSSES for loss in row.get("losses") or []),
             "prune_then_distill": "prune" in steps and "distill" in steps[steps.index("prune"):]}
 

@@ -77,6 +77,10 @@ class Step(abc.ABC):
     takes_onnx: ClassVar[bool] = False  # whether the step accepts an ONNX model as input
     makes: ClassVar[str] = "module"  # its output: "module" (torch), "onnx", or "same" (its input passes through)
     restart_hint: ClassVar[str] = ""  # for a step that starts a model but is given one
+    int8: ClassVar[bool] = False  # its model is an INT8 graph (the matrix's kernel and route read it)
+    # It only shapes the student a later distill step trains (dropping layers before distillation,
+    # DistilBERT's initialisation): with distillation after it, the route is distillation alone.
+    makes_student: ClassVar[bool] = False
 
     def needs(self, params: Any) -> str:
         """What the step takes (checked when the recipe is parsed): ``"nothing"`` (it starts a

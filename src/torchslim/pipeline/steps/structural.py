@@ -145,6 +145,7 @@ class Quantize(Step):
     weights, operand types chosen for this CPU) or dynamic. The result is an ``.onnx`` file."""
 
     name, family, Params = "quantize", "structural", QuantizeParams
+    int8 = True
     makes = "onnx"
 
     def run(self, ctx: StepContext, params: QuantizeParams, model: Any) -> Output:

@@ -107,6 +107,7 @@ class Layers(Step):
     given ``layers``. ``- layers: 3`` is ``{keep: 3}``; ``- layers: [0, 5]`` is ``{layers: [0, 5]}``."""
 
     name, family, Params = "layers", "structural", LayersParams
+    makes_student = True
 
     @staticmethod
     def shorthand(value: Any) -> Any:
@@ -231,6 +232,7 @@ class Quantize(Step):
     ``.onnx`` file taking token ids."""
 
     name, family, Params = "quantize", "structural", QuantizeParams
+    int8 = True
     makes = "onnx"
 
     @staticmethod
