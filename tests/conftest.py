@@ -132,6 +132,19 @@ def tiny_cnn() -> Callable[..., nn.Module]:
     return make
 
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench_scripts(monkeypatch) -> Iterator[None]:
+    """The scripts in ``benchmarks/`` importable as modules (they import their sibling ``_common``),
+    and torch's thread count put back afterwards, whatever a script set."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
 # -- the bad-input suite (tests/bad_input/) ---------------------------------------------------------
 # Every input torchslim accepts, given wrong, by front end. Each case asserts the exit code (CLI: 2)
 # or the torchslim error type (API), that the message names the bad value, and that nothing appeared

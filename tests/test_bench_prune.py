@@ -4,24 +4,12 @@ resumes from its JSON without redoing rows."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    previous = torch.get_num_threads()
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.slow
-def test_prune_benchmark_quick_and_resume(bench, tmp_path, capsys):
+def test_prune_benchmark_quick_and_resume(bench_scripts, tmp_path, capsys):
     import prune_fashion_mnist as bench_prune
 
     out, md = tmp_path / "results" / "prune.json", tmp_path / "RESULTS.md"

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
 
 from torchslim.measure import MeasureRecord
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture
-def bench(monkeypatch):
-    """Import benchmark scripts as modules (they import their sibling ``_common``)."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def bench(bench_scripts, one_thread):
+    """Benchmark scripts importable as modules, run on one thread."""
 
 
 def test_train_default_quick(bench, tmp_path):
