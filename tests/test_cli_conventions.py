@@ -39,9 +39,9 @@ print("EXIT", code, "LOADED", ",".join(loaded) or "-")
 """
 
 
-def probe(*argv: str) -> tuple[str, int, list[str]]:
+def probe(*argv: str, heavy: tuple[str, ...] = HEAVY) -> tuple[str, int, list[str]]:
     """``(help text, exit code, heavy modules imported)`` of ``torchslim argv`` in a new process."""
-    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=heavy), *argv], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     text, _, last = done.stdout.rstrip().rpartition("\n")
@@ -55,6 +55,31 @@ def test_the_parser_has_the_known_commands():
             "federated", "models", "datasets", "losses"} <= set(COMMANDS)
 
 
+def test_the_command_table_matches_the_modules():
+    # main() builds only the given command from this table; the program's help shows its lines.
+    import argparse
+
+    from torchslim.cli import COMMANDS as TABLE
+
+    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    built = {choice.dest: choice.help for choice in action._choices_actions}
+    assert built == {name: line for name, (_, line) in TABLE.items()}
+    assert list(built) == list(TABLE)  # the same order in `torchslim --help`
+
+
+def test_a_command_alone_is_built_as_in_the_full_parser():
+    for name in COMMANDS:
+        alone = subcommands(build_parser(only=name))[name]
+        assert alone.format_help() == COMMANDS[name].format_help(), name
+
+
+def test_program_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and all(f"    {name}" in out for name in COMMANDS)
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_command_help_has_an_example_and_imports_nothing_heavy(command):
     text, code, loaded = probe(command, "--help")
@@ -66,7 +91,8 @@ def test_command_help_has_an_example_and_imports_nothing_heavy(command):
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], []], ids=["help", "version", "nothing"])
 def test_program_help_and_version_import_nothing_heavy(argv):
-    _, code, loaded = probe(*argv)
+    # not even a command's module: their flags are pydantic models
+    _, code, loaded = probe(*argv, heavy=(*HEAVY, "pydantic", "torchslim.options", "torchslim.cli.train"))
     assert code == 0 and loaded == []
 
 
@@ -130,7 +156,8 @@ def test_overwrite_flag_help_says_what_it_discards():
 
 
 EXPECTED_POSITIONALS = {
-    "prune": ["SOURCE"], "sparsify": ["SOURCE"], "quantize": ["SOURCE"], "qat": ["SOURCE"], "eval": ["SOURCE"],
+    "prune": ["SOURCE"], "sparsify": ["SOURCE"], "quantize": ["SOURCE"], "qat": ["SOURCE"], "export": ["SOURCE"],
+    "eval": ["SOURCE"],
     "run": ["RECIPE"], "compare": ["RECIPE"], "federated": ["RECIPE"], "report": ["DIR"],
 }
 

@@ -3,21 +3,46 @@
 Every subcommand exits 0 on success and 2 on bad input, with a one-paragraph message naming the
 bad value and what would be valid (never a traceback from inside torch).
 
-Building the parser imports no torch (nor onnx, onnxruntime, flwr, matplotlib, numpy): every
-command module imports what it runs inside the function that runs it, so ``--help``,
-``--version`` and a mistyped flag answer in a fraction of a second.
+Start-up is kept short: ``--help``, ``--version`` and a mistyped flag answer in a fraction of a
+second. Building a parser imports no torch (nor onnx, onnxruntime, flwr, matplotlib, numpy): every
+command module imports what it runs inside the function that runs it. And :func:`main` builds in
+full only the command it was given (:data:`COMMANDS` names the module that builds each); the
+others get a stub that carries their line for ``torchslim --help``, so the program's help and
+``--version`` import no command module at all (the flag definitions load pydantic models).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from torchslim.cli import distill, evaluate, export, federated, listings, pipeline, prune, quantize, train
 from torchslim._version import __version__
 from torchslim.cli.common import Parser, err_console
 from torchslim.core.errors import TorchSlimError
+
+# command -> (the module of torchslim.cli that builds it, its line in `torchslim --help`), in the
+# order the help lists them. A command missing here still works (the full parser is built when
+# the command is not listed); tests/test_cli_conventions.py checks this table against the modules.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("listings", "list the registered model families"),
+    "datasets": ("listings", "list the registered datasets"),
+    "losses": ("listings", "list the distillation losses, their options and what each computes"),
+    "train": ("train", "train a model and save a checkpoint"),
+    "distill": ("distill", "distil one or more teachers into a student"),
+    "eval": ("evaluate", "measure trained models: accuracy, size, MACs, latency"),
+    "prune": ("prune", "remove channels: a smaller, faster dense model"),
+    "sparsify": ("prune", "zero the smallest weights (unstructured; smaller zipped, not faster)"),
+    "quantize": ("quantize", "INT8 quantization for ONNX Runtime (static or dynamic)"),
+    "qat": ("quantize", "quantization-aware training, then INT8 for ONNX Runtime"),
+    "export": ("export", "FP32 ONNX export, checked against the torch model"),
+    "run": ("pipeline", "run one pipeline of a recipe (train, distill, prune, quantize, ...)"),
+    "compare": ("pipeline", "run every strategy of a recipe and write the measured selection matrix"),
+    "report": ("pipeline", "re-render a comparison's report from its matrix.json"),
+    "federated": ("federated", "federated distillation (or FedAvg) across clients on Flower"),
+}
 
 EPILOG = """examples:
   torchslim models                                   list the model families
@@ -33,22 +58,52 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``torchslim`` parser: every command in full (``only=None``), or only the command ``only``
+    in full and a one-line stub for each other (``only=""``: stubs alone)."""
     parser = Parser(prog="torchslim",
                     description="Make trained PyTorch models smaller and faster, and measure what you got.",
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"torchslim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    listings.add_parsers(sub)
-    train.add_parser(sub)
-    distill.add_parser(sub)
-    evaluate.add_parser(sub)
-    prune.add_parser(sub)
-    quantize.add_parser(sub)
-    export.add_parser(sub)
-    pipeline.add_parsers(sub)
-    federated.add_parser(sub)
+    if only is None:
+        for module in dict.fromkeys(m for m, _ in COMMANDS.values()):
+            _add(module, sub)
+        return parser
+    for name, (module, line) in COMMANDS.items():
+        if name == only:
+            _add(module, _Only(sub, name))
+        else:
+            sub.add_parser(name, help=line)
     return parser
+
+
+def _add(module: str, sub: Any) -> None:
+    builder = importlib.import_module(f"torchslim.cli.{module}")
+    (getattr(builder, "add_parsers", None) or builder.add_parser)(sub)
+
+
+class _Only:
+    """Stands in for the subparsers action given to a module that builds several commands: the
+    command ``name`` is added for real, the module's others are built and dropped."""
+
+    def __init__(self, sub: Any, name: str) -> None:
+        self.sub, self.name = sub, name
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if name == self.name:
+            return self.sub.add_parser(name, **kwargs)
+        kwargs.pop("help", None)
+        return Parser(prog=f"torchslim {name}", **kwargs)
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """Which command ``argv`` runs, for :func:`build_parser`: ``""`` when none (the program's own
+    --help or --version), None when the word is no listed command (the full parser then decides)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return ""
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -62,7 +117,8 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser = build_parser(command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
