@@ -125,7 +125,7 @@ def ensemble_accuracy(work: Path, rec: Any) -> float | None:
     """Test accuracy of the final client models' ensemble by the recipe's rule (fd runs): the teacher
     the server distils from, read from the clients' saved last-round models (per-class reliabilities
     from their logits on the public set, as the server computes them)."""
-    from torchslim.core.checkpoint import load_model
+    from torchslim.models.checkpoint import load_model
 
     cfg = rec.federated
     dirs = [work / "clients" / f"client-{i}" / f"round-{cfg.rounds}" for i in range(cfg.clients.count)]

@@ -235,7 +235,7 @@ def run_row(row: Row, teacher: nn.Module, bundle: data.DataBundle, s: Settings,
     started = time.perf_counter()
     model, made = make_model(row, teacher, bundle, s, cache)
     if model_dir is not None:
-        from torchslim.core.checkpoint import save_model
+        from torchslim.models.checkpoint import save_model
 
         save_model(model, model_dir, {"benchmark": NAME, "row": row.spec()})
     timed = time_row(model, copy.deepcopy(teacher), bundle.example_batch(2), s)
@@ -301,7 +301,7 @@ class Run:
 
     def retime(self) -> None:
         """Time every recorded row again from its saved model, all under the same conditions."""
-        from torchslim.core.checkpoint import load_model
+        from torchslim.models.checkpoint import load_model
 
         example = self.bundle.example_batch(2)
         for record in self.result["rows"]:

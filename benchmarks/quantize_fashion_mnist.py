@@ -44,14 +44,15 @@ from _common import (
 from torch import nn
 
 from torchslim import data, models
-from torchslim.core.checkpoint import load_model, sha256_file
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.io import atomic_write_json
+from torchslim.core.tensors import sha256_file
 from torchslim.distill import DistillTask
 from torchslim.distill import losses as L
 from torchslim.export import onnx as export_onnx
 from torchslim.measure import MeasureRecord, machine_info, measure_many
 from torchslim.measure.table import human
+from torchslim.models.checkpoint import load_model
 from torchslim.quantize import dynamic_int8, prepare_qat, qat_int8, static_int8
 from torchslim.train import fit
 

@@ -127,7 +127,7 @@ class _Store:
     def restore(self, model: nn.Module, last_round: int) -> bool:
         if last_round < 1:
             return False
-        from torchslim.core.checkpoint import load_model
+        from torchslim.models.checkpoint import load_model
 
         if self.dir is not None and (self.dir / f"round-{last_round}" / "model.json").is_file():
             load_model(self.dir / f"round-{last_round}", model=model)
@@ -142,7 +142,7 @@ class _Store:
     def save(self, model: nn.Module, server_round: int) -> None:
         from flwr.app import ConfigRecord
 
-        from torchslim.core.checkpoint import save_model
+        from torchslim.models.checkpoint import save_model
 
         if self.dir is None:
             self.context.state[STATE_KEY] = ArrayRecord(model.state_dict())

@@ -98,7 +98,7 @@ class Server:
         return self.finish()
 
     def finish(self) -> dict[str, Any]:
-        from torchslim.core.checkpoint import save_model
+        from torchslim.models.checkpoint import save_model
 
         record = report.write(self.out, self.recipe, self.data, self.state.history, complete=True)
         save_model(self.model, self.out / "model", {

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from torchslim.core.checkpoint import _contiguous, find_training_state, read_tensors
 from torchslim.core.errors import CheckpointError, TorchSlimError
 from torchslim.core.io import _fsync_dir
+from torchslim.core.tensors import contiguous, read_tensors
+from torchslim.core.training_state import find_training_state
 from torchslim.pipeline.recipe import digest
 
 
@@ -51,7 +52,7 @@ def save(directory: str | Path, state: ServerState) -> Path:
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
     try:
-        save_file(_contiguous(state.tensors) or {"empty": torch.zeros(0)}, str(stage / "state.safetensors"))
+        save_file(contiguous(state.tensors) or {"empty": torch.zeros(0)}, str(stage / "state.safetensors"))
         info = {"fingerprint": state.fingerprint, "round": state.round, "history": state.history,
                 "clients": state.clients}
         (stage / "state.json").write_text(json.dumps(info, default=str))

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchslim.core.checkpoint import save_tensors
 from torchslim.core.errors import TorchSlimError
-from torchslim.core.registry import did_you_mean
-from torchslim.measure.latency import check_options, check_positive_ints, interleaved_latency, measure_latency
 from torchslim.core.macs import batch_size_of, count_macs, count_parameters
+from torchslim.core.registry import did_you_mean
+from torchslim.core.tensors import save_tensors
+from torchslim.measure.latency import check_options, check_positive_ints, interleaved_latency, measure_latency
 from torchslim.measure.record import SPREAD_LIMIT, LatencyStat, MeasureRecord, RatioStat, TimingRun
 from torchslim.measure.system import machine_info
 from torchslim.measure.table import print_records, records_markdown, records_table

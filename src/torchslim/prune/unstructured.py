@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchslim.core.checkpoint import save_tensors
+from torchslim.core.tensors import save_tensors
 from torchslim.options.prune import SparsifyConfig
 from torchslim.prune.configure import configure, split_module_types
 from torchslim.prune.errors import PruneError

@@ -33,7 +33,7 @@ def load_named(name: str, where: str = f"{WHERE}: teacher") -> nn.Module:
         OptionsError: ``name`` is neither.
     """
     from torchslim import zoo
-    from torchslim.core.checkpoint import load_model
+    from torchslim.models.checkpoint import load_model
 
     if name in zoo.ZOO:
         return zoo.load(name)[0]

@@ -17,8 +17,8 @@ import onnx
 import torch
 from torch import nn
 
-from torchslim.core.checkpoint import sha256_file
 from torchslim.core.errors import TorchSlimError
+from torchslim.core.tensors import sha256_file
 from torchslim.export import onnx as export_onnx
 from torchslim.runtime import OnnxModel, Runtime, TorchModel, load
 from torchslim.runtime.graph import graph_input, kernel_of, read_model

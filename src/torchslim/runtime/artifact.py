@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from torchslim.core.checkpoint import sha256_file
 from torchslim.core.errors import CorruptFileError, TorchSlimError
 from torchslim.core.io import atomic_write_bytes, atomic_write_json
+from torchslim.core.tensors import sha256_file
 
 ONNX_FILE, SIDECAR = "model.onnx", "model.json"
 

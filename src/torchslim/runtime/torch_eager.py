@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from torchslim.core.checkpoint import load_model, save_model
 from torchslim.core.macs import count_macs, count_parameters
+from torchslim.models.checkpoint import load_model, save_model
 from torchslim.runtime.base import Runtime
 
 

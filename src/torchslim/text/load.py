@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from torchslim.core.checkpoint import load_state, read_tensors, save_tensors, sha256_file
 from torchslim.core.errors import CheckpointError, TorchSlimError
 from torchslim.core.io import atomic_write_json, atomic_write_text
+from torchslim.core.tensors import load_state, read_tensors, save_tensors, sha256_file
 from torchslim.text._hf import default_model_dir, transformers
 from torchslim.text.encoder import SentenceEncoder, check_layout
 from torchslim.text.tokenize import TextTokenizer, _stderr

@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from torchslim.core.checkpoint import load_model
 from torchslim.core.registry import Registry
+from torchslim.models.checkpoint import load_model
 
 ROOT = Path(__file__).parent
 
