@@ -1,4 +1,5 @@
-"""The package's shape: no import cycle among torchslim modules, and no module too long to read.
+"""The package's shape: no import cycle among torchslim modules nor among its subpackages, and no
+module too long to read.
 
 The import graph is built from the source with ``ast``, so it counts every ``import`` a module can
 run — at the top and inside functions (a deferred import hides a cycle from the interpreter, not
@@ -185,6 +186,35 @@ def test_no_import_cycle_between_torchslim_modules():
     assert not components, "import cycles (each hop: importer -> imported (file:line)):\n" + "\n".join(report)
 
 
+def subpackage(module: str) -> str:
+    """The top-level part of torchslim a module belongs to: ``torchslim.a.b.c`` -> ``torchslim.a``."""
+    return ".".join(module.split(".")[:2])
+
+
+def subpackage_edges(graph: Graph) -> dict[str, dict[str, str]]:
+    """``edges[a][b]``: the first import by a module of subpackage ``a`` of one of ``b``, as
+    ``importer -> imported, file:line``."""
+    edges: dict[str, dict[str, str]] = {}
+    for importer, targets in sorted(graph.edges.items()):
+        for imported, where in sorted(targets.items()):
+            a, b = subpackage(importer), subpackage(imported)
+            if a != b:
+                edges.setdefault(a, {}).setdefault(b, f"{importer} -> {imported}, {where}")
+    return edges
+
+
+def test_no_import_cycle_between_torchslim_subpackages():
+    """The packages form layers (core below models, runtime below measure, ...): a lower one never
+    imports a higher one, even where no two modules import each other."""
+    edges = subpackage_edges(build_graph())
+    components = [c for c in strongly_connected(edges) if len(c) > 1]
+    report = []
+    for component in components:
+        report.append(f"cycle among {len(component)} subpackages: {', '.join(component)}")
+        report.extend(describe(cycle, edges) + "\n" for cycle in cycles_of(component, edges))
+    assert not components, "subpackages importing each other (each hop: the first such import):\n" + "\n".join(report)
+
+
 def test_no_module_is_over_the_line_limit():
     long = {str(p.relative_to(PACKAGE.parent)): n for p in sorted(PACKAGE.rglob("*.py"))
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
@@ -220,6 +250,19 @@ def test_graph_counts_nested_relative_and_submodule_imports(tmp_path):
     assert edges["torchslim.a.x"] == {"torchslim.b.y"}  # nested, relative, a submodule by name
     assert edges["torchslim.b.y"] == {"torchslim.a", "torchslim.b"}
     assert edges["torchslim.b.z"] == set()  # type-checking only
+
+
+def test_subpackage_edges_join_the_imports_of_their_modules(tmp_path):
+    graph = build_graph(_write(tmp_path, {
+        "__init__.py": "", "a/__init__.py": "", "a/low.py": "",
+        "a/high.py": "from torchslim.b.x import f\n",
+        "b/__init__.py": "", "b/x.py": "from torchslim.a import low\n",
+    }))
+    edges = subpackage_edges(graph)
+    assert {a: set(e) for a, e in edges.items()} == {"torchslim.a": {"torchslim.b"}, "torchslim.b": {"torchslim.a"}}
+    assert edges["torchslim.b"]["torchslim.a"] == "torchslim.b.x -> torchslim.a.low, torchslim/b/x.py:1"
+    assert [c for c in strongly_connected(edges) if len(c) > 1] == [["torchslim.a", "torchslim.b"]]
+    assert all(len(c) == 1 for c in strongly_connected(graph.edges))  # no cycle between modules
 
 
 def test_tarjan_finds_each_cycle_and_reports_it_as_a_chain():
