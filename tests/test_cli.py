@@ -52,7 +52,7 @@ def test_train_then_eval(tmp_path, capsys):
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["test"]["n"] == 256 and metrics["test"]["accuracy"] > 50
 
-    code, out, err = run(capsys, "eval", str(out_dir), "--json", "--batch-sizes", "1", "--threads", "1")
+    code, out, err = run(capsys, "eval", str(out_dir), "--json", "--batch-sizes", "1", "--thread-counts", "1", "--rounds", "2", "--max-seconds", "2")
     assert code == 0, err
     record = json.loads(out)[0]
     assert record["accuracy"] == pytest.approx(metrics["test"]["accuracy"])

@@ -33,7 +33,7 @@ STEPS = {
 
 def recipe(names, targets=("torch-fp32", "ort-fp32", "ort-int8"), **scenarios):
     return parse({"name": "synthetic-matrix", "baseline": "teacher",
-                  "measure": {"batch_sizes": [64], "threads": [1], "targets": list(targets)},
+                  "measure": {"batch_sizes": [64], "thread_counts": [1], "targets": list(targets)},
                   "scenarios": scenarios, "strategies": {n: STEPS[n] for n in names}})
 
 

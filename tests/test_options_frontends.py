@@ -110,10 +110,17 @@ def _bad(info: FieldInfo) -> list[tuple[Any, str]]:
     return out
 
 
+def _excluded(command: str) -> dict[str, str]:
+    """Fields a command leaves out, each with the reason it has no meaning there."""
+    return COMMANDS[command].get_default("options_exclude") or {}
+
+
 def _cases() -> list[tuple[str, str, type[Options], str, Any, str]]:
     cases = []
     for command, cls in sorted(OPTIONED.items()):
         for field, info in cls.model_fields.items():
+            if field in _excluded(command):
+                continue
             for value, text in _bad(info):
                 cases.append((command, field, cls, text, value, f"{command}-{field}-{text}"))
     return cases
@@ -167,7 +174,13 @@ def test_a_bad_value_is_refused_with_the_same_words_everywhere(command, field, c
 def test_every_field_is_a_flag_with_the_same_name_and_default(command):
     cls, parser = OPTIONED[command], COMMANDS[command]
     actions = {a.dest: a for a in parser._actions}
+    excluded = _excluded(command)
+    assert set(excluded) <= set(cls.model_fields), f"{command} leaves out fields {cls.__name__} does not have"
+    assert all(len(reason) > 20 for reason in excluded.values()), f"{command}: say why each field is left out"
     for field, info in cls.model_fields.items():
+        if field in excluded:
+            assert field not in actions, f"{command} leaves out {field} but has a flag for it"
+            continue
         assert field in actions, f"`torchslim {command}` has no flag for {cls.__name__}.{field}"
         action = actions[field]
         assert flag(field) in action.option_strings, (command, field, action.option_strings)
@@ -181,5 +194,5 @@ def test_flags_not_given_mean_the_class_defaults(command):
     cls = OPTIONED[command]
     required = {f: _valid(i) for f, i in cls.model_fields.items() if i.is_required()}
     argv = _fill_required(command, [x for f, v in required.items() for x in (flag(f), str(v))])
-    built = from_args(cls, COMMANDS[command].parse_args(argv))
+    built = from_args(cls, COMMANDS[command].parse_args(argv), exclude=tuple(_excluded(command)))
     assert built == cls.model_validate(required)

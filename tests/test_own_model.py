@@ -83,7 +83,7 @@ def default_recipe_for_mynet(path: Path) -> Path:
                 if "epochs" in params:
                     params["epochs"] = 1
                 params.pop("cache_draws", None)
-    recipe["measure"] = {"batch_sizes": [1, 8], "threads": [1], "rounds": 1, "min_seconds": 0.01}
+    recipe["measure"] = {"batch_sizes": [1, 8], "thread_counts": [1], "rounds": 1, "min_seconds": 0.01}
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
 
@@ -135,7 +135,7 @@ def small_recipe(tmp_path: Path, teacher: str, student: str, name: str = "r.yaml
         version: 1
         name: own
         teacher: {teacher}
-        measure: {{batch_sizes: [4], threads: [1], rounds: 1, min_seconds: 0.01}}
+        measure: {{batch_sizes: [4], thread_counts: [1], rounds: 1, min_seconds: 0.01}}
         strategies:
           teacher: [load]
           pruned:
@@ -253,7 +253,7 @@ def test_same_recipe_and_seed_give_the_same_numbers_in_another_process(tmp_path)
         version: 1
         name: repro
         seed: 3
-        measure: {batch_sizes: [4], threads: [1], rounds: 1, min_seconds: 0.01}
+        measure: {batch_sizes: [4], thread_counts: [1], rounds: 1, min_seconds: 0.01}
         strategies:
           teacher: [load]
           student:

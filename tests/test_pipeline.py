@@ -21,7 +21,7 @@ from torchslim.pipeline import RecipeError, compare, load_recipe, parse, run
 from torchslim.report import COLUMNS, knee, pareto_front, recommend, rerender, rule_of_thumb
 
 REPO = Path(__file__).resolve().parents[1]
-MEASURE = "measure: {batch_sizes: [1, 8], threads: [1], rounds: 1, min_seconds: 0.02}"
+MEASURE = "measure: {batch_sizes: [1, 8], thread_counts: [1], rounds: 1, min_seconds: 0.02}"
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +306,7 @@ def test_python_entry_point_with_own_model_teacher_and_data(tmp_path):
     def small(num_classes, in_channels):
         return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, 8), nn.ReLU(), nn.Linear(8, num_classes))
 
-    recipe = parse({"name": "own", "measure": {"batch_sizes": [4], "threads": [1], "rounds": 1, "min_seconds": 0.02},
+    recipe = parse({"name": "own", "measure": {"batch_sizes": [4], "thread_counts": [1], "rounds": 1, "min_seconds": 0.02},
                     "strategies": {"teacher": ["load"],
                                    "distilled": [{"distill": {"student": "small", "epochs": 1,
                                                               "channels_last": False}}]}})

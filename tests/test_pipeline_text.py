@@ -43,7 +43,7 @@ def text_recipe(tmp_path: Path, files: dict, strategies: dict, name: str = "reci
         "data": {"name": "wordnet-glosses", "batch_size": 16, "root": str(files["wordnet"]),
                  "options": {"val_fraction": 0.2, "test_fraction": 0.2}},
         "text": {"max_length": 16, "spearman_size": 100, "neighbours": 3},
-        "measure": {"batch_sizes": [1, 8], "threads": [1], "rounds": 1, "min_seconds": 0.02},
+        "measure": {"batch_sizes": [1, 8], "thread_counts": [1], "rounds": 1, "min_seconds": 0.02},
         "scenarios": {"accuracy_floor": 5.0, "balanced_floor": 50.0},
         "quick": {"epochs": 1, "train_subset": 80, "test_subset": 24, "sample_size": 8},
         **({"baseline": "teacher"} if "teacher" in strategies else {}), **extra, "strategies": strategies}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import onnx
@@ -168,7 +169,7 @@ def test_the_artifact_keeps_what_the_model_was_trained_with():
 
 
 def test_run_qat_distils_with_the_kd_term_it_is_given(tmp_path):
-    config = QATConfig(calibration_batches=2, teacher="source", kd_temperature=2.0, kd_weight=0.5)
+    config = QATConfig(calibration_batches=2, teacher="source", T=2.0, kd_weight=0.5)
     model = copy.deepcopy(cnn()).requires_grad_(True)  # cnn() is shared, and a teacher elsewhere (frozen)
     art = run_qat(model, bundle().train, bundle().train, out=tmp_path, progress=False, seed=0, config=config,
                   teacher_label="the FP32 cnn")
@@ -180,3 +181,42 @@ def test_run_qat_distils_with_the_kd_term_it_is_given(tmp_path):
     with pytest.raises(OptionsError, match="teacher = 'no-such-model' is neither source"):
         run_qat(cnn(), bundle().train, bundle().train, out=tmp_path / "x", teacher="no-such-model")
     assert not (tmp_path / "x").exists()
+
+
+def _recipe(tmp_path, teacher, qat: str) -> object:
+    import yaml
+
+    recipe = {"version": 1, "name": "qat", "teacher": str(teacher),
+              "data": {"name": "synthetic", "batch_size": 32, "augment": False,
+                       "options": {"num_classes": 4, "shape": [1, 12, 12], "train_size": 128, "val_size": 64,
+                                   "test_size": 64}},
+              "measure": {"batch_sizes": [1, 8], "thread_counts": [1], "rounds": 1, "min_seconds": 0.02},
+              "strategies": {"teacher": ["load"], "qat": ["load", yaml.safe_load(qat)]}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def test_the_qat_step_runs_a_recipe_and_its_int8_model_is_measured(tmp_path):
+    from torchslim import save_model
+    from torchslim.pipeline import compare
+
+    teacher = save_model(copy.deepcopy(cnn()).requires_grad_(True), tmp_path / "teacher")
+    recipe = _recipe(tmp_path, teacher, "{qat: {calibration_batches: 2, teacher: source, T: 2}}")
+    matrix = compare(recipe, tmp_path / "out", progress=False, log=lambda _: None)
+    rows = {r["id"]: r for r in matrix["rows"]}
+    row = rows["qat@ort-int8"]
+    assert row["runtime"] == "onnxruntime" and row["kernel"].startswith("INT8 QDQ") and row["accuracy"] is not None
+    assert row["bytes"] < rows["teacher@ort-fp32"]["bytes"] / 2 and row["needs_teacher"]
+    steps = json.loads((tmp_path / "out" / "strategies" / "qat.json").read_text())["steps"]
+    qat = next(s for s in steps if s["step"] == "qat")
+    assert qat["metrics"]["qat"]["training"]["losses"] == "0.9 kd(T=2) + 0.1 ce" and qat["epochs"] == 1
+
+
+def test_the_qat_step_trains_fewer_epochs_under_quick():
+    from torchslim.options import QATConfig
+    from torchslim.pipeline.schema import QuickConfig
+    from torchslim.pipeline.steps import STEPS
+
+    quick = STEPS.get("qat")().quicken(QATConfig(epochs=5, calibration_batches=16), QuickConfig())
+    assert (quick.epochs, quick.calibration_batches) == (1, 4)

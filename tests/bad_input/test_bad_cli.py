@@ -17,21 +17,21 @@ CASES = [
     # train
     ("train-model-unknown", ["train", "--model", "cnn-tny", "--epochs", "1"],
      ["--model", "'cnn-tny'", "Did you mean 'cnn-tiny'", "resnet20"]),
-    ("train-epochs-zero", [*TRAIN[:-1], "0"], ["--epochs", "positive integer", "0"]),
-    ("train-epochs-text", [*TRAIN[:-1], "two"], ["--epochs", "'two'"]),
-    ("train-lr-nan", [*TRAIN, "--lr", "nan"], ["--lr", "finite number > 0", "'nan'"]),
-    ("train-lr-inf", [*TRAIN, "--lr", "inf"], ["--lr", "finite number > 0", "'inf'"]),
-    ("train-lr-negative", [*TRAIN, "--lr", "-1"], ["--lr", "> 0", "'-1'"]),
-    ("train-warmup-epochs", [*TRAIN, "--warmup-epochs", "5"], ["--warmup-epochs 5", "--epochs 1"]),
-    ("train-label-smoothing", [*TRAIN, "--label-smoothing", "1"], ["--label-smoothing", "[0, 1)", "'1'"]),
-    ("train-weight-decay", [*TRAIN, "--weight-decay", "-0.1"], ["--weight-decay", ">= 0", "'-0.1'"]),
-    ("train-optimizer", [*TRAIN, "--optimizer", "adam"], ["--optimizer", "'adam'", "sgd", "adamw"]),
-    ("train-schedule", [*TRAIN, "--schedule", "linear"], ["--schedule", "'linear'", "onecycle", "cosine"]),
+    ("train-epochs-zero", [*TRAIN[:-1], "0"], ["--epochs", "greater than 0", "0"]),
+    ("train-epochs-text", [*TRAIN[:-1], "two"], ["--epochs", '"two"', "valid integer"]),
+    ("train-lr-nan", [*TRAIN, "--lr", "nan"], ["--lr", "finite number", "valid: > 0", "nan"]),
+    ("train-lr-inf", [*TRAIN, "--lr", "inf"], ["--lr", "finite number", "valid: > 0", "Infinity"]),
+    ("train-lr-negative", [*TRAIN, "--lr", "-1"], ["--lr", "greater than 0", "-1"]),
+    ("train-warmup-epochs", [*TRAIN, "--warmup-epochs", "5"], ["warmup_epochs = 5.0", "less than epochs = 1"]),
+    ("train-label-smoothing", [*TRAIN, "--label-smoothing", "1"], ["--label-smoothing", "less than 1", "= 1"]),
+    ("train-weight-decay", [*TRAIN, "--weight-decay", "-0.1"], ["--weight-decay", "greater than or equal to 0", "-0.1"]),
+    ("train-optimizer", [*TRAIN, "--optimizer", "adam"], ["--optimizer", '"adam"', "sgd", "adamw"]),
+    ("train-schedule", [*TRAIN, "--schedule", "linear"], ["--schedule", '"linear"', "onecycle", "cosine"]),
     ("train-data-unknown", ["train", "--model", "cnn-tiny", "--data", "fashion", "--epochs", "1"],
      ["--data", "'fashion'", "Did you mean 'fashion-mnist'"]),
     ("train-batch-size", [*TRAIN, "--batch-size", "0"], ["--batch-size", "positive integer"]),
     ("train-val-size", [*TRAIN, "--val-size", "-1"], ["--val-size", ">= 0", "'-1'"]),
-    ("train-width", [*TRAIN, "--width", "0"], ["--width", "> 0", "'0'"]),
+    ("train-width", [*TRAIN, "--width", "0"], ["--width", "greater than 0", "= 0"]),
     # distill
     ("distill-loss-T-zero", [*DISTILL, "--losses", "kd:T=0"], ["--losses[0].T = 0", "greater than 0", "T: float > 0"]),
     ("distill-loss-T-text", [*DISTILL, "--losses", "kd:T=abc"], ['--losses[0].T = "abc"', "valid number", "T: float > 0"]),
@@ -121,9 +121,9 @@ def test_unknown_command(sandbox):
 
 
 @pytest.mark.parametrize(("argv", "needles"), [
-    (["eval", "fashion-mnist-teacher", "--batch-sizes", "0,64"], ["--batch-sizes", "positive integers", "'0,64'"]),
-    (["eval", "fashion-mnist-teacher", "--threads", "one"], ["--threads", "'one'"]),
+    (["eval", "fashion-mnist-teacher", "--batch-sizes", "0,64"], ["--batch-sizes", "positive integer", "[0, 64]"]),
+    (["eval", "fashion-mnist-teacher", "--thread-counts", "one"], ["--thread-counts", '"one"', "valid integer"]),
     (["eval", "nowhere"], ["'nowhere'", "fashion-mnist-teacher"]),
-], ids=["eval-batch-sizes", "eval-threads", "eval-target-missing"])
+], ids=["eval-batch-sizes", "eval-thread-counts", "eval-target-missing"])
 def test_bad_eval(sandbox, argv, needles):
     sandbox.expect_exit_2(sandbox.cli(*argv), *needles)

@@ -63,7 +63,7 @@ def _recipe(sandbox, teacher: str | None, student: str | None) -> str:
     if student:
         strategies["student"] = [{"distill": {"student": student, "epochs": 1}}]
     recipe = {"version": 1, "name": "own-bad", "data": {"name": "synthetic", "batch_size": 32},
-              "measure": {"batch_sizes": [1], "threads": [1], "rounds": 1}, "strategies": strategies}
+              "measure": {"batch_sizes": [1], "thread_counts": [1], "rounds": 1}, "strategies": strategies}
     if teacher:
         recipe["teacher"] = teacher
     path = sandbox.inputs / "recipe.yaml"

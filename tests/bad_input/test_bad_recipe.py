@@ -17,7 +17,7 @@ from torchslim import models, save_model
 from torchslim.pipeline import RecipeError, compare, load_recipe, run
 
 DATA = "data: {name: synthetic, batch_size: 32}\n"
-MEASURE = "measure: {batch_sizes: [1, 8], threads: [1], rounds: 1, min_seconds: 0.02}\n"
+MEASURE = "measure: {batch_sizes: [1, 8], thread_counts: [1], rounds: 1, min_seconds: 0.02}\n"
 NAME_RULE = "[A-Za-z0-9][A-Za-z0-9._-]*"
 DISTILL = "strategies:\n  s:\n    - distill: {student: cnn-tiny, epochs: 1, losses: [%s]}\n"
 TEXT = "teacher: minilm\ndata: {name: wordnet-glosses}\nstrategies:\n  s:\n    - load\n"

@@ -7,13 +7,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from torchslim.cli.common import console, int_list
+from torchslim.cli.common import console
 from torchslim.core.errors import TorchSlimError
+from torchslim.options.cli import add_options, from_args
+from torchslim.options.measure import MeasureConfig
+
+# Measurement options with no meaning here: each SOURCE runs on the runtime it is (a checkpoint on
+# torch eager, an .onnx on ONNX Runtime), nothing is exported; only image models are measured.
+NOT_HERE = {"targets": "each SOURCE is measured on the runtime it runs on; nothing is exported or quantized",
+            "min_seconds": "it times the text task's sentence encoders, which `torchslim eval` does not load"}
 
 
 EXAMPLE = """examples:
   torchslim eval fashion-mnist-teacher fashion-mnist-student   the shipped models, side by side
-  torchslim eval runs/teacher runs/int8 --threads 1,2 --json   a checkpoint beside its INT8 artifact"""
+  torchslim eval runs/teacher runs/int8 --thread-counts 1,2 --json   a checkpoint beside its INT8 artifact"""
 
 
 def add_parser(sub: Any) -> None:
@@ -25,15 +32,15 @@ def add_parser(sub: Any) -> None:
                     "directory written by `torchslim train`, `distill` or `prune`, or an artifact of "
                     "`torchslim quantize` (its directory or .onnx file, run by ONNX Runtime). With several "
                     "sources the first is the baseline for speed ratios; sources sharing a test set are "
-                    "timed in interleaved rounds.",
+                    "timed together in interleaved rounds until every speed-up's 95% interval is within "
+                    "+-5% (or --max-seconds per setting).",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("sources", nargs="+", metavar="SOURCE",
                     help="shipped model name, checkpoint directory, or quantized artifact (directory or .onnx)")
-    ev.add_argument("--batch-sizes", type=int_list, default=[1, 64], help="latency batch sizes (1,64)")
-    ev.add_argument("--threads", type=int_list, default=[1], help="thread counts to time (1)")
+    add_options(ev, MeasureConfig, exclude=tuple(NOT_HERE), title="measurement options")
     ev.add_argument("--data-root", default=None, help="directory holding the dataset files")
     ev.add_argument("--json", action="store_true", help="print the records as JSON")
-    ev.set_defaults(func=cmd_eval)
+    ev.set_defaults(func=cmd_eval, options=MeasureConfig, options_exclude=NOT_HERE)
 
 
 def load_target(target: str):
@@ -80,10 +87,29 @@ def data_root_for(dataset: str, root: str, target: str) -> str:
     return root
 
 
+def _measured(group: dict, bundle: Any, cfg: MeasureConfig, quiet: bool) -> list:
+    """The group's records: accuracy, size and MACs of each, then latency timed in interleaved
+    rounds against the group's first source (the measurement engine of `torchslim compare`)."""
+    from torchslim.measure import first_sample, measure_many
+    from torchslim.measure.rounds import attach_timing, confident_latency
+
+    records = measure_many(group["models"], bundle.test, batch_sizes=(), artifacts=group["artifacts"],
+                           num_classes=bundle.num_classes)
+    run = confident_latency({rec.name: group["models"][rec.name] for rec in records}, first_sample(bundle.test),
+                            baseline=records[0].name, batch_sizes=cfg.batch_sizes, threads=cfg.thread_counts,
+                            min_rounds=cfg.rounds, max_seconds=cfg.max_seconds,
+                            runtimes={rec.name: rec.runtime for rec in records})
+    attach_timing(records, run)
+    if not quiet:
+        console.print(f"timing: {run.verdict}")
+    return records
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from torchslim import data
-    from torchslim.measure import measure_many, print_records
+    from torchslim.measure import print_records
 
+    cfg = from_args(MeasureConfig, args, exclude=tuple(NOT_HERE))
     groups: dict[str, dict] = {}  # targets sharing a test set are timed together, interleaved
     for target in args.sources:
         model, meta, artifact = load_measurable(target)
@@ -99,8 +125,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for group in groups.values():
         name, kwargs = group["data"]
         bundle = data.load(name, **kwargs)
-        records += measure_many(group["models"], bundle.test, batch_sizes=args.batch_sizes, threads=args.threads,
-                                artifacts=group["artifacts"], num_classes=bundle.num_classes)
+        records += _measured(group, bundle, cfg, quiet=args.json)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
     else:

@@ -248,7 +248,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise TorchSlimError("torchslim train needs --model: a registered model to train from fresh weights (see "
                              "`torchslim models`); to fine-tune a trained model, use a recipe step `train` without "
                              "`model`.")
-    models.MODELS.get(cfg.model)  # an unknown name: the closest and the valid ones
+    try:
+        models.MODELS.get(cfg.model)
+    except TorchSlimError as exc:  # an unknown name: the closest and the valid ones
+        raise TorchSlimError(f"--model: {exc}") from None
     out = open_run(args)
     if out is None:  # this very run already finished
         return 0

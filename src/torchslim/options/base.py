@@ -21,11 +21,16 @@ import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import did_you_mean
 
 T = TypeVar("T", bound="Options")
+
+
+# pydantic error kinds that do not state the field's bounds themselves
+NOT_BOUND_ERRORS = {"finite_number", "int_parsing", "float_parsing", "int_type", "float_type", "int_from_float"}
 
 
 class OptionsError(TorchSlimError):
@@ -60,6 +65,19 @@ class Options(BaseModel):
                 if k not in defaults or json.dumps(defaults[k], default=str) != json.dumps(v, default=str)}
 
 
+def bounds(info: FieldInfo) -> str:
+    """The field's numeric bounds as text (``> 0``, ``>= 0, < 1``), or ""."""
+    words = []
+    for item in info.metadata:
+        for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            value = getattr(item, attr, None)
+            if value is not None:
+                words.append(f"{sign} {value:g}" if isinstance(value, float) else f"{sign} {value}")
+        if getattr(item, "min_length", None):
+            words.append(f"at least {item.min_length} item(s)")
+    return ", ".join(words)
+
+
 def _dotted(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -92,7 +110,11 @@ def explain(error: dict[str, Any], name: str, model: type[BaseModel] | None = No
         message += f" ({hint[:1].lower() + hint[1:]})" if hint else ""  # the name keeps its case
     if name == "(options)":
         return message  # a check of several options together: its message names them
+    leaf = error["loc"][-1] if error["loc"] else None
+    field = model.model_fields.get(leaf) if model is not None and isinstance(leaf, str) else None
+    if field is not None and kind in NOT_BOUND_ERRORS and bounds(field):
+        message += f" (valid: {bounds(field)})"  # a value that is not a number: say what numbers are valid
     return f"{name} = {shown(error.get('input'))} is invalid: {message}"
 
 
-__all__ = ["Options", "OptionsError", "explain", "shown"]
+__all__ = ["Options", "OptionsError", "bounds", "explain", "shown"]

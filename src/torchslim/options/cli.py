@@ -29,7 +29,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from torchslim.options.base import Options, OptionsError, explain
+from torchslim.options.base import Options, OptionsError, bounds, explain
 
 NONE_WORDS = ("none", "null")
 
@@ -127,19 +127,6 @@ def describe_type(annotation: Any) -> str:
     else:
         text = str(inner).replace("typing.", "")
     return f"{text} or none" if optional else text
-
-
-def bounds(info: FieldInfo) -> str:
-    """The field's numeric bounds as text (``> 0``, ``>= 0, < 1``), or ""."""
-    words = []
-    for item in info.metadata:
-        for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-            value = getattr(item, attr, None)
-            if value is not None:
-                words.append(f"{sign} {value:g}" if isinstance(value, float) else f"{sign} {value}")
-        if getattr(item, "min_length", None):
-            words.append(f"at least {item.min_length} item(s)")
-    return ", ".join(words)
 
 
 def default_text(info: FieldInfo) -> str:

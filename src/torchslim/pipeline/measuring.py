@@ -112,10 +112,10 @@ def _time(ctx: Context, runnables: dict, records: list, example: Any) -> dict[st
             pairs[rec.name] = same
     min_rounds = QUICK_MIN_ROUNDS if ctx.quick else cfg.rounds
     cap = min(cfg.max_seconds, QUICK_MAX_SECONDS) if ctx.quick else cfg.max_seconds
-    ctx.log(f"timing {len(runnables)} row(s) at batch {cfg.batch_sizes} x threads {cfg.threads}: at least "
+    ctx.log(f"timing {len(runnables)} row(s) at batch {cfg.batch_sizes} x threads {cfg.thread_counts}: at least "
             f"{min_rounds} interleaved rounds, until every speed-up is within +-5% or {cap:g} s per setting ...")
     run = confident_latency(runnables, example, baseline=user, baselines=pairs, batch_sizes=cfg.batch_sizes,
-                            threads=cfg.threads, min_rounds=min_rounds, max_seconds=cap,
+                            threads=cfg.thread_counts, min_rounds=min_rounds, max_seconds=cap,
                             runtimes={rec.name: rec.runtime for rec in records})
     attach_timing(records, run)
     ctx.log(f"timing: {run.verdict}")

@@ -202,7 +202,20 @@ def _describe(error: dict, root: tuple, model: type[BaseModel], lines: _Lines) -
         hint = did_you_mean(str(loc[-1]), valid) if valid else ""
         return (f"{lines.where(path)}: unknown key {dotted(path)!r}.{hint} Valid keys here: "
                 f"{', '.join(valid)}.")
-    return f"{lines.where(path)}: {explain(error, dotted(path))}."  # the words every front end uses
+    owner = _section_at(model, loc[:-1])
+    return f"{lines.where(path)}: {explain(error, dotted(path), owner)}."  # the words every front end uses
+
+
+def _section_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The model class of the section ``path`` points into (None past a list or a plain value)."""
+    current: Any = model
+    for part in path:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        current = annotation
+    return current
 
 
 def validate_section(model: type[BaseModel], data: Any, root: tuple, lines: _Lines) -> BaseModel:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from torchslim.core.registry import did_you_mean
 from torchslim.options.base import Options
+from torchslim.options.measure import MAX_TIMING_SECONDS, TARGETS, MeasureConfig
 
 
 class Strict(Options):
@@ -42,92 +42,60 @@ class DataConfig(Strict):
     """Further keyword arguments of the dataset's loader."""
 
 
-# Deployment targets a final model is measured on: name -> (runtime, what it is). A torch model runs
-# on torch-fp32 and, exported, on ort-fp32; an INT8 ONNX model (a quantize step's) on ort-int8 only.
-TARGETS = {
-    "torch-fp32": ("torch-eager", "torch eager, FP32: the model as trained"),
-    "ort-fp32": ("onnxruntime", "ONNX Runtime, FP32: the same model exported to ONNX"),
-    "ort-int8": ("onnxruntime", "ONNX Runtime, INT8: the quantize step's ONNX model"),
-}
-MAX_TIMING_SECONDS = 600.0  # per setting: beyond this a comparison's timing stage takes hours
-
-
-class MeasureConfig(Strict):
-    """How final models are measured.
-
-    ``targets``: the deployment targets every final model is measured on (each that applies to
-    it); the baseline strategy is always measured on torch-fp32 (the user's model as run today)
-    and, when an ONNX Runtime target is listed, on ort-fp32 (the same-runtime baseline of every
-    ONNX Runtime row). Timing runs interleaved rounds per (batch size, threads) until each
-    speed-up's 95% interval is within +-5% or ``max_seconds`` of rounds, at least ``rounds``.
-    """
-
-    batch_sizes: list[int] = Field(default_factory=lambda: [1, 64], min_length=1)
-    threads: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    targets: list[str] = Field(default_factory=lambda: list(TARGETS), min_length=1)
-    rounds: int = Field(5, gt=0, le=1000)  # timing rounds that always run per setting
-    # time cap per setting; ~10 models x 3 targets x 2 batch sizes stay under ~5 minutes of timing
-    max_seconds: float = Field(60.0, gt=0, le=MAX_TIMING_SECONDS)
-    min_seconds: float = Field(0.5, gt=0)  # text task: seconds per timed measurement
-
-    @field_validator("batch_sizes", "threads")
-    @classmethod
-    def _positive(cls, values: list[int]) -> list[int]:
-        if any(v <= 0 for v in values):
-            raise ValueError(f"every entry must be a positive integer, got {values}")
-        return values
-
-    @field_validator("targets")
-    @classmethod
-    def _known_targets(cls, values: list[str]) -> list[str]:
-        for name in values:
-            if name not in TARGETS:
-                raise ValueError(f"unknown deployment target {name!r}.{did_you_mean(name, list(TARGETS))} "
-                                 f"Targets: {', '.join(TARGETS)}")
-        if len(set(values)) != len(values):
-            raise ValueError(f"targets are listed more than once: {values}; list each once")
-        return values
-
-
 class ScenarioConfig(Strict):
     """Each scenario's accuracy floor (points below the teacher) and budget (a fraction of the
-    teacher's latency on torch eager at the primary setting, or of its bytes)."""
+    teacher's latency on torch eager at the primary setting, or of its bytes).
 
-    # resource-limited: the fastest (or smallest) row at most accuracy_floor points below the
-    # teacher, and at most resource_budget x the teacher's latency (or bytes)
+    resource-limited: the fastest (or smallest) row within ``accuracy_floor`` and ``resource_budget``;
+    accuracy-sensitive: the most accurate row within ``sensitive_floor`` and the latency (and size)
+    budgets; balanced: the knee of the accuracy-latency Pareto front within ``balanced_floor`` and
+    ``balanced_budget`` (a knee far below the teacher is a different product, not a balance).
+    """
+
     accuracy_floor: float = Field(1.0, ge=0, le=100)
+    """resource-limited: at most this many points below the teacher."""
     resource: Literal["latency", "bytes"] = "latency"
+    """resource-limited: what is minimised, latency or bytes."""
     resource_budget: float = Field(1.0, gt=0)
-    # accuracy-sensitive: the most accurate row at most sensitive_floor points below the teacher
-    # whose latency is at most latency_budget x the teacher's (and, when given, whose file is at
-    # most size_budget x the teacher's bytes)
+    """resource-limited: at most this times the teacher's latency (or bytes)."""
     sensitive_floor: float = Field(1.0, ge=0, le=100)
+    """accuracy-sensitive: at most this many points below the teacher."""
     latency_budget: float = Field(0.5, gt=0)
+    """accuracy-sensitive: at most this times the teacher's latency."""
     size_budget: float | None = Field(None, gt=0)
-    # balanced: the knee of the accuracy-latency Pareto front among rows at most balanced_floor
-    # points below the teacher and at most balanced_budget x its latency (a knee far below it is
-    # a different product, not a balance)
+    """accuracy-sensitive: at most this times the teacher's bytes; none: no size budget."""
     balanced_floor: float = Field(3.0, ge=0, le=100)
+    """balanced: at most this many points below the teacher."""
     balanced_budget: float = Field(1.0, gt=0)
+    """balanced: at most this times the teacher's latency."""
 
 
 class QuickConfig(Strict):
     """What ``--quick`` changes: every strategy runs, on less data and fewer epochs."""
 
     epochs: int = Field(1, gt=0)
+    """At most this many epochs per training step."""
     train_subset: int = Field(6000, gt=0)
+    """At most this many training samples (a seeded subset)."""
     test_subset: int = Field(2000, gt=0)
+    """At most this many test samples (a seeded subset)."""
     calibration_batches: int = Field(4, gt=0)
+    """At most this many INT8 calibration batches."""
     rounds: int = Field(1, gt=0)
-    sample_size: int = Field(64, gt=0)  # text: sentences the layer choice and head importance read
+    """Timing rounds per setting."""
+    sample_size: int = Field(64, gt=0)
+    """Text: at most this many sentences for the layer choice and head importance."""
 
 
 class TextConfig(Strict):
     """The text task's settings: how sentences are tokenized and how agreement is measured."""
 
-    max_length: int = Field(64, ge=3)  # tokens per sentence (longer ones are truncated)
-    spearman_size: int = Field(1000, ge=3)  # pairwise Spearman over the first N test sentences
-    neighbours: int = Field(10, gt=0)  # k of the k-NN overlap
+    max_length: int = Field(64, ge=3)
+    """Tokens per sentence (longer ones are truncated)."""
+    spearman_size: int = Field(1000, ge=3)
+    """Pairwise Spearman agreement over the first this-many test sentences."""
+    neighbours: int = Field(10, gt=0)
+    """k of the k-nearest-neighbour overlap with the teacher."""
 
 
 __all__ = ["MAX_TIMING_SECONDS", "TARGETS", "DataConfig", "MeasureConfig", "QuickConfig", "ScenarioConfig", "Strict",

@@ -109,14 +109,14 @@ def measure_text(ctx: Any, results: list[Any]) -> dict[str, dict]:
     pad = ctx.data.test.dataset.pad_token_id
     rounds = recipe.quick.rounds if ctx.quick else cfg.rounds
     ctx.log(f"measuring {len(models)} model(s): agreement with the teacher on {len(ids)} test sentences, "
-            f"speed at batch {cfg.batch_sizes} x threads {cfg.threads}, {rounds} interleaved round(s) ...")
+            f"speed at batch {cfg.batch_sizes} x threads {cfg.thread_counts}, {rounds} interleaved round(s) ...")
     agreements = agreement_with_teacher(ctx, models, ids)
     largest = ids[:max(cfg.batch_sizes)]
     largest = largest[:, :max(int((largest != pad).sum(dim=1).max()), 1)].contiguous()
     runtimes = {n: "torch-eager" if isinstance(m, nn.Module) else "onnxruntime" for n, m in models.items()}
     latency: dict[str, list[LatencyStat]] = {name: [] for name in models}
     speed: dict[str, dict] = {name: {} for name in models}
-    for t in cfg.threads:
+    for t in cfg.thread_counts:
         timed = throughput(models, ids, pad, batch_sizes=cfg.batch_sizes, threads=t, rounds=rounds,
                            runtimes=runtimes, min_seconds=cfg.min_seconds / (4 if ctx.quick else 1))
         for name, per_batch in timed.items():

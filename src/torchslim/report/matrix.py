@@ -257,7 +257,7 @@ def build_matrix(recipe: Any, results: list[Any], measured: dict[str, Any], *, o
     failures = [{"strategy": r["strategy"], "target": r["target"], "error": first_line(r["error"])}
                 for r in rows if r["status"] == "failed"]
     task = getattr(recipe, "task", "image")
-    primary = setting_key(max(cfg.batch_sizes), min(cfg.threads))
+    primary = setting_key(max(cfg.batch_sizes), min(cfg.thread_counts))
     gain = {r["target"]: r.get("speedup_user_ci") or {} for r in rows
             if r["strategy"] == baseline and r["status"] == "ok" and r["id"] != user_id}
     matrix: dict[str, Any] = {
@@ -267,7 +267,7 @@ def build_matrix(recipe: Any, results: list[Any], measured: dict[str, Any], *, o
         "baseline": baseline, "user_baseline": user_id,
         "targets": [{"name": t, "runtime": TARGETS[t][0], "description": TARGETS[t][1]}
                     for t in TARGETS if any(r.get("target") == t for r in rows)],
-        "settings": [setting_key(b, t) for t in cfg.threads for b in cfg.batch_sizes], "primary": primary,
+        "settings": [setting_key(b, t) for t in cfg.thread_counts for b in cfg.batch_sizes], "primary": primary,
         "data": dict(data), "scenarios": recipe.scenarios.model_dump(mode="json"), "machine": machine_info(),
         "columns": [{"key": k, "heading": h, "description": d} for k, h, d in columns_for(task)],
         "rows": rows, "failed": [r["strategy"] for r in rows if r["status"] == "failed" and r["target"] is None],

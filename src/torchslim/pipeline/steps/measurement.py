@@ -13,6 +13,7 @@ from torchslim.pipeline.steps.base import Output, Step, StepContext, need_module
 
 class EvaluateParams(Strict):
     split: Literal["test", "val"] = "test"
+    """The split the model's accuracy and loss are recorded on."""
 
 
 @register

@@ -10,7 +10,8 @@ from torchslim.pipeline.steps.base import Output, Step, StepContext, register
 
 
 class LoadParams(Strict):
-    source: str = "teacher"  # "teacher" (the recipe's), a shipped model name or a checkpoint directory
+    source: str = "teacher"
+    """The model to start from: teacher (the recipe's), a shipped model name or a checkpoint directory."""
 
 
 @register
