@@ -9,14 +9,9 @@ import torch
 
 from torchslim import models
 from torchslim.core import io as ts_io
-from torchslim.core.checkpoint import (
-    find_training_state,
-    load_model,
-    load_training_state,
-    save_model,
-    save_training_state,
-)
 from torchslim.core.errors import CheckpointError
+from torchslim.core.training_state import find_training_state, load_training_state, save_training_state
+from torchslim.models.checkpoint import load_model, save_model
 
 
 def test_model_round_trip_rebuilds_from_spec(tmp_path):
@@ -111,7 +106,7 @@ def test_no_pickle_in_artifacts(tmp_path):
 def test_own_architecture_saved_with_its_factory_and_reloaded_into_a_fresh_instance(tmp_path):
     from torch import nn
 
-    from torchslim.core.checkpoint import load_model, read_meta
+    from torchslim.models.checkpoint import load_model, read_meta
 
     def tiny(num_classes, in_channels, width=4):
         return nn.Sequential(nn.Conv2d(in_channels, width, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -130,8 +125,8 @@ def test_own_architecture_saved_with_its_factory_and_reloaded_into_a_fresh_insta
 
 
 def test_a_given_model_already_carrying_the_first_recorded_steps_gets_only_the_rest(tmp_path):
-    from torchslim.core.checkpoint import load_model
     from torchslim.core.state import applied_steps
+    from torchslim.models.checkpoint import load_model
     from torchslim.prune import channels
 
     torch.manual_seed(0)

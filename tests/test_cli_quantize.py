@@ -8,7 +8,7 @@ import pytest
 
 from onnx_cases import CLASSES, SHAPE, cnn, cnn_onnx
 from torchslim.cli import main
-from torchslim.core.checkpoint import save_model
+from torchslim.models.checkpoint import save_model
 
 DATA = {"name": "synthetic", "kwargs": {"batch_size": 32, "num_classes": CLASSES, "shape": list(SHAPE),
                                         "train_size": 256, "val_size": 0, "test_size": 128, "seed": 0}}

@@ -312,7 +312,7 @@ def test_every_applied_step_kind_round_trips_through_json(kind):
 @pytest.mark.parametrize("name", entries("zoo"))
 def test_every_shipped_model_names_a_registered_family_and_dataset(name):
     from torchslim import data, models, zoo
-    from torchslim.core.checkpoint import read_meta
+    from torchslim.models.checkpoint import read_meta
 
     registry("zoo")
     directory = zoo.path(name)

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from torchslim import data, zoo
-from torchslim.core.checkpoint import read_meta
 from torchslim.core.errors import CheckpointError, UnknownNameError
+from torchslim.models.checkpoint import read_meta
 from torchslim.train import evaluate
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
