@@ -22,13 +22,7 @@ from torchslim.quantize import FakeQuantConv, FakeQuantLinear, prepare_qat, qat_
 from torchslim.quantize.fake_quant import ActivationQuant, fake_quant_weight
 from torchslim.quantize.qat import wrappers
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
