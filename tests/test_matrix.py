@@ -16,6 +16,7 @@ from torchslim.measure.confidence import accuracy_standard_error
 from torchslim.pipeline.measuring import _targets_of
 from torchslim.pipeline.recipe import parse
 from torchslim.pipeline.runner import Saved, StrategyResult
+from torchslim.pipeline.tasks import TASKS
 from torchslim.report import build_matrix
 from torchslim.report.rows import load_lines
 
@@ -54,7 +55,7 @@ def record(strategy, target, accuracy, ms, *, n=10000, size=1000, noise=0.0, see
 def result(name, steps, error=None):
     made = [{"step": s, "seconds": 0 if s == "load" else 10.0, "epochs": 0 if s == "load" else 1,
              "used_teacher": s == "distill", "peak_memory_bytes": None} for s in steps]
-    return StrategyResult(name=name, steps=[] if error else made, error=error)
+    return StrategyResult(name=name, steps=[] if error else made, error=error, route=TASKS.get("image").route(steps))
 
 
 def matrix_of(recs, results, failures=(), out=Path("/run"), targets=("torch-fp32", "ort-fp32", "ort-int8"),

@@ -162,7 +162,8 @@ def compare(
         except Exception as exc:  # one failing strategy must not stop the others
             message = format_error(exc)
             log(f"{name}: FAILED — {message}")
-            result = StrategyResult(name=name, steps=[], error=message)
+            result = StrategyResult(name=name, steps=[], error=message,
+                                    route=ctx.task.route([s.name for s in recipe.strategies[name]]))
         results.append(result)
         atomic_write_json(out / "strategies" / f"{name}.json", {
             "name": name, "ok": result.ok, "error": result.error, "steps": result.steps,

@@ -203,6 +203,8 @@ class StrategyResult:
     final: Saved | None = None
     error: str | None = None
     model: Any = None  # the final model when it was produced in this process
+    # the routes its steps take and whether its model is INT8 (Task.route), for the report
+    route: dict[str, Any] = dataclasses.field(default_factory=lambda: {"families": [], "int8": False})
 
     @property
     def ok(self) -> bool:
@@ -264,7 +266,7 @@ def run_strategy(ctx: Context, name: str) -> StrategyResult:
         records.append({**record, "reused": False})
         current = out.model if out.model is not None else step_dir / "model.onnx"
     final = Saved(ctx.out / "steps" / f"{len(specs) - 1:02d}-{specs[-1].name}-{key[:12]}", records[-1]["kind"])
-    return StrategyResult(name=name, steps=records, final=final,
+    return StrategyResult(name=name, steps=records, final=final, route=ctx.task.route([s.name for s in specs]),
                           model=current if not isinstance(current, Saved) else None)
 
 

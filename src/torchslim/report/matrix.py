@@ -89,7 +89,7 @@ from pathlib import Path
 from typing import Any
 
 from torchslim.measure import confidence as conf
-from torchslim.pipeline.schema import TARGETS
+from torchslim.options.measure import TARGETS
 from torchslim.report.rows import (
     QUALITY,
     first_line,
@@ -199,10 +199,7 @@ def _rows_of(r: Any, recipe: Any, measured: dict, user_id: str, out: Path, opts:
     """The rows of one strategy: one per target it was measured on, one per target that failed,
     or a single failed row when the strategy itself failed."""
     steps = [s["step"] for s in r.steps] if r.steps else [s.name for s in recipe.strategies[r.name]]
-    from torchslim.pipeline.tasks import TASKS
-
-    common = {"strategy": r.name, "steps": steps, **TASKS.get(getattr(recipe, "task", "image")).route(steps),
-              "losses": _losses(recipe, r.name)}
+    common = {"strategy": r.name, "steps": steps, **r.route, "losses": _losses(recipe, r.name)}
     records = measured["records"]
     mine = [(rid, rec) for rid, rec in records.items() if (rec.get("extra") or {}).get("strategy") == r.name]
     failures = [f for f in measured.get("failures", []) if f["strategy"] == r.name]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from torchslim.measure import confidence as conf
-from torchslim.pipeline.schema import TARGETS
+from torchslim.options.measure import TARGETS
 
 QUALITY = {
     "image": {"name": "test accuracy", "short": "accuracy", "heading": "test acc %", "unit": "%", "axis": "test accuracy (%)",
