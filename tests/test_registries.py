@@ -15,7 +15,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import pkgutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -304,6 +307,36 @@ def test_every_applied_step_kind_round_trips_through_json(kind):
     rebuilt.load_state_dict(changed.state_dict())  # strict: the same architecture, tensor for tensor
     x = torch.randn(2, 1, 16, 16)
     assert torch.equal(rebuilt.eval()(x), changed.eval()(x)) and applied_steps(rebuilt) == steps
+
+
+@pytest.mark.parametrize("kind", entries("replayers"))
+def test_every_applied_step_kind_names_the_module_that_registers_it(kind):
+    from torchslim.core.state import PROVIDERS
+
+    registry("replayers")
+    assert kind in PROVIDERS, f"{kind!r} has no entry in torchslim.core.state.PROVIDERS: a fresh process cannot replay it"
+    module = importlib.import_module(PROVIDERS[kind])
+    assert module.__name__.startswith("torchslim.")
+
+
+@pytest.mark.parametrize("kind", entries("replayers"))
+def test_every_applied_step_kind_loads_in_a_fresh_process(kind, tmp_path):
+    from torchslim.core.state import applied_steps
+    from torchslim.models.checkpoint import save_model
+
+    registry("replayers")
+    if kind not in PRODUCERS:
+        pytest.fail(f"applied-step kind {kind!r} is registered but no producer makes one: add it to PRODUCERS")
+    _, changed = PRODUCERS[kind]()
+    save_model(changed, tmp_path / "model")
+    # Only torchslim is imported there: the module that registers the kind is not, until loading needs it.
+    code = ("import sys, torchslim; m, meta = torchslim.load_model(sys.argv[1]); "
+            "print(sum(p.numel() for p in m.parameters()), [s['kind'] for s in meta['applied_steps']])")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    expected = f"{sum(p.numel() for p in changed.parameters())} {[s['kind'] for s in applied_steps(changed)]}"
+    assert done.stdout.strip() == expected
 
 
 # -- shipped models: files present, and a model.json naming registered families ------------------

@@ -4,11 +4,14 @@ A step that reshapes a model (channel pruning removes channels) is recorded as a
 with a ``"kind"``; the model carries its list of steps (``applied_steps(model)``), ``save_model``
 writes it into ``model.json`` and ``load_model`` replays it on a fresh instance of the original
 architecture before the weights are copied in — no pickled module is ever loaded. Each kind
-registers its replay function in :data:`REPLAYERS`, so a new kind is one decorator.
+registers its replay function in :data:`REPLAYERS`, so a new kind is one decorator, and names the
+module that registers it in :data:`PROVIDERS`, so a checkpoint loads in a process that has not
+imported that module yet.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +25,11 @@ STEPS_ATTR = "_torchslim_applied_steps"
 Replayer = Callable[[nn.Module, dict[str, Any]], nn.Module]
 # kind -> f(model, step) -> model with the step applied (raises a TorchSlimError when it cannot be)
 REPLAYERS: Registry = Registry("applied-step kind")
+# kind -> the module whose import registers its replayer. ``load_model`` alone (a fresh process, the
+# CLI's evaluate) must replay a pruned model; a static import would put core above the packages
+# that reshape models, so the module is imported when a recorded step first needs it. Only the
+# modules named here are ever imported: a kind read from a model.json cannot choose another.
+PROVIDERS = {"prune.channels": "torchslim.prune.surgery"}
 
 
 def applied_steps(model: nn.Module) -> list[dict[str, Any]]:
@@ -47,6 +55,17 @@ def replay_steps(model: nn.Module, steps: list[dict[str, Any]], source: str) -> 
         raise CheckpointError(f"The applied steps in {source} must be a list of objects with a 'kind'; "
                               f"got {str(steps)[:120]}.")
     for step in steps:
-        model = REPLAYERS.get(step["kind"])(model, step)
+        model = replayer(step["kind"])(model, step)
     set_applied_steps(model, steps)
     return model
+
+
+def replayer(kind: str) -> Replayer:
+    """The replay function of ``kind``, importing the module that registers it first if needed.
+
+    Raises:
+        UnknownNameError: no module registers ``kind`` (the registered kinds listed).
+    """
+    if isinstance(kind, str) and kind not in REPLAYERS and kind in PROVIDERS:
+        importlib.import_module(PROVIDERS[kind])
+    return REPLAYERS.get(kind)
