@@ -10,8 +10,10 @@ from a reader). Edges:
   a name defined by ``torchslim/a/__init__.py`` it depends on ``torchslim.a`` (the ``__init__``);
 - a package ``__init__`` that re-exports from its modules depends on those modules.
 
-Imports under ``if TYPE_CHECKING:`` never run and are left out. Dynamic imports
-(``importlib.import_module``) are not imports a reader follows and are left out too.
+Imports under ``if TYPE_CHECKING:`` never run and are left out. So are dynamic imports
+(``importlib.import_module``): they load by name what registers itself (the public names of
+``torchslim/__init__.py``, the replayers of ``core/state.py``'s ``PROVIDERS``), the way a lower layer
+reaches a plugin without depending on it.
 """
 
 from __future__ import annotations
