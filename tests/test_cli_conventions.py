@@ -9,6 +9,8 @@ added.
 from __future__ import annotations
 
 import argparse
+import re
+import shlex
 import subprocess
 import sys
 from importlib import metadata
@@ -130,6 +132,41 @@ def test_version_is_the_package_version():
                           timeout=120)
     assert done.returncode == 0
     assert done.stdout.strip() == f"torchslim {torchslim.__version__}" == f"torchslim {metadata.version('torchslim')}"
+
+
+def examples(text: str) -> list[str]:
+    """The ``torchslim ...`` invocations in a help text: continued lines (ending in a backslash)
+    joined, and the remark after a run of three or more spaces dropped."""
+    found, pending = [], ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not pending and not stripped.startswith("torchslim "):
+            continue
+        command = re.split(r"\s{3,}", stripped)[0]
+        if command.endswith("\\"):
+            pending += command[:-1] + " "
+            continue
+        found.append(pending + command)
+        pending = ""
+    return found
+
+
+@pytest.mark.parametrize("command", ["", *sorted(COMMANDS)])
+def test_help_examples_parse(command):
+    # The examples must keep working as flags are renamed: each is parsed by the real parser.
+    parser = COMMANDS[command] if command else build_parser()
+    found = examples(parser.format_help())
+    assert found or not command, f"`torchslim {command} --help` has no example to parse"
+    for example in found:
+        words = shlex.split(example)[1:]
+        try:
+            build_parser().parse_args(words)
+        except SystemExit as exc:
+            pytest.fail(f"`torchslim {command} --help` example does not parse (exit {exc.code}): {example}")
+        # argparse accepts a flag's prefix; an example spells every flag out in full
+        flags = _options(COMMANDS[words[0]])
+        for word in words:
+            assert not word.startswith("--") or word.split("=")[0] in flags, f"{word} in: {example}"
 
 
 def _options(parser: argparse.ArgumentParser) -> set[str]:

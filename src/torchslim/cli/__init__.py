@@ -47,7 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EPILOG = """examples:
   torchslim models                                   list the model families
   torchslim train --model resnet20 --data fashion-mnist --epochs 8 --out runs/teacher
-  torchslim distill --teachers fashion-mnist-teacher --student cnn-small --losses kd:T=4,weight=0.9 \
+  torchslim distill --teachers fashion-mnist-teacher --student cnn-small --losses kd:T=4,weight=0.9 \\
       --losses ce:weight=0.1 --epochs 10 --out runs/kd   distil the shipped teacher into a small CNN
   torchslim eval runs/teacher                        measure a trained model on its test set
   torchslim eval fashion-mnist-teacher fashion-mnist-student   the shipped defaults, side by side

@@ -25,7 +25,7 @@ from torchslim.options.quantize import (
 
 EXAMPLE = ("example:\n  torchslim quantize fashion-mnist-teacher --mode static --calibration-batches 8 "
            "--calibration-method minmax --out runs/int8\n  torchslim quantize runs/minilm --mode dynamic "
-           "--op-types MatMul --out runs/dyn\n  torchslim eval fashion-mnist-teacher runs/int8 --threads 1,2")
+           "--op-types MatMul --out runs/dyn\n  torchslim eval fashion-mnist-teacher runs/int8 --thread-counts 1,2")
 QAT_EXAMPLE = ("example:\n  torchslim qat fashion-mnist-student --epochs 1 --teacher source --out runs/qat\n"
                "  torchslim qat runs/pruned --epochs 2 --teacher fashion-mnist-teacher --T 2 "
                "--out runs/pruned-qat")
