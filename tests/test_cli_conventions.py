@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -158,15 +159,29 @@ def test_help_examples_parse(command):
     found = examples(parser.format_help())
     assert found or not command, f"`torchslim {command} --help` has no example to parse"
     for example in found:
-        words = shlex.split(example)[1:]
-        try:
-            build_parser().parse_args(words)
-        except SystemExit as exc:
-            pytest.fail(f"`torchslim {command} --help` example does not parse (exit {exc.code}): {example}")
-        # argparse accepts a flag's prefix; an example spells every flag out in full
-        flags = _options(COMMANDS[words[0]])
-        for word in words:
-            assert not word.startswith("--") or word.split("=")[0] in flags, f"{word} in: {example}"
+        check_example(example, f"`torchslim {command} --help`")
+
+
+def check_example(example: str, where: str) -> None:
+    """``example`` parses, and spells every flag out in full (argparse would accept a prefix)."""
+    words = shlex.split(example)[1:]
+    try:
+        build_parser().parse_args(words)
+    except SystemExit as exc:
+        pytest.fail(f"{where}: example does not parse (exit {exc.code}): {example}")
+    flags = _options(COMMANDS[words[0]])
+    for word in words:
+        assert not word.startswith("--") or word.split("=")[0] in flags, f"{where}: {word} in {example}"
+
+
+def test_readme_examples_parse():
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    # a shell comment after a command is its remark, like the three spaces in a help's examples
+    found = [e for block in blocks for e in examples(re.sub(r"\s+#", "   #", block))]
+    assert len(found) >= 10
+    for example in found:
+        check_example(example, "README.md")
 
 
 def _options(parser: argparse.ArgumentParser) -> set[str]:
