@@ -48,7 +48,8 @@ def test_quantize_static_then_eval_beside_the_source(checkpoint, tmp_path, capsy
     assert info["data"] == DATA and info["quantization"]["calibration"]["method"] == "percentile"
     assert info["accuracy"]["int8"]["n"] == 128 and info["quantization"]["keep_fp32"]["requested"] == ["fc"]
 
-    code, text, err = run(capsys, "eval", checkpoint, out, "--json", "--batch-sizes", 1, "--threads", 1)
+    code, text, err = run(capsys, "eval", checkpoint, out, "--json", "--batch-sizes", 1, "--thread-counts", 1,
+                          "--rounds", 2, "--max-seconds", 2)
     assert code == 0, err
     source, int8 = json.loads(text)
     assert (source["runtime"], int8["runtime"]) == ("torch-eager", "onnxruntime")
