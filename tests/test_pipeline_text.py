@@ -169,9 +169,11 @@ def test_a_step_with_the_other_tasks_parameters_says_so():
 
 @pytest.mark.parametrize(("recipe", "expected"), [
     ({"task": "image", "data": {"name": "wordnet-glosses"}}, "task 'image' does not fit data.name 'wordnet-glosses'"),
-    ({"task": "text", "data": {"name": "fashion-mnist"}}, "an image dataset; text datasets: wordnet-glosses"),
-    ({"task": "text"}, "task: text needs a text dataset"),
-    ({"text": {"max_length": 32}}, "the `text:` section configures text recipes"),
+    ({"task": "text", "data": {"name": "fashion-mnist"}}, "task 'text' does not fit data.name 'fashion-mnist', a "
+     "dataset of the image task; drop `task:` or use a text dataset"),
+    ({"task": "text"}, "task 'text' does not fit data.name 'fashion-mnist'"),
+    ({"text": {"max_length": 32}}, "the `text:` section configures recipes of another task, but this is an image "
+     "recipe"),
     ({"data": {"name": "wordnet-glosses", "augment": False}}, "data.augment applies to image datasets"),
     ({"data": {"name": "wordnet-glosses", "test_subset": 10}}, "data.test_subset = 10 is smaller than the largest"),
 ], ids=["image-task-text-data", "text-task-image-data", "text-without-data", "text-section-on-image",
@@ -195,3 +197,27 @@ def test_shipped_text_recipe_validates_without_loading_a_model(monkeypatch):
             "teacher-pruned-distilled", "teacher-int8"} <= set(recipe.strategies)
     steps = {name: [s.name for s in specs] for name, specs in recipe.strategies.items()}
     assert steps["student-3l-distilled-int8"] == ["load", "layers", "distill", "quantize"]
+
+
+# What recipes/minilm-wordnet.yaml parsed to before the text steps' parameters became the text options
+# classes: the same recipe must run the same steps.
+DISTILLED = {"epochs": 2, "optimizer": "adamw", "lr": 5e-4, "schedule": "cosine", "warmup_epochs": 0.05,
+             "weight_decay": 0.01, "max_grad_norm": 1.0, "losses": [{"name": "embed-cos", "weight": 1.0, "teacher": None}],
+             "teacher": "teacher", "cache": "disk", "seed": None}
+SHIPPED = {
+    "student-3l-distilled": [{"keep": 3, "layers": None, "sample_size": 256}, DISTILLED],
+    "student-3l-distilled-int8": [{"keep": 3, "layers": None, "sample_size": 256}, DISTILLED, {"mode": "dynamic"}],
+    "student-2l-distilled": [{"keep": 2, "layers": None, "sample_size": 256}, DISTILLED],
+    "teacher-pruned-distilled": [{"heads": 0.5, "ffn": 0.5, "sample_size": 256}, DISTILLED],
+    "teacher-int8": [{"mode": "dynamic"}],
+}
+
+
+def test_shipped_text_recipe_parses_to_the_same_options():
+    recipe = load_recipe(REPO / "recipes" / "minilm-wordnet.yaml")
+    for name, expected in SHIPPED.items():
+        steps = [spec.params.model_dump(mode="json") for spec in recipe.strategies[name][1:]]
+        assert [{k: step[k] for k in want} for step, want in zip(steps, expected, strict=True)] == expected, name
+    distill = recipe.strategies["student-3l-distilled"][2].params
+    # The fit options a text distillation never set keep the values fit() used for it.
+    assert (distill.momentum, distill.nesterov, distill.label_smoothing, distill.channels_last) == (0.9, True, 0.0, False)

@@ -24,9 +24,6 @@ from torchslim.text.encoder import SentenceEncoder
 from torchslim.train import History, fit
 
 LossSpec = tuple[str, dict[str, Any], float]
-# Read from the config's defaults for the pipeline's text steps until they take the config itself.
-FIT = {k: TextDistillConfig.model_fields[k].default
-       for k in ("optimizer", "lr", "weight_decay", "schedule", "warmup_epochs", "max_grad_norm")}
 
 
 def build_task(student: SentenceEncoder, teacher: SentenceEncoder,

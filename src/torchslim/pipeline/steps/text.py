@@ -25,20 +25,23 @@ matrix) measures agreement with the recipe's teacher on the test sentences.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import Registry
-from torchslim.pipeline.schema import Strict
+from torchslim.options.text import (
+    TextDistillConfig,
+    TextExportConfig,
+    TextLayersConfig,
+    TextPruneConfig,
+    TextQuantizeConfig,
+)
 from torchslim.pipeline.steps.base import Output, Step, StepContext
 from torchslim.pipeline.steps.measurement import Evaluate as ImageEvaluate
 from torchslim.pipeline.steps.source import Load
-from torchslim.pipeline.steps.training import LossItem, check_warmup
-from torchslim.text.distill import FIT
 
 TEXT_STEPS: Registry = Registry("text pipeline step")
 TEXT_STEPS.register("load", Load)  # the teacher, ``minilm`` or a model directory (Context loads encoders)
@@ -87,26 +90,13 @@ def _params(module: nn.Module) -> int:
 # -- students made from the teacher ----------------------------------------------------------------
 
 
-class LayersParams(Strict):
-    keep: int | None = Field(None, gt=0)  # this many layers, the best-agreeing ones (measured)
-    layers: list[int] | None = Field(None, min_length=1)  # or these layer indices, e.g. [0, 4, 5]
-    sample_size: int = Field(256, ge=2)  # validation sentences the choice is measured on
-
-    @model_validator(mode="after")
-    def _one(self) -> LayersParams:
-        if (self.keep is None) == (self.layers is None):
-            raise ValueError("give exactly one of keep (how many layers: the best-agreeing ones are chosen) "
-                             "or layers (the layer indices to keep, e.g. [0, 4, 5])")
-        return self
-
-
 @register
 class Layers(Step):
     """A student with fewer layers, initialised from the current encoder's: the ``keep`` layers whose
-    layer-dropped model agrees best with it (``choose_layers``, measured before training) or the
+    layer-dropped model agrees best with it (``shrink_layers``, measured before training) or the
     given ``layers``. ``- layers: 3`` is ``{keep: 3}``; ``- layers: [0, 5]`` is ``{layers: [0, 5]}``."""
 
-    name, family, Params = "layers", "structural", LayersParams
+    name, family, Params = "layers", "structural", TextLayersConfig
     makes_student = True
 
     @staticmethod
@@ -115,32 +105,19 @@ class Layers(Step):
             return {"keep": value}
         return {"layers": value} if isinstance(value, list) else ({} if value is None else value)
 
-    def run(self, ctx: StepContext, params: LayersParams, model: Any) -> Output:
-        from torchslim.text import choose_layers, layer_student
+    def run(self, ctx: StepContext, params: TextLayersConfig, model: Any) -> Output:
+        from torchslim.text import shrink_layers
 
         encoder = need_encoder("layers", model, ctx.where)
         metrics: dict[str, Any] = {"parameters_before": _params(encoder)}
-        layers = params.layers
-        if params.keep is not None:
-            choice = _located(ctx, choose_layers, encoder, _sample(ctx, params.sample_size), params.keep)
+        student, choice = _located(ctx, shrink_layers, encoder, _sample(ctx, params.sample_size), params)
+        if choice is not None:
             ctx.log(f"{ctx.where}: keep layers {choice.layers} ({choice.method}; agreement {choice.score:.4f} "
                     f"before training, every other {choice.every_other[0]}: {choice.every_other[1]:.4f})")
-            layers, metrics["choice"] = choice.layers, choice.to_dict()
-        student = _located(ctx, layer_student, encoder, layers)
+            metrics["choice"] = choice.to_dict()
+        layers = student.teacher_layers
         metrics.update(layers=list(layers), parameters_after=_params(student))
         return Output(model=student, metrics=metrics, meta={"teacher_layers": list(layers)})
-
-
-class PruneParams(Strict):
-    heads: float = Field(0.5, ge=0, lt=1)  # fraction of every layer's attention heads removed
-    ffn: float = Field(0.5, ge=0, lt=1)  # fraction of every layer's FFN units removed
-    sample_size: int = Field(256, gt=0)  # validation sentences the importance is measured on
-
-    @model_validator(mode="after")
-    def _something(self) -> PruneParams:
-        if not self.heads and not self.ffn:
-            raise ValueError("heads and ffn are both 0: nothing would be pruned")
-        return self
 
 
 @register
@@ -148,14 +125,13 @@ class Prune(Step):
     """Attention heads and FFN units removed physically, the least important first (their
     contribution to the residual stream on a sample): a smaller dense encoder."""
 
-    name, family, Params = "prune", "structural", PruneParams
+    name, family, Params = "prune", "structural", TextPruneConfig
 
-    def run(self, ctx: StepContext, params: PruneParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: TextPruneConfig, model: Any) -> Output:
         from torchslim.text import prune_encoder
 
         encoder = need_encoder("prune", model, ctx.where)
-        pruned, report = _located(ctx, prune_encoder, encoder, _sample(ctx, params.sample_size),
-                                  heads=params.heads, ffn=params.ffn)
+        pruned, report = _located(ctx, prune_encoder, encoder, _sample(ctx, params.sample_size), params)
         for layer in report["layers"]:
             layer.pop("head_importance", None)  # per-head scores: noise in step.json
         return Output(model=pruned, metrics=report)
@@ -164,53 +140,26 @@ class Prune(Step):
 # -- distillation ----------------------------------------------------------------------------------
 
 
-class DistillParams(Strict):
-    epochs: int = Field(gt=0)
-    optimizer: Literal["adamw", "sgd"] = FIT["optimizer"]
-    lr: float = Field(FIT["lr"], gt=0)
-    schedule: Literal["cosine", "onecycle", "constant"] = FIT["schedule"]
-    warmup_epochs: float = Field(FIT["warmup_epochs"], ge=0)
-    weight_decay: float = Field(FIT["weight_decay"], ge=0)
-    max_grad_norm: float | None = Field(FIT["max_grad_norm"], gt=0)
-    losses: list[LossItem] = Field(default_factory=lambda: [LossItem(name="embed-cos", weight=1.0)], min_length=1)
-    teacher: str = "teacher"  # the recipe's teacher, ``minilm`` or a model directory
-    cache: Literal["memory", "disk", "none"] = "disk"  # the teacher's embeddings, computed once
-    seed: int | None = None  # default: the recipe's seed
-
-    _warmup = model_validator(mode="after")(check_warmup)
-
-    @model_validator(mode="after")
-    def _check_losses(self) -> DistillParams:
-        for item in self.losses:
-            if item.teacher is not None:
-                raise ValueError(f"loss {item.name!r} names teacher {item.teacher!r}, but text distillation has "
-                                 "one teacher (set it with the step's `teacher:`)")
-        return self
-
-
 @register
 class Distill(Step):
     """Train the current encoder (a layer-dropped or pruned student) to reproduce the teacher's
     embeddings (``distill_encoder``: AdamW, cached teacher embeddings unless a loss taps it)."""
 
-    name, family, Params = "distill", "distillation", DistillParams
+    name, family, Params = "distill", "distillation", TextDistillConfig
 
-    def sources(self, params: DistillParams) -> list[str]:
+    def sources(self, params: TextDistillConfig) -> list[str]:
         return [params.teacher]
 
-    def run(self, ctx: StepContext, params: DistillParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: TextDistillConfig, model: Any) -> Output:
         from torchslim.text import distill_encoder
 
         student = need_encoder("distill", model, ctx.where)
         teacher, _ = ctx.load_model(params.teacher)
-        losses = [(item.name, item.arguments(), item.weight) for item in params.losses]
+        seed = {} if params.seed is not None else {"seed": ctx.recipe.seed}  # none: the recipe's seed
         history = _located(
-            ctx, distill_encoder, student, teacher, ctx.data.train, epochs=params.epochs, losses=losses,
-            cache=None if params.cache == "none" else params.cache, cache_dir=ctx.work / "cache",
+            ctx, distill_encoder, student, teacher, ctx.data.train, params, cache_dir=ctx.work / "cache",
             checkpoint_dir=ctx.work / "checkpoints", threads=ctx.recipe.threads, progress=ctx.progress,
-            log=ctx.log, seed=params.seed if params.seed is not None else ctx.recipe.seed,
-            optimizer=params.optimizer, lr=params.lr, schedule=params.schedule, warmup_epochs=params.warmup_epochs,
-            weight_decay=params.weight_decay, max_grad_norm=params.max_grad_norm)
+            log=ctx.log, **seed)
         metrics = {"train_seconds": history.seconds, "final_epoch": history.epochs[-1] if history.epochs else None}
         return Output(model=student, metrics=metrics, epochs=params.epochs, used_teacher=True,
                       meta={"distill": {"teacher": params.teacher, "cache": params.cache,
@@ -220,18 +169,12 @@ class Distill(Step):
 # -- deployment ------------------------------------------------------------------------------------
 
 
-class QuantizeParams(Strict):
-    # Text encoders are quantized dynamically: activation ranges are taken per batch at run time,
-    # so no calibration set is needed (the only mode offered for them).
-    mode: Literal["dynamic"] = "dynamic"
-
-
 @register
 class Quantize(Step):
     """ONNX export, then ONNX Runtime dynamic INT8 (per-channel int8 weights). The result is an
     ``.onnx`` file taking token ids."""
 
-    name, family, Params = "quantize", "structural", QuantizeParams
+    name, family, Params = "quantize", "structural", TextQuantizeConfig
     int8 = True
     makes = "onnx"
 
@@ -239,31 +182,27 @@ class Quantize(Step):
     def shorthand(value: Any) -> Any:
         return {"mode": value} if isinstance(value, str) else ({} if value is None else value)
 
-    def run(self, ctx: StepContext, params: QuantizeParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: TextQuantizeConfig, model: Any) -> Output:
         from torchslim.runtime.graph import kernel_of, read_model
         from torchslim.text import export_onnx, quantize_int8
 
         encoder = need_encoder("quantize", model, ctx.where)
         fp32 = _located(ctx, export_onnx, encoder, ctx.work / "fp32.onnx", _example(ctx))
-        int8 = quantize_int8(fp32, ctx.work / "model.onnx")
+        int8 = quantize_int8(fp32, ctx.work / "model.onnx", params)
         metrics = {"mode": params.mode, "kernel": kernel_of(read_model(int8)),
                    "sizes": {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}}
         fp32.unlink()  # only the INT8 model is kept (the teacher's FP32 graph is ~90 MB)
         return Output(onnx=int8, metrics=metrics)
 
 
-class ExportParams(Strict):
-    pass
-
-
 @register
 class Export(Step):
     """ONNX FP32 export of the encoder (token ids in, embeddings out), checked against torch."""
 
-    name, family, Params = "export", "deployment", ExportParams
+    name, family, Params = "export", "deployment", TextExportConfig
     makes = "onnx"
 
-    def run(self, ctx: StepContext, params: ExportParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: TextExportConfig, model: Any) -> Output:
         from torchslim.text import export_onnx
 
         encoder = need_encoder("export", model, ctx.where)
