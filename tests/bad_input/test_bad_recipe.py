@@ -79,7 +79,7 @@ CASES = [
     # -- loss options, typed at load time ----------------------------------------------------------
     ("loss-T-zero", DISTILL % "{name: kd, T: 0}", "distill:",
      ["strategies.s[0].distill.losses[0].T", "T = 0", "greater than 0", "T: float > 0"]),
-    ("loss-T-text", DISTILL % "{name: kd, T: abc}", "distill:", ["'abc'", "valid number", "T: float > 0"]),
+    ("loss-T-text", DISTILL % "{name: kd, T: abc}", "distill:", ['"abc"', "valid number", "T: float > 0"]),
     ("loss-T-inf", DISTILL % "{name: kd, T: .inf}", "distill:", ["inf", "finite", "losses[0].T"]),
     ("loss-weight-nan", DISTILL % "{name: kd, weight: .nan}", "distill:", ["nan", "finite", "losses[0].weight"]),
     ("loss-unknown-option", DISTILL % "{name: kd, temperature: 4}", "distill:",
@@ -93,9 +93,9 @@ CASES = [
     ("loss-teacher-unknown", DISTILL % "{name: kd, teacher: other}", "distill:", ["'other'", "teachers: teacher"]),
     ("losses-empty", DISTILL % "", "distill:", ["losses", "at least 1"]),
     ("teacher-weights-count", "strategies:\n  s:\n    - distill: {student: cnn-tiny, epochs: 1, "
-     "teacher_weights: [0.5, 0.5]}\n", "distill:", ["teacher_weights", "one non-negative weight per teacher"]),
+     "teacher_weights: [0.5, 0.5]}\n", "distill:", ["teacher_weights", "one weight >= 0 per teacher"]),
     ("mix-with-cache", "strategies:\n  s:\n    - distill: {student: cnn-tiny, epochs: 1, mix: mixup}\n", "distill:",
-     ["mixup", "cache: none"]),
+     ["mixup", "set cache to none"]),
     # -- sections ----------------------------------------------------------------------------------
     ("batch-size-zero", "data: {name: synthetic, batch_size: 0}\nstrategies: {s: [load]}\n", "data:",
      ["data.batch_size = 0", "greater than 0"]),
@@ -220,10 +220,10 @@ CASES = [
      "{model: cnn-tiny, epochs: 1}\n", "noize", ["data.options.noize", "Did you mean 'noise'"]),
     ("data-option-value", "data: {name: synthetic, options: {num_classes: 1}}\nstrategies:\n  s:\n    - train: "
      "{model: cnn-tiny, epochs: 1}\n", "data:", ["num_classes", "at least 2"]),
-    ("student-tap", "teacher: TEACHER\nstrategies:\n  s:\n    - distill: {student: cnn-tiny, epochs: 1, losses: "
+    ("student-tap", "teacher: TEACHER\nstrategies:\n  s:\n    - distill: {student: cnn-tiny, epochs: 1, cache: none, losses: "
      "[{name: fitnet, student_tap: features.9, teacher_tap: features.1}]}\n", "distill:",
      ["'features.9'", "Closest real paths", "strategy 's'", "losses[0]"]),
-    ("teacher-tap", "teacher: TEACHER\nstrategies:\n  s:\n    - distill: {student: cnn-tiny, epochs: 1, losses: "
+    ("teacher-tap", "teacher: TEACHER\nstrategies:\n  s:\n    - distill: {student: cnn-tiny, epochs: 1, cache: none, losses: "
      "[{name: fitnet, student_tap: features.1, teacher_tap: layer9}]}\n", "distill:",
      ["'layer9'", "teacher 'teacher'", "Closest real paths"]),
     ("prune-ratios-path", "teacher: TEACHER\nstrategies:\n  s:\n    - load\n    - prune: {ratio: 0.5, ratios: "
