@@ -262,9 +262,6 @@ def _parse_step(item: Any, path: tuple, lines: _Lines, task: tuple[str, str] = (
             raise
         raise RecipeError(f"{exc} (These are the parameters of the {fits.name} step {name!r}; this is {_a(kind)} "
                           f"recipe: {why}.)") from None
-    from torchslim.pipeline.recipe_checks import check_losses
-
-    check_losses(validated, (*path, name), lines, params if isinstance(params, dict) else {})
     return StepSpec(name=name, params=validated, where=lines.where(path))
 
 

@@ -1,5 +1,5 @@
-"""Checks of a recipe's strategies that need more than one key: names that become folder names,
-the order of steps, and each distillation loss's typed options.
+"""Checks of a recipe's strategies that need more than one key: names that become folder names
+and the order of steps (a loss's typed options are checked by the step's ``LossItem`` itself).
 
 Each raises :class:`RecipeError` naming the value, the strategy, ``file:line`` and what is valid,
 while the recipe is parsed (before anything runs or is written).
@@ -59,21 +59,4 @@ def check_sequence(strategy: str, specs: list, path: tuple, lines: Any, task: st
             have, made_by = made, f"{i + 1} ({spec.name})"
 
 
-def check_losses(params: Any, path: tuple, lines: Any, raw: dict) -> None:
-    """Every loss's options against the loss's typed options (its name is checked by ``LossItem``)."""
-    from torchslim.distill.losses import LOSSES, describe_problems
-    from torchslim.pipeline.recipe_yaml import dotted
-
-    for i, item in enumerate(getattr(params, "losses", None) or []):
-        cls = LOSSES.get(item.name)
-        supplied = ("num_data",) if item.name == "crd" else ()
-        problems = cls.check_options(item.arguments(), supplied)
-        if not problems:
-            continue
-        first = problems[0]
-        at = (*path, "losses", i, *first["loc"][:1]) if first["type"] != "missing" else (*path, "losses", i)
-        shown = f"{dotted(at)}" if "losses" in raw else f"{dotted((*path, 'losses', i))} (the default losses)"
-        raise RecipeError(f"{lines.where(at)}: {shown}: loss {item.name!r}: {describe_problems(cls, problems)}")
-
-
-__all__ = ["MAX_NAME", "NAME_PATTERN", "check_losses", "check_sequence", "check_strategy_name", "safe_name"]
+__all__ = ["MAX_NAME", "NAME_PATTERN", "check_sequence", "check_strategy_name", "safe_name"]
