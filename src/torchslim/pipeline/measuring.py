@@ -25,7 +25,7 @@ def _targets_of(r: StrategyResult, baseline: str, wanted: list[str]) -> list[str
     ONNX model on ort-int8 (quantized) or ort-fp32 (exported); the baseline strategy also on
     torch-fp32 (the user's baseline) and on ort-fp32 when any ONNX Runtime target is listed."""
     if r.final.kind == "onnx":
-        mine = ["ort-int8" if any(s["step"] == "quantize" for s in r.steps) else "ort-fp32"]
+        mine = ["ort-int8" if r.route["int8"] else "ort-fp32"]  # a quantize or qat step's model
     else:
         mine = ["torch-fp32", "ort-fp32"]
     ort = any(t.startswith("ort-") for t in wanted)

@@ -1,5 +1,5 @@
-"""The image task's structural steps: channel pruning, magnitude sparsity, INT8 quantization and
-ONNX export, registered in :data:`~torchslim.pipeline.steps.STEPS`."""
+"""The image task's structural steps: channel pruning, magnitude sparsity, INT8 quantization (post-training
+and quantization-aware) and ONNX export, registered in :data:`~torchslim.pipeline.steps.STEPS`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import dataclasses
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, PositiveInt, model_validator
+from pydantic import BaseModel, Field
 
+from torchslim.options.prune import PruneConfig, SparsifyConfig
+from torchslim.options.quantize import ExportConfig, QATConfig, QuantizeConfig
 from torchslim.pipeline.schema import QuickConfig, Strict
 from torchslim.pipeline.steps.base import Output, Step, StepContext, need_module, register
 
@@ -19,109 +21,42 @@ def _example(ctx: StepContext, n: int = 8) -> torch.Tensor:
     return ctx.data.example_batch(n)
 
 
-def _recovery_fit(params: Any) -> dict[str, Any]:
-    options = {"schedule": params.schedule, "weight_decay": params.weight_decay}
-    if params.lr is not None:
-        options["lr"] = params.lr
-    return options
-
-
-class PruneParams(Strict):
-    ratio: float = Field(gt=0, lt=1)  # fraction of each layer's channels removed
-    importance: str = "l2"
-    global_ranking: bool = False
-    round_to: int | None = Field(None, gt=0)
-    ignore: list[str] = Field(default_factory=list)  # module paths kept whole (the classifier always is)
-    ratios: dict[str, float] = Field(default_factory=dict)  # per-layer ratios by module path
-    head_ratio: float | None = Field(None, ge=0, lt=1)  # fraction of attention heads removed (ratio)
-    heads: dict[str, PositiveInt] = Field(default_factory=dict)  # head count per attention block path
-    steps: int = Field(1, gt=0)  # iterative pruning in this many steps
-    recover: Literal["none", "finetune", "kd"] = "none"  # kd: from the model before pruning
-    epochs: int = Field(0, ge=0)  # recovery epochs, split over the steps
-    lr: float | None = Field(None, gt=0)
-    schedule: Literal["onecycle", "cosine", "constant"] = "cosine"
-    weight_decay: float = Field(5e-4, ge=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> PruneParams:
-        from torchslim.prune import IMPORTANCE
-
-        IMPORTANCE.get(self.importance)  # unknown criteria fail at parse time, the valid ones listed
-        if self.recover != "none" and not self.epochs:
-            raise ValueError(f"recover={self.recover!r} needs epochs > 0")
-        if self.recover == "none" and self.epochs:
-            raise ValueError(f"epochs = {self.epochs} recovery epochs with recover: none would never run; set "
-                             "recover: finetune or kd, or drop epochs")
-        bad = {k: v for k, v in self.ratios.items() if not 0 < v < 1}
-        if bad:
-            raise ValueError(f"ratios {bad} must each be a fraction of channels in (0, 1)")
-        return self
-
-
 @register
 class Prune(Step):
     """Channel pruning on torch-pruning's dependency graph: the model physically shrinks; optional
     recovery by fine-tuning or by distillation from the model before pruning."""
 
-    name, family, Params = "prune", "structural", PruneParams
+    name, family, Params = "prune", "structural", PruneConfig
 
     def quicken(self, params: BaseModel, quick: QuickConfig) -> BaseModel:
         if not params.epochs:
             return params
-        return params.model_copy(update={"epochs": max(min(params.epochs, quick.epochs), params.steps)
-                                         if params.recover != "none" else 0})
+        return params.model_copy(update={"epochs": max(min(params.epochs, quick.epochs), params.iterations)})
 
-    def run(self, ctx: StepContext, params: PruneParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: PruneConfig, model: Any) -> Output:
         from torchslim.prune import channels
 
         model = need_module("prune", model, ctx.where)
-        pruned, record = channels(
-            model, _example(ctx), params.ratio, params.importance, ratios=params.ratios or None,
-            head_ratio=params.head_ratio, heads=params.heads or None,
-            global_ranking=params.global_ranking, round_to=params.round_to, ignore=params.ignore,
-            steps=params.steps, recover=params.recover, epochs=params.epochs, data=ctx.data,
-            seed=ctx.recipe.seed, fit_options=_recovery_fit(params), progress=ctx.progress,
-            threads=ctx.recipe.threads)
+        pruned, record = channels(model, _example(ctx), config=params, data=ctx.data, seed=ctx.recipe.seed,
+                                  cache_dir=ctx.work / "teacher-cache", progress=ctx.progress,
+                                  threads=ctx.recipe.threads)
         metrics = record.model_dump(mode="json")
         metrics.pop("steps", None)  # the applied steps travel with the saved model
-        return Output(model=pruned, metrics=metrics, epochs=params.epochs if params.recover != "none" else 0,
-                      used_teacher=params.recover == "kd")
-
-
-class SparsifyParams(Strict):
-    sparsity: float = Field(gt=0, lt=1)
-    scope: Literal["global", "layer"] = "global"
-    schedule: Literal["oneshot", "agp"] = "oneshot"
-    epochs: int = Field(0, ge=0)  # fine-tuning with the zeros kept (oneshot) or the AGP ramp (agp)
-    ignore: list[str] = Field(default_factory=list)
-    lr: float | None = Field(None, gt=0)
-    schedule_lr: Literal["onecycle", "cosine", "constant"] = "cosine"
-    weight_decay: float = Field(5e-4, ge=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> SparsifyParams:
-        if self.schedule == "agp" and not self.epochs:
-            raise ValueError("schedule: agp raises sparsity during training: it needs epochs > 0")
-        return self
+        return Output(model=pruned, metrics=metrics, epochs=params.epochs, used_teacher=params.recover == "kd")
 
 
 @register
 class Sparsify(Step):
     """Unstructured magnitude sparsity (the model keeps its shape; dense kernels run no faster)."""
 
-    name, family, Params = "sparsify", "structural", SparsifyParams
+    name, family, Params = "sparsify", "structural", SparsifyConfig
 
-    def run(self, ctx: StepContext, params: SparsifyParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: SparsifyConfig, model: Any) -> Output:
         from torchslim.prune import sparsify
 
         model = need_module("sparsify", model, ctx.where)
-        options = {"schedule": params.schedule_lr, "weight_decay": params.weight_decay}
-        if params.lr is not None:
-            options["lr"] = params.lr
-        sparse, record = sparsify(model, params.sparsity, scope=params.scope, schedule=params.schedule,
-                                  data=ctx.data if params.epochs else None, epochs=params.epochs,
-                                  ignore=params.ignore, fit_options=options, progress=ctx.progress,
-                                  threads=ctx.recipe.threads, seed=ctx.recipe.seed)
+        sparse, record = sparsify(model, config=params, data=ctx.data if params.epochs else None,
+                                  progress=ctx.progress, threads=ctx.recipe.threads, seed=ctx.recipe.seed)
         metrics = record.model_dump(mode="json")
         metrics["notes"] = [
             f"{100 * record.sparsity:.1f}% of the sparsified weights are zero; the weights file is "
@@ -130,13 +65,19 @@ class Sparsify(Step):
         return Output(model=sparse, metrics=metrics, epochs=params.epochs)
 
 
-class QuantizeParams(Strict):
-    mode: Literal["static", "dynamic"] = "static"
-    calibration_batches: int = Field(16, gt=0)
-    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
-    operand_types: Literal["auto", "u8s8", "s8s8"] = "auto"
-    keep_fp32: list[str] = Field(default_factory=list)
-    per_channel: bool = True
+def _int8_metrics(result: Any) -> dict[str, Any]:
+    """What an INT8 artifact's sidecar says about the quantization, as a step's metrics."""
+    info = dict(getattr(result, "info", {}) or {})
+    metrics = {k: info[k] for k in ("mode", "quantization", "kernel", "sizes") if k in info}
+    export = (info.get("source") or {}).get("export") if isinstance(info.get("source"), dict) else None
+    if export:
+        metrics["export"] = export
+    return metrics
+
+
+def _calibration(ctx: StepContext) -> Any:
+    """Held-out training images calibrate (the validation split), else the training split."""
+    return ctx.data.val if ctx.data.val is not None else ctx.data.train
 
 
 @register
@@ -144,51 +85,73 @@ class Quantize(Step):
     """INT8 for ONNX Runtime: static (calibrated on held-out training images, QDQ, per-channel
     weights, operand types chosen for this CPU) or dynamic. The result is an ``.onnx`` file."""
 
-    name, family, Params = "quantize", "structural", QuantizeParams
+    name, family, Params = "quantize", "structural", QuantizeConfig
     int8 = True
     makes = "onnx"
 
-    def run(self, ctx: StepContext, params: QuantizeParams, model: Any) -> Output:
+    def quicken(self, params: BaseModel, quick: QuickConfig) -> BaseModel:
+        # dynamic INT8 calibrates nothing: its calibration_batches must stay unset (and unused)
+        return super().quicken(params, quick) if params.mode == "static" else params
+
+    def run(self, ctx: StepContext, params: QuantizeConfig, model: Any) -> Output:
         from torchslim import quantize
 
         model = need_module("quantize", model, ctx.where)
-        calibration = ctx.data.val if ctx.data.val is not None else ctx.data.train
         target = ctx.work / "int8"
         if params.mode == "static":
-            result = quantize.static_int8(model, calibration, out=target, example_input=_example(ctx),
-                                          batches=params.calibration_batches, method=params.calibration,
-                                          operand_types=params.operand_types, keep_fp32=params.keep_fp32,
-                                          per_channel=params.per_channel)
+            result = quantize.static_int8(model, _calibration(ctx), out=target, example_input=_example(ctx),
+                                          config=params.method())
         else:
-            result = quantize.dynamic_int8(model, out=target, example_input=_example(ctx),
-                                           per_channel=params.per_channel, keep_fp32=params.keep_fp32)
-        info = dict(getattr(result, "info", {}) or {})
-        metrics = {k: info[k] for k in ("mode", "quantization", "kernel", "sizes") if k in info}
-        export = (info.get("source") or {}).get("export") if isinstance(info.get("source"), dict) else None
-        if export:
-            metrics["export"] = export
-        return Output(onnx=target / "model.onnx", metrics=metrics)
+            result = quantize.dynamic_int8(model, out=target, example_input=_example(ctx), config=params.method())
+        return Output(onnx=target / "model.onnx", metrics=_int8_metrics(result))
 
 
-class ExportParams(Strict):
-    opset: int | None = Field(None, gt=0)
+@register
+class QAT(Step):
+    """Quantization-aware training: the model fine-tuned on the training data with fake-quantized
+    weights and activations on ONNX Runtime's INT8 grids (distilled from ``teacher`` when set:
+    ``source``, the model before this step, or a recipe source such as ``teacher``), then static
+    INT8 with the activation ranges it learned. The result is an ``.onnx`` file."""
+
+    name, family, Params = "qat", "structural", QATConfig
+    int8 = True
+    makes = "onnx"
+
+    def sources(self, params: QATConfig) -> list[str]:
+        return [params.teacher] if params.teacher not in (None, "source") else []
+
+    def run(self, ctx: StepContext, params: QATConfig, model: Any) -> Output:
+        from torchslim.quantize import run_qat
+
+        model = need_module("qat", model, ctx.where)
+        named = params.teacher not in (None, "source")
+        teacher = ctx.load_model(params.teacher)[0] if named else None
+        target = ctx.work / "int8"
+        result = run_qat(model, ctx.data.train, _calibration(ctx), out=target, teacher_model=teacher,
+                         example_input=_example(ctx), progress=ctx.progress, threads=ctx.recipe.threads,
+                         seed=ctx.recipe.seed, config=params)
+        metrics = _int8_metrics(result)
+        qat = dict(result.info.get("qat") or {})
+        metrics["qat"] = {k: qat[k] for k in ("ranges", "layers", "training") if k in qat}
+        return Output(onnx=target / "model.onnx", metrics=metrics, epochs=params.epochs,
+                      used_teacher=params.teacher is not None)
 
 
 @register
 class Export(Step):
     """ONNX FP32 export, checked against the torch model on real test batches."""
 
-    name, family, Params = "export", "deployment", ExportParams
+    name, family, Params = "export", "deployment", ExportConfig
     makes = "onnx"
 
-    def run(self, ctx: StepContext, params: ExportParams, model: Any) -> Output:
+    def run(self, ctx: StepContext, params: ExportConfig, model: Any) -> Output:
         from torchslim import export
 
         model = need_module("export", model, ctx.where)
         path = ctx.work / "model.onnx"
-        report = export.onnx(model, _example(ctx), path, check_data=ctx.data.test, opset=params.opset)
+        report = export.onnx(model, _example(ctx), path, check_data=ctx.data.test, config=params)
         plain = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else {}
         return Output(onnx=path, metrics={"export": plain})
 
 
-__all__ = ["Export", "Prune", "Quantize", "Sparsify"]
+__all__ = ["Export", "Prune", "QAT", "Quantize", "Sparsify"]
