@@ -170,3 +170,15 @@ def test_cli_export_writes_the_graph_and_its_record(tmp_path, capsys):
     assert main(["export", str(source), "--opset", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--opset = 0 is invalid: Input should be greater than 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_channels_last_model_exports_the_graph_of_its_standard_layout(tmp_path):
+    from torchslim.runtime.graph import graph_macs
+
+    model = tiny_resnet().eval().to(memory_format=torch.channels_last)  # as fit trains convolutions
+    report = export_onnx(model, torch.randn(2, 1, 12, 12), tmp_path / "cl.onnx")
+    graph = onnx.load(str(tmp_path / "cl.onnx"))
+    assert report.batchnorm_kept == 0 and "Transpose" not in {n.op_type for n in graph.graph.node}
+    assert graph_macs(graph, [1, 12, 12])[1] == []  # every node's shape is known: MACs are counted
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert first.weight.is_contiguous(memory_format=torch.channels_last)  # the model is left as it was

@@ -12,6 +12,7 @@ Over tolerance nothing is written. The file is written atomically (``core.io``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Iterable, Iterator
@@ -107,6 +108,15 @@ def _capture(model: nn.Module, example: torch.Tensor, opset: int | None) -> Mode
     return program.model_proto
 
 
+def _standard_layout(model: nn.Module) -> nn.Module:
+    """``model``, or a copy in the standard (contiguous) memory format when a weight is channels-last
+    (``fit`` trains convolutions that way): its capture records layout ops that ONNX shape inference
+    cannot follow, and its BatchNorms stay unfolded. The computation is the same."""
+    if all(p.dim() != 4 or p.is_contiguous() for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+
+
 def _runs_eagerly(model: nn.Module, example: torch.Tensor) -> None:
     try:
         with torch.no_grad():
@@ -194,7 +204,8 @@ def onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *, che
     try:
         _runs_eagerly(model, capture_input)
         inputs = _check_inputs(example_input, check_data, cfg.check_batches)  # shapes checked before the capture
-        proto = tidy(_capture(model, capture_input, cfg.opset), (name for name, _ in model.named_modules()))
+        proto = tidy(_capture(_standard_layout(model), capture_input.contiguous(), cfg.opset),
+                     (name for name, _ in model.named_modules()))
         if proto.ByteSize() >= TWO_GB:
             raise ExportError(f"The exported model is {proto.ByteSize() / 1e9:.1f} GB; a single ONNX file "
                               "holds at most 2 GB.")
