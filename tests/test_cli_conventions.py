@@ -169,7 +169,10 @@ def check_example(example: str, where: str) -> None:
         build_parser().parse_args(words)
     except SystemExit as exc:
         pytest.fail(f"{where}: example does not parse (exit {exc.code}): {example}")
-    flags = _options(COMMANDS[words[0]])
+    parser = COMMANDS[words[0]]
+    for word in words[1:2]:  # a command group (`torchslim text layers`): its method's own flags
+        parser = subcommands(parser).get(word, parser)
+    flags = _options(parser)
     for word in words:
         assert not word.startswith("--") or word.split("=")[0] in flags, f"{where}: {word} in {example}"
 

@@ -176,3 +176,30 @@ def test_cli_lists_the_text_dataset_and_losses(capsys):
     listing = capsys.readouterr().out
     for name in ("embed-cos", "embed-mse", "hidden-mse", "attention-kl", "relation-kl"):
         assert name in listing
+
+
+def test_cli_text_methods_chain_layers_prune_distill_quantize_export(files, tmp_path, capsys):
+    corpus, teacher = write_wordnet(tmp_path / "wordnet", synsets_per_part=40), str(files["bert"])
+    data = ["--data-root", str(corpus), "--batch-size", "16", "--eval-size", "20", "--max-length", "16", "--quiet"]
+    layers, pruned, distilled = tmp_path / "layers", tmp_path / "pruned", tmp_path / "distilled"
+    assert cli_text("layers", teacher, "--keep", "2", "--sample-size", "8", *data, "--out", layers) == 0
+    record = json.loads((layers / "text.json").read_text())
+    assert record["options"] == {"keep": 2, "layers": None, "sample_size": 8} and len(record["layers"]) == 2
+    assert cli_text("prune", teacher, "--heads", "0.5", "--ffn", "0.0", *data, "--out", pruned) == 0
+    assert load_encoder(pruned).structure()["heads"] == [2, 2, 2]
+    assert cli_text("distill", layers, "--teacher", teacher, "--epochs", "1", "--lr", "1e-3", "--losses",
+                    "embed-cos:weight=1.0", *data, "--out", distilled) == 0
+    assert 0 < json.loads((distilled / "text.json").read_text())["agreement"]["mean_cosine"] <= 1
+    assert cli_text("quantize", distilled, "--out", tmp_path / "int8") == 0
+    assert cli_text("export", distilled, "--out", tmp_path / "onnx") == 0
+    ids = load_encoder(distilled).tokenizer(SENTENCES[:3])
+    close = agreement(embed(OrtEncoder(tmp_path / "int8" / "model.onnx"), ids, 0),
+                      embed(OrtEncoder(tmp_path / "onnx" / "model.onnx"), ids, 0), k=1)
+    assert close["mean_cosine"] > 0.9
+    capsys.readouterr()
+    assert cli_text("layers", teacher, "--layers", "0", "--out", layers) == 2  # it holds a result: --force
+    assert "--force" in capsys.readouterr().err
+
+
+def cli_text(method: str, *argv) -> int:
+    return main(["text", method, *map(str, argv)])

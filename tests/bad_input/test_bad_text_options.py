@@ -1,9 +1,9 @@
 """Bad options of the text task's methods, refused by every front end in the same words.
 
 Each case is one bad input to one method (``layers``, ``prune``, ``distill``, ``quantize``), given
-three ways: a recipe step (the message names ``recipe.yaml:LINE`` and the key path), the flags of
-``torchslim distill --data wordnet-glosses`` (exit 2, the flag named) and the library function's
-keyword arguments (``OptionsError`` naming the function). All are refused while the options are
+four ways: a recipe step (the message names ``recipe.yaml:LINE`` and the key path), the flags of
+``torchslim text METHOD`` and of ``torchslim distill --data wordnet-glosses`` (exit 2, the flag
+named) and the library function's keyword arguments (``OptionsError`` naming the function). All are refused while the options are
 read: no encoder, tokenizer or corpus is loaded and nothing is written.
 """
 
@@ -25,7 +25,7 @@ CLI = ["distill", "--teachers", "minilm", "--data", "wordnet-glosses", "--quiet"
 # What a case adds when it does not set these itself: a distillation needs epochs, and a text
 # student on the command line is made one way or another.
 BASE = {"distill": {"epochs": 1}, "layers": {}, "prune": {}, "quantize": {}}
-CLI_BASE = {"epochs": ["--epochs", "1"], "student": ["--keep", "2"]}
+CLI_BASE = {"epochs": ("--epochs", "1"), "student": ("--keep", "2")}
 FUNCTION = {"layers": "shrink_layers", "prune": "prune_encoder", "distill": "distill_encoder",
             "quantize": "quantize_int8"}
 
@@ -76,7 +76,7 @@ CASES = [
      ["--losses", "embed-cos:teacher=other"], None, "loss 'embed-cos' names teacher 'other', but text distillation "
      "has one teacher"),
     ("no-losses", "distill", {"losses": []}, None, "losses", "List should have at least 1 item"),
-    ("quantize-static", "quantize", {"mode": "static"}, None, "mode", "Input should be 'dynamic'"),
+    ("quantize-static", "quantize", {"mode": "static"}, ["--mode", "static"], "mode", "Input should be 'dynamic'"),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -105,18 +105,32 @@ def test_bad_text_option_in_a_recipe(sandbox, case, step, options, argv, option,
 
 
 CLI_CASES = [c for c in CASES if c[3] is not None]
+# `torchslim distill --data wordnet-glosses` makes a student and distils it: no quantize there.
+DISTILL_CASES = [c for c in CLI_CASES if c[1] != "quantize"]
+
+
+def _flag_named(option: str | None) -> str | None:
+    head = re.match(r"\w+", option or "")
+    return flag(head[0]) + option[head.end():] if head else None  # losses[0].name -> --losses[0].name
+
+
+@pytest.mark.parametrize(("case", "step", "options", "argv", "option", "words"), DISTILL_CASES,
+                         ids=[c[0] for c in DISTILL_CASES])
+def test_bad_text_option_in_torchslim_distill(sandbox, case, step, options, argv, option, words):
+    extra = (() if "epochs" in options else CLI_BASE["epochs"]) + (() if step in ("layers", "prune") else
+                                                                    CLI_BASE["student"])
+    result = sandbox.cli(*CLI, *argv, *extra, "--out", sandbox.out)
+    sandbox.expect_exit_2(result, *_named(_flag_named(option), options, option), words)
+    assert not sandbox.out.exists(), "options are refused before the run claims --out"
 
 
 @pytest.mark.parametrize(("case", "step", "options", "argv", "option", "words"), CLI_CASES,
                          ids=[c[0] for c in CLI_CASES])
-def test_bad_text_option_on_the_command_line(sandbox, case, step, options, argv, option, words):
-    extra = [] if "epochs" in options else CLI_BASE["epochs"]
-    extra += [] if step in ("layers", "prune") else CLI_BASE["student"]
-    result = sandbox.cli(*CLI, *argv, *extra, "--out", sandbox.out)
-    head = re.match(r"\w+", option or "")
-    name = flag(head[0]) + option[head.end():] if head else None  # losses[0].name -> --losses[0].name
-    sandbox.expect_exit_2(result, *_named(name, options, option), words)
-    assert not sandbox.out.exists(), "options are refused before the run claims --out"
+def test_bad_text_option_in_torchslim_text(sandbox, case, step, options, argv, option, words):
+    extra = CLI_BASE["epochs"] if step == "distill" and "epochs" not in options else ()
+    result = sandbox.cli("text", step, "minilm", *argv, *extra, "--out", sandbox.out)
+    sandbox.expect_exit_2(result, *_named(_flag_named(option), options, option), words)
+    assert not sandbox.out.exists(), "options are refused before the command claims --out"
 
 
 @pytest.mark.parametrize(("case", "step", "options", "argv", "option", "words"), CASES, ids=IDS)

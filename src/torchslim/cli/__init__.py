@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("quantize", "INT8 quantization for ONNX Runtime (static or dynamic)"),
     "qat": ("quantize", "quantization-aware training, then INT8 for ONNX Runtime"),
     "export": ("export", "FP32 ONNX export, checked against the torch model"),
+    "text": ("text_methods", "sentence encoders: fewer layers, pruned heads, distillation, INT8, export"),
     "run": ("pipeline", "run one pipeline of a recipe (train, distill, prune, quantize, ...)"),
     "compare": ("pipeline", "run every strategy of a recipe and write the measured selection matrix"),
     "report": ("pipeline", "re-render a comparison's report from its matrix.json"),

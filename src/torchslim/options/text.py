@@ -99,8 +99,9 @@ class TextDistillConfig(FitConfig):
     """Clip the gradients' global norm to this; none: no clipping."""
     channels_last: bool = False
     """Channels-last memory format (an encoder has no convolutions: no effect)."""
-    losses: list[LossItem] = Field(default_factory=_embed_cos, min_length=1)
-    """The losses and their weights, e.g. [{name: embed-cos, weight: 1.0}] (see `torchslim losses`)."""
+    losses: list[LossItem] = Field(default_factory=_embed_cos, min_length=1, json_schema_extra={"cli": {
+        "item_parser": "torchslim.options.distill:parse_loss", "metavar": "NAME[:KEY=VALUE,...]"}})
+    """The losses and their weights, e.g. [{name: embed-cos, weight: 1.0}]; on the command line NAME:KEY=VALUE,... once per loss."""
     teacher: str = "teacher"
     """The teacher: the recipe's (teacher), minilm or a BERT-family model directory."""
     cache: TextCache = "memory"
