@@ -1,7 +1,7 @@
 """Recipes: YAML parsed into typed, versioned configs.
 
 A recipe names a teacher, a dataset and one or more *strategies*; each strategy is a list of steps
-(``train``, ``load``, ``distill``, ``prune``, ``sparsify``, ``quantize``, ``export``,
+(``train``, ``load``, ``distill``, ``prune``, ``sparsify``, ``quantize``, ``qat``, ``export``,
 ``evaluate``) run in order, each step transforming the previous step's model::
 
     version: 1
