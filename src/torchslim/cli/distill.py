@@ -82,8 +82,10 @@ def _run(args: argparse.Namespace, cfg: DistillConfig, out: Any) -> int:
     bundle = data.load(args.data, **data_kwargs(args))
     teachers = load_teachers(cfg.teachers, lambda source: load_target(source)[0])
     torch.manual_seed(args.seed)  # the student's initial weights follow --seed
-    student = models.create(cfg.student, num_classes=bundle.num_classes, in_channels=bundle.input_shape[0],
-                            **cfg.model_kwargs, **({"width": cfg.width} if cfg.width is not None else {}))
+    # --model-kwargs may name any factory argument; --width wins over a width among them
+    kwargs = {"num_classes": bundle.num_classes, "in_channels": bundle.input_shape[0], **cfg.model_kwargs,
+              **({"width": cfg.width} if cfg.width is not None else {})}
+    student = models.create(cfg.student, **kwargs)
     losses = [item.model_dump(mode="json") for item in cfg.losses]
     task = make_task(student, teachers, cfg, train=bundle.train, cache_dir=out / "cache", log=console.print)
     console.print(f"distilling {', '.join(cfg.teachers)} into [bold]{cfg.student}[/bold] "
