@@ -143,3 +143,18 @@ def test_bad_text_option_in_the_library(sandbox, case, step, options, argv, opti
     call = getattr(text, FUNCTION[step])
     exc = sandbox.call(lambda: call(*args, **{**BASE[step], **options}), OptionsError)
     sandbox.expect_message(exc, f"text.{FUNCTION[step]}:", *_named(option, options, option), words)
+
+
+# Flags of `torchslim distill` that a text run cannot use, and a text student asked for wrongly.
+DISTILL_MODE = [
+    ("image-only-option", ["--keep", "2", "--epochs", "1", "--teacher-weights", "1"],
+     ["--teacher-weights is an option of image distillation", "TextDistillConfig"]),
+    ("no-student", ["--epochs", "1"], ["give exactly one of --keep N, --layers I,J,... or --heads/--ffn"]),
+    ("two-students", ["--keep", "2", "--heads", "0.5", "--epochs", "1"], ["give exactly one of --keep N"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "needles"), [c[1:] for c in DISTILL_MODE], ids=[c[0] for c in DISTILL_MODE])
+def test_text_distill_mode_refuses_what_it_cannot_use(sandbox, argv, needles):
+    sandbox.expect_exit_2(sandbox.cli(*CLI, *argv, "--out", sandbox.out), *needles)
+    assert not sandbox.out.exists()
