@@ -10,11 +10,13 @@ non-numeric ``T`` is refused when the options are read, by every front end in th
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from torchslim.core.errors import UnknownNameError
 from torchslim.core.registry import did_you_mean
 from torchslim.options.base import Options
 from torchslim.options.fit import FitConfig
@@ -22,6 +24,12 @@ from torchslim.options.fit import FitConfig
 # The loss whose option is filled in from the training data (CRD's memory bank holds one entry
 # per training sample), so a loss item need not give it.
 SUPPLIED = {"crd": ("num_data",)}
+
+
+def loss_registry() -> Any:
+    """The registry of distillation losses (``LOSSES``), loaded by name when a loss is checked: the
+    losses register themselves beside torch, and this torch-free layer only names them."""
+    return importlib.import_module("torchslim.distill.losses").LOSSES
 
 
 def invalid(loc: tuple, value: Any, message: str, title: str = "options") -> ValidationError:
@@ -46,20 +54,15 @@ class LossItem(Options):
     @field_validator("name")
     @classmethod
     def _registered(cls, name: str) -> str:
-        from torchslim.core.errors import UnknownNameError
-        from torchslim.distill.losses import LOSSES
-
         try:
-            LOSSES.get(name)
+            loss_registry().get(name)
         except UnknownNameError as exc:
             raise ValueError(str(exc)) from None
         return name
 
     @model_validator(mode="after")
     def _loss_options(self) -> LossItem:
-        from torchslim.distill.losses import LOSSES
-
-        loss = LOSSES.get(self.name)
+        loss = loss_registry().get(self.name)
         problems = loss.check_options(self.arguments(), SUPPLIED.get(self.name, ()))
         if problems:
             raise _loss_errors(self.name, loss, problems, self.arguments())
@@ -188,9 +191,7 @@ class DistillConfig(FitConfig):
     def _temperature_used(self) -> DistillConfig:
         if self.temperature is None:
             return self
-        from torchslim.distill.losses import LOSSES
-
-        if not any("T" in LOSSES.get(i.name).options_model().model_fields for i in self.losses):
+        if not any("T" in loss_registry().get(i.name).options_model().model_fields for i in self.losses):
             raise invalid(("temperature",), self.temperature.model_dump(mode="json"), "no loss has a temperature "
                           f"T to anneal (losses: {', '.join(i.name for i in self.losses)}); drop temperature")
         return self
