@@ -6,7 +6,7 @@ from pydantic import ValidationError
 from torchslim.cli import build_parser
 from torchslim.options import OptionsError
 from torchslim.options.cli import from_args
-from torchslim.options.prune import PruneConfig
+from torchslim.prune.config import PruneConfig
 from torchslim.pipeline.steps.structural import Prune
 
 

@@ -1,6 +1,6 @@
 """`torchslim distill`: train a student from one or more teachers with weighted losses.
 
-The flags of the method are generated from :class:`~torchslim.options.distill.DistillConfig` (the
+The flags of the method are generated from :class:`~torchslim.distill.config.DistillConfig` (the
 recipe's ``distill`` step): ``--teachers`` names checkpoints or shipped models, ``--losses`` takes
 one loss per occurrence as ``NAME[:KEY=VALUE,...]`` (``weight=`` its weight in the total,
 ``teacher=`` the teacher it reads): ``--losses kd:T=4,weight=0.9 --losses ce:weight=0.1``. Feature
@@ -23,7 +23,7 @@ from torchslim.cli.train import (
     train_and_save,
 )
 from torchslim.core.errors import TorchSlimError
-from torchslim.options.distill import DistillConfig
+from torchslim.distill.config import DistillConfig
 
 
 def add_parser(sub: Any) -> None:

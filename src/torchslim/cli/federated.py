@@ -8,7 +8,6 @@ from typing import Any
 from torchslim.cli.common import console, positive_int
 from torchslim.core.errors import TorchSlimError
 
-
 EXAMPLE = """example:
   torchslim federated recipes/federated-fashion-mnist.yaml --out runs/federated
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from torchslim.cli.common import console
 
-
 RUN_EXAMPLE = """example:
   torchslim run recipes/fashion-mnist.yaml --strategy student-distilled-int8 --quick --out runs/kd-int8
       distil, then quantize; it prints the final model's directory, which `torchslim eval` measures"""

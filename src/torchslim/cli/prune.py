@@ -17,7 +17,7 @@ from torchslim.cli.common import IMPORTANCE_NAMES, console, positive_int
 from torchslim.cli.train import add_data_args, data_kwargs
 from torchslim.core.errors import TorchSlimError
 from torchslim.options.cli import add_options, from_args
-from torchslim.options.prune import PruneConfig, SparsifyConfig
+from torchslim.prune.config import PruneConfig, SparsifyConfig
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -3,8 +3,8 @@
 Chosen when ``--data`` is a text dataset (``wordnet-glosses``). The student is the teacher with
 fewer layers (``--keep N``: the N layers that agree best, measured before training; or ``--layers
 0,4,5``) or with attention heads and FFN units pruned (``--heads 0.5 --ffn 0.5``): the flags of
-:class:`~torchslim.options.text.TextLayersConfig` and ``TextPruneConfig``; the training options are
-:class:`~torchslim.options.text.TextDistillConfig`'s (AdamW, cosine). Losses default to
+:class:`~torchslim.text.config.TextLayersConfig` and ``TextPruneConfig``; the training options are
+:class:`~torchslim.text.config.TextDistillConfig`'s (AdamW, cosine). Losses default to
 ``embed-cos``; the teacher's embeddings are cached (``--cache``) unless a loss reads its
 intermediate features. Writes a loadable encoder directory (Hugging Face config,
 weights, tokenizer, ``torchslim.json``) and ``metrics.json`` with the held-out agreement.
@@ -25,7 +25,7 @@ TEXT_DATASETS = ("wordnet-glosses",)
 
 def add_text_args(p: argparse.ArgumentParser) -> None:
     from torchslim.options.cli import add_options
-    from torchslim.options.text import TextLayersConfig, TextPruneConfig
+    from torchslim.text.config import TextLayersConfig, TextPruneConfig
 
     g = p.add_argument_group("text (with --data wordnet-glosses; --teachers minilm or a BERT-family directory)",
                              description=_text_defaults())
@@ -41,9 +41,9 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
 
 def _text_defaults() -> str:
     """The training defaults of a text run that differ from an image run's (from the two configs)."""
+    from torchslim.distill.config import DistillConfig
     from torchslim.options.cli import default_text, flag
-    from torchslim.options.distill import DistillConfig
-    from torchslim.options.text import TextDistillConfig
+    from torchslim.text.config import TextDistillConfig
 
     image = DistillConfig.model_fields
     differ = [f"{flag(name)} {default_text(info)}" for name, info in TextDistillConfig.model_fields.items()
@@ -69,7 +69,7 @@ def is_text(args: argparse.Namespace) -> bool:
 def _student_options(args: argparse.Namespace) -> Any:
     """The options of the text student the flags ask for, validated before anything is loaded."""
     from torchslim.options.cli import from_args
-    from torchslim.options.text import TextLayersConfig, TextPruneConfig
+    from torchslim.text.config import TextLayersConfig, TextPruneConfig
 
     by_layers = hasattr(args, "keep") or hasattr(args, "layers")
     if by_layers == (hasattr(args, "heads") or hasattr(args, "ffn")):
@@ -80,9 +80,9 @@ def _student_options(args: argparse.Namespace) -> Any:
 
 def _distill_options(args: argparse.Namespace) -> Any:
     """The distillation options from the fit and loss flags of ``torchslim distill``."""
+    from torchslim.distill.config import DistillConfig
     from torchslim.options.cli import flag, from_args
-    from torchslim.options.distill import DistillConfig
-    from torchslim.options.text import TextDistillConfig
+    from torchslim.text.config import TextDistillConfig
 
     shared = ("teachers", "losses", "student", "width", "mix")  # read (or refused) by cmd_text_distill
     image_only = [flag(name) for name in DistillConfig.model_fields
@@ -98,8 +98,8 @@ def _distill_options(args: argparse.Namespace) -> Any:
 
 
 def _student(options: Any, teacher, sample) -> tuple[Any, dict]:
-    from torchslim.options.text import TextLayersConfig
     from torchslim.text import prune_encoder, shrink_layers
+    from torchslim.text.config import TextLayersConfig
 
     if isinstance(options, TextLayersConfig):
         student, choice = shrink_layers(teacher, sample, options)

@@ -1,5 +1,5 @@
 """`torchslim text METHOD`: one sentence-encoder method per command, its flags generated from its
-options class (:mod:`torchslim.options.text`), the same that a recipe's text step is.
+options class (:mod:`torchslim.text.config`), the same that a recipe's text step is.
 
     torchslim text layers minilm --keep 3 --out runs/3l            # the 3 best-agreeing layers
     torchslim text prune minilm --heads 0.5 --ffn 0.5 --out runs/pruned
@@ -30,7 +30,7 @@ EPILOG = """examples:
   torchslim text export runs/3l-distilled --out runs/3l-onnx
 """
 
-# method -> (options class in torchslim.options.text, help line, reads the corpus)
+# method -> (options class in torchslim.text.config, help line, reads the corpus)
 METHODS = {
     "layers": ("TextLayersConfig", "a student with fewer layers: the best-agreeing ones, or the given ones", True),
     "prune": ("TextPruneConfig", "remove attention heads and FFN units, the least important first", True),
@@ -41,8 +41,8 @@ METHODS = {
 
 
 def add_parser(sub: Any) -> None:
-    from torchslim.options import text as options
     from torchslim.options.cli import add_options
+    from torchslim.text import config as options
 
     group = sub.add_parser("text", help="sentence encoders: fewer layers, pruned heads, distillation, INT8, export",
                            description=__doc__.split("\n\n")[0], epilog=EPILOG,

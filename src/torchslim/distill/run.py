@@ -1,4 +1,4 @@
-"""Distillation from a :class:`~torchslim.options.distill.DistillConfig`: the losses, the teachers,
+"""Distillation from a :class:`~torchslim.distill.config.DistillConfig`: the losses, the teachers,
 the task and the run, built in one place for the library, ``torchslim distill`` and a recipe's
 ``distill`` step.
 
@@ -18,10 +18,10 @@ from torch import nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.distill import losses as L
+from torchslim.distill.config import DistillConfig, LossItem, TemperatureSchedule
 from torchslim.distill.schedule import Schedule
 from torchslim.distill.task import DistillTask
 from torchslim.options.base import OptionsError
-from torchslim.options.distill import DistillConfig, LossItem, TemperatureSchedule
 
 
 def build_losses(items: Sequence[LossItem], num_data: int | None = None) -> list[tuple[L.DistillLoss, float]]:

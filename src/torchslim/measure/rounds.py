@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from torchslim.core.errors import TorchSlimError
+from torchslim.core.macs import batch_size_of
 from torchslim.measure import confidence as conf
 from torchslim.measure.latency import (
     check_positive_int,
@@ -38,7 +39,6 @@ from torchslim.measure.latency import (
     timed_call,
     timing_mode,
 )
-from torchslim.core.macs import batch_size_of
 from torchslim.measure.record import LatencyStat, MeasureRecord, RatioStat, SettingTiming, TimingRun
 from torchslim.measure.system import check_cores, cores_for, pinned
 

@@ -1,14 +1,19 @@
-"""Every method's options, one typed class each: the only place an option is defined.
+"""Options: the typed classes that are the only definition of every method's options.
 
-The library functions take these (keyword arguments build them), a recipe step *is* one, the CLI
+The library functions take them (keyword arguments build them), a recipe step *is* one, the CLI
 flags are generated from them (:mod:`torchslim.options.cli`) and so are the reference tables
 (:mod:`torchslim.options.docs`). Nothing here imports torch.
+
+Where a method's options class lives: here when it needs nothing above this package (training,
+INT8 quantization, export, measurement); beside its method when it validates against the method's
+own registry (:mod:`torchslim.prune.config`: pruning criteria; :mod:`torchslim.distill.config`:
+distillation losses; :mod:`torchslim.text.config`: the text task's, whose losses are those), so
+that no lower layer imports a higher one.
 """
 
 from torchslim.options.base import Options, OptionsError, explain
-from torchslim.options.distill import DistillConfig, LossItem, TemperatureSchedule
 from torchslim.options.fit import FitConfig, TrainConfig
-from torchslim.options.prune import PruneConfig, SparsifyConfig
+from torchslim.options.measure import MeasureConfig
 from torchslim.options.quantize import (
     DynamicInt8Config,
     ExportConfig,
@@ -16,14 +21,6 @@ from torchslim.options.quantize import (
     QuantizeConfig,
     StaticInt8Config,
 )
-from torchslim.options.text import (
-    TextDistillConfig,
-    TextExportConfig,
-    TextLayersConfig,
-    TextPruneConfig,
-    TextQuantizeConfig,
-)
 
-__all__ = ["DistillConfig", "DynamicInt8Config", "LossItem", "TemperatureSchedule", "ExportConfig", "FitConfig", "Options", "OptionsError", "PruneConfig",
-           "QATConfig", "QuantizeConfig", "SparsifyConfig", "StaticInt8Config", "TextDistillConfig", "TextExportConfig",
-           "TextLayersConfig", "TextPruneConfig", "TextQuantizeConfig", "TrainConfig", "explain"]
+__all__ = ["DynamicInt8Config", "ExportConfig", "FitConfig", "MeasureConfig", "Options", "OptionsError", "QATConfig",
+           "QuantizeConfig", "StaticInt8Config", "TrainConfig", "explain"]

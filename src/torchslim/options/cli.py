@@ -13,7 +13,7 @@ nested structure takes YAML flow text (``--temperature '{kind: linear, start: 8,
 ``none`` is None where None is allowed.
 
 A list field may name a readable syntax for its items instead: ``json_schema_extra={"cli":
-{"item_parser": "module:function", "metavar": "NAME[:KEY=VALUE,...]"}}`` makes its flag repeatable,
+{"item_parser": parse_item, "metavar": "NAME[:KEY=VALUE,...]"}}`` makes its flag repeatable,
 each occurrence one item read by that torch-free function (``--losses kd:T=4,weight=0.9 --losses
 ce:weight=0.1``); a ``ValueError`` it raises is refused naming the flag, and the items it returns
 are validated like a recipe's.
@@ -179,14 +179,8 @@ def _cli_hook(info: FieldInfo) -> dict[str, Any]:
 
 
 def _item_parser(info: FieldInfo) -> Any:
-    """The function named by the field's ``item_parser`` (``"module:function"``), or None."""
-    target = _cli_hook(info).get("item_parser")
-    if not target:
-        return None
-    import importlib
-
-    module, _, function = target.partition(":")
-    return getattr(importlib.import_module(module), function)
+    """The field's ``item_parser`` (a torch-free function: one flag's text -> one item), or None."""
+    return _cli_hook(info).get("item_parser")
 
 
 def _metavar(name: str, info: FieldInfo) -> str:

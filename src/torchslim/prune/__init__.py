@@ -9,13 +9,41 @@ smallest weights, one-shot or on an AGP ramp (:class:`GradualSparsity`). Their o
 :class:`PruneConfig` and :class:`SparsifyConfig` (keyword arguments build them).
 """
 
-from torchslim.options.prune import PruneConfig, SparsifyConfig
-from torchslim.prune.errors import PruneError, ReplayError
-from torchslim.prune.importance import IMPORTANCE
-from torchslim.prune.record import ChannelPruneRecord, LayerSparsity, Size, SparsityRecord, StepRecord
-from torchslim.prune.structured import channels
-from torchslim.prune.surgery import ChannelSteps, SetAttr, Slice, replay, signature
-from torchslim.prune.unstructured import GradualSparsity, magnitude_masks, sparsify
+from typing import TYPE_CHECKING
+
+from torchslim.core.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names for type checkers and the API reference; at run time on first use
+    from torchslim.prune.config import PruneConfig, SparsifyConfig
+    from torchslim.prune.errors import PruneError, ReplayError
+    from torchslim.prune.importance import IMPORTANCE
+    from torchslim.prune.record import ChannelPruneRecord, LayerSparsity, Size, SparsityRecord, StepRecord
+    from torchslim.prune.structured import channels
+    from torchslim.prune.surgery import ChannelSteps, SetAttr, Slice, replay, signature
+    from torchslim.prune.unstructured import GradualSparsity, magnitude_masks, sparsify
+
+_EXPORTS = {
+    "PruneConfig": "config",
+    "SparsifyConfig": "config",
+    "PruneError": "errors",
+    "ReplayError": "errors",
+    "IMPORTANCE": "importance",
+    "ChannelPruneRecord": "record",
+    "LayerSparsity": "record",
+    "Size": "record",
+    "SparsityRecord": "record",
+    "StepRecord": "record",
+    "channels": "structured",
+    "ChannelSteps": "surgery",
+    "SetAttr": "surgery",
+    "Slice": "surgery",
+    "replay": "surgery",
+    "signature": "surgery",
+    "GradualSparsity": "unstructured",
+    "magnitude_masks": "unstructured",
+    "sparsify": "unstructured",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "IMPORTANCE", "ChannelPruneRecord", "ChannelSteps", "GradualSparsity", "LayerSparsity", "PruneConfig",

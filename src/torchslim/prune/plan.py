@@ -16,7 +16,7 @@ from torch import nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.macs import batch_size_of
-from torchslim.options.prune import PruneConfig
+from torchslim.prune.config import PruneConfig
 from torchslim.prune.errors import PruneError
 from torchslim.prune.heads import (
     AttentionBlock,

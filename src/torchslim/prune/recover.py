@@ -19,7 +19,7 @@ from torch import nn
 
 from torchslim.distill import DistillTask, TeacherCache
 from torchslim.distill.losses import CE, KD
-from torchslim.options.prune import PruneConfig
+from torchslim.prune.config import PruneConfig
 from torchslim.prune.errors import PruneError
 from torchslim.train import History, fit
 from torchslim.train.batch import as_batch

@@ -22,8 +22,8 @@ from torch import nn
 from torchslim.core.state import applied_steps, set_applied_steps
 from torchslim.distill import TeacherCache
 from torchslim.measure import count_macs, count_parameters, state_dict_bytes
-from torchslim.options.prune import PruneConfig
 from torchslim.prune import importance as imp
+from torchslim.prune.config import PruneConfig
 from torchslim.prune.configure import configure, split_module_types
 from torchslim.prune.errors import PruneError
 from torchslim.prune.head_check import check_blocks, snapshot

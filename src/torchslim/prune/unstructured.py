@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from torchslim.core.tensors import save_tensors
-from torchslim.options.prune import SparsifyConfig
+from torchslim.prune.config import SparsifyConfig
 from torchslim.prune.configure import configure, split_module_types
 from torchslim.prune.errors import PruneError
 from torchslim.prune.record import LayerSparsity, SparsityRecord

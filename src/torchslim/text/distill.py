@@ -1,6 +1,6 @@
 """Distil a sentence encoder into a smaller one with torchslim's engine (``DistillTask`` + ``fit``).
 
-The options are a :class:`~torchslim.options.text.TextDistillConfig` (AdamW with warm-up and
+The options are a :class:`~torchslim.text.config.TextDistillConfig` (AdamW with warm-up and
 cosine decay; the default loss aligns pooled embeddings, ``embed-cos``). When no loss reads the
 teacher's intermediate features, the teacher's embeddings of the training set are computed once
 (``TeacherCache``) and every step costs only the student's forward and backward pass.
@@ -17,9 +17,9 @@ import torch
 from torchslim.core.errors import TorchSlimError
 from torchslim.distill import DistillTask
 from torchslim.distill import losses as L
-from torchslim.options.distill import LossItem
-from torchslim.options.text import TextDistillConfig
+from torchslim.distill.config import LossItem
 from torchslim.text._configure import configure
+from torchslim.text.config import TextDistillConfig
 from torchslim.text.encoder import SentenceEncoder
 from torchslim.train import History, fit
 
@@ -29,7 +29,7 @@ LossSpec = tuple[str, dict[str, Any], float]
 def build_task(student: SentenceEncoder, teacher: SentenceEncoder,
                losses: Sequence[LossSpec | LossItem]) -> DistillTask:
     """A :class:`DistillTask` with ``losses`` built by name (feature losses tap both encoders):
-    ``(name, options, weight)`` each, or the :class:`~torchslim.options.distill.LossItem` of a config.
+    ``(name, options, weight)`` each, or the :class:`~torchslim.distill.config.LossItem` of a config.
     """
     if not losses:
         raise TorchSlimError("Give at least one loss, e.g. ('embed-cos', {}, 1.0); list them with `torchslim losses`.")
@@ -64,7 +64,7 @@ def distill_encoder(student: SentenceEncoder, teacher: SentenceEncoder, train: A
         student: the encoder trained (a layer-dropped or pruned copy of the teacher).
         teacher: the encoder imitated (its ``teacher`` option names it in a recipe; here it is given).
         train: a torchslim text loader (``wordnet-glosses``' ``bundle.train``).
-        config: a :class:`~torchslim.options.text.TextDistillConfig`; keyword arguments (``epochs``,
+        config: a :class:`~torchslim.text.config.TextDistillConfig`; keyword arguments (``epochs``,
             ``lr``, ``losses`` as ``(name, options, weight)`` or mappings, ``cache`` as ``"memory"``,
             ``"disk"`` or ``"none"``/None, ``seed``...) build it or override its fields.
         cache_dir: where a ``cache="disk"`` keeps the teacher's embeddings (default ``./cache``).

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.options.text import TextPruneConfig
 from torchslim.text._configure import configure
+from torchslim.text.config import TextPruneConfig
 from torchslim.text.encoder import SentenceEncoder, layer_heads
 
 
@@ -136,7 +136,7 @@ def prune_encoder(encoder: SentenceEncoder, sample: Tensor, config: TextPruneCon
 
     Args:
         sample: (N, L) token ids of real text, for :func:`measure_importance`.
-        config: a :class:`~torchslim.options.text.TextPruneConfig`; keyword arguments (``heads=0.5``,
+        config: a :class:`~torchslim.text.config.TextPruneConfig`; keyword arguments (``heads=0.5``,
             ``ffn=0.5``, ``sample_size``) build it or override its fields.
         importance: scores to use instead of measuring them.
         batch_size: sentences per forward pass while measuring.

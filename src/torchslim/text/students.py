@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.options.text import TextLayersConfig
 from torchslim.text._configure import configure
+from torchslim.text.config import TextLayersConfig
 from torchslim.text.encoder import SentenceEncoder
 from torchslim.text.metrics import embed, mean_cosine
 
@@ -151,7 +151,7 @@ def shrink_layers(teacher: SentenceEncoder, sample: Tensor, config: TextLayersCo
 
     Args:
         sample: (N, L) token ids of real text; unused when ``layers`` are given.
-        config: a :class:`~torchslim.options.text.TextLayersConfig`; keyword arguments (``keep=3``,
+        config: a :class:`~torchslim.text.config.TextLayersConfig`; keyword arguments (``keep=3``,
             ``layers=[0, 4, 5]``, ``sample_size``) build it or override its fields.
 
     Returns:

@@ -22,11 +22,11 @@ from torch import nn
 
 from torchslim.core.checkpoint import find_training_state, load_training_state, save_training_state
 from torchslim.core.errors import NonFiniteLossError, TorchSlimError
+from torchslim.options.fit import FitConfig
 from torchslim.train import distributed
 from torchslim.train.batch import as_batch
 from torchslim.train.evaluate import check_bundle_fits, evaluate
 from torchslim.train.progress import Progress
-from torchslim.options.fit import FitConfig
 from torchslim.train.schedule import lr_factor
 
 

@@ -4,15 +4,15 @@ and quantization-aware) and ONNX export, registered in :data:`~torchslim.pipelin
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from torchslim.options.prune import PruneConfig, SparsifyConfig
 from torchslim.options.quantize import ExportConfig, QATConfig, QuantizeConfig
-from torchslim.pipeline.schema import QuickConfig, Strict
+from torchslim.pipeline.schema import QuickConfig
 from torchslim.pipeline.steps.base import Output, Step, StepContext, need_module, register
+from torchslim.prune.config import PruneConfig, SparsifyConfig
 
 # -- structural compression ------------------------------------------------------------------------
 

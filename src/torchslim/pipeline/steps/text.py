@@ -32,16 +32,16 @@ from torch import nn
 
 from torchslim.core.errors import TorchSlimError
 from torchslim.core.registry import Registry
-from torchslim.options.text import (
+from torchslim.pipeline.steps.base import Output, Step, StepContext
+from torchslim.pipeline.steps.measurement import Evaluate as ImageEvaluate
+from torchslim.pipeline.steps.source import Load
+from torchslim.text.config import (
     TextDistillConfig,
     TextExportConfig,
     TextLayersConfig,
     TextPruneConfig,
     TextQuantizeConfig,
 )
-from torchslim.pipeline.steps.base import Output, Step, StepContext
-from torchslim.pipeline.steps.measurement import Evaluate as ImageEvaluate
-from torchslim.pipeline.steps.source import Load
 
 TEXT_STEPS: Registry = Registry("text pipeline step")
 TEXT_STEPS.register("load", Load)  # the teacher, ``minilm`` or a model directory (Context loads encoders)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.options.distill import DistillConfig, LossItem  # LossItem: the text steps' losses too
+from torchslim.distill.config import DistillConfig, LossItem  # LossItem: the text steps' losses too
 from torchslim.options.fit import FitConfig, TrainConfig
 from torchslim.pipeline.steps.base import Output, Step, StepContext, need_module, register
 

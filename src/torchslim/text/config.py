@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from torchslim.distill.config import LossItem, parse_loss
 from torchslim.options.base import Options
-from torchslim.options.distill import LossItem
 from torchslim.options.fit import FitConfig, Optimizer, Schedule
 
 TextCache = Literal["memory", "disk", "none"]
@@ -100,7 +100,7 @@ class TextDistillConfig(FitConfig):
     channels_last: bool = False
     """Channels-last memory format (an encoder has no convolutions: no effect)."""
     losses: list[LossItem] = Field(default_factory=_embed_cos, min_length=1, json_schema_extra={"cli": {
-        "item_parser": "torchslim.options.distill:parse_loss", "metavar": "NAME[:KEY=VALUE,...]"}})
+        "item_parser": parse_loss, "metavar": "NAME[:KEY=VALUE,...]"}})
     """The losses and their weights, e.g. [{name: embed-cos, weight: 1.0}]; on the command line NAME:KEY=VALUE,... once per loss."""
     teacher: str = "teacher"
     """The teacher: the recipe's (teacher), minilm or a BERT-family model directory."""

@@ -10,7 +10,6 @@ non-numeric ``T`` is refused when the options are read, by every front end in th
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,15 +26,39 @@ SUPPLIED = {"crd": ("num_data",)}
 
 
 def loss_registry() -> Any:
-    """The registry of distillation losses (``LOSSES``), loaded by name when a loss is checked: the
-    losses register themselves beside torch, and this torch-free layer only names them."""
-    return importlib.import_module("torchslim.distill.losses").LOSSES
+    """The registry of distillation losses (``LOSSES``), imported when a loss is checked (the losses
+    import torch; building the options, e.g. for ``--help``, must not)."""
+    from torchslim.distill.losses import LOSSES
+
+    return LOSSES
 
 
 def invalid(loc: tuple, value: Any, message: str, title: str = "options") -> ValidationError:
     """A validation error at ``loc`` (a key path inside the validated options) with ``message``:
     front ends name the place (``file:line``, ``--flag``, keyword) and the value themselves."""
     return ValidationError.from_exception_data(title, [InitErrorDetails(type=_custom(message), loc=loc, input=value)])
+
+
+def parse_loss(text: str) -> dict[str, Any]:
+    """One loss as a command line writes it: ``"kd:T=4,weight=0.9"`` -> ``{"name": "kd", "T": 4,
+    "weight": 0.9}`` (numbers, true/false and none are read as such; the item's validation judges
+    them).
+
+    Raises:
+        ValueError: no name, an option without ``=``, or an option given twice.
+    """
+    name, _, rest = text.partition(":")
+    item: dict[str, Any] = {"name": name.strip()}
+    if not item["name"]:
+        raise ValueError(f"a loss needs a name before ':', got {text!r}")
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"loss option {part!r} in {text!r} must be KEY=VALUE")
+        if key.strip() in item:
+            raise ValueError(f"loss option {key.strip()!r} is given twice in {text!r}")
+        item[key.strip()] = _value(value.strip())
+    return item
 
 
 class LossItem(Options):
@@ -143,7 +166,7 @@ class DistillConfig(FitConfig):
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments of the student's factory."""
     losses: list[LossItem] = Field(default_factory=_default_losses, min_length=1, json_schema_extra={"cli": {
-        "item_parser": "torchslim.options.distill:parse_loss", "metavar": "NAME[:KEY=VALUE,...]"}})
+        "item_parser": parse_loss, "metavar": "NAME[:KEY=VALUE,...]"}})
     """Weighted losses, each a registered loss with its weight, teacher and own options (`torchslim losses`), e.g. {name: kd, weight: 0.9, T: 4}."""
     teachers: list[str] = Field(default_factory=lambda: ["teacher"], min_length=1)
     """Teacher sources: the recipe's teacher ("teacher"), a shipped model name or a checkpoint directory."""
@@ -204,28 +227,6 @@ def _value(text: str) -> Any:
         except ValueError:
             pass
     return {"true": True, "false": False, "none": None, "null": None}.get(text.lower(), text)
-
-
-def parse_loss(text: str) -> dict[str, Any]:
-    """One loss as a command line writes it: ``"kd:T=4,weight=0.9"`` -> ``{"name": "kd", "T": 4,
-    "weight": 0.9}`` (numbers, true/false and none are read as such; the item's validation judges
-    them).
-
-    Raises:
-        ValueError: no name, an option without ``=``, or an option given twice.
-    """
-    name, _, rest = text.partition(":")
-    item: dict[str, Any] = {"name": name.strip()}
-    if not item["name"]:
-        raise ValueError(f"a loss needs a name before ':', got {text!r}")
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"loss option {part!r} in {text!r} must be KEY=VALUE")
-        if key.strip() in item:
-            raise ValueError(f"loss option {key.strip()!r} is given twice in {text!r}")
-        item[key.strip()] = _value(value.strip())
-    return item
 
 
 __all__ = ["DistillConfig", "LossItem", "TemperatureSchedule", "invalid", "parse_loss"]

@@ -1,0 +1,36 @@
+"""Packages whose public names are imported on first use (PEP 562).
+
+``torchslim --help`` builds every flag from the options classes, some of which live in method
+packages (``torchslim.prune.config``); importing such a class runs its package's ``__init__``, which
+must not import torch. A package lists where each public name comes from, and
+:func:`lazy_exports` gives it the module-level ``__getattr__`` and ``__dir__`` that import them when
+touched. (The same names are imported under ``if TYPE_CHECKING:`` for type checkers and the API
+reference.)
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``(__getattr__, __dir__)`` for ``package``, whose public name ``n`` is defined in its submodule
+    ``exports[n]`` (a name equal to its submodule's is that submodule)."""
+
+    def __getattr__(name: str) -> Any:
+        source = exports.get(name)
+        if source is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        module = importlib.import_module(f"{package}.{source}")
+        return module if source == name else getattr(module, name)
+
+    def __dir__() -> list[str]:
+        return sorted(set(exports) | set(vars(sys.modules[package])))
+
+    return __getattr__, __dir__
+
+
+__all__ = ["lazy_exports"]
