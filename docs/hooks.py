@@ -148,16 +148,36 @@ def losses_page() -> str:
     return "\n".join(out)
 
 
+def option_classes() -> list[type]:
+    """Every public options class torchslim defines: in :mod:`torchslim.options` and in each
+    method's ``config`` module (found by walking the package, so a new one is listed unasked)."""
+    import importlib
+    import pkgutil
+
+    import torchslim
+    import torchslim.options as options
+
+    found: dict[str, type] = {}
+    for info in pkgutil.walk_packages(torchslim.__path__, "torchslim."):
+        if not (info.name.startswith("torchslim.options.") or info.name.endswith(".config")):
+            continue
+        module = importlib.import_module(info.name)
+        for name, cls in vars(module).items():
+            if (isinstance(cls, type) and issubclass(cls, options.Options) and cls is not options.Options
+                    and cls.__module__ == info.name and not name.startswith("_")):
+                found[f"{info.name}.{name}"] = cls
+    return [found[k] for k in sorted(found)]
+
+
 def options_page() -> str:
-    """Every options class of :mod:`torchslim.options`, with its recipe keys and CLI flags."""
+    """Every options class, with its recipe keys and CLI flags."""
     import torchslim.options as options
 
     out = ["# Options", "", markdown_of(options.__doc__), "",
            "The tables below are generated from the classes when the site is built.", ""]
-    for name in options.__all__:
-        cls = getattr(options, name)
-        if isinstance(cls, type) and issubclass(cls, options.Options) and cls is not options.Options:
-            out += [f"## `{name}`", "", markdown_of(cls.__doc__), "", fields_table(cls, cli=True), ""]
+    for cls in option_classes():
+        out += [f"## `{cls.__name__}`", "", f"`{cls.__module__}`", "", markdown_of(cls.__doc__), "",
+                fields_table(cls, cli=True), ""]
     return "\n".join(out)
 
 
