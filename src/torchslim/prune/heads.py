@@ -199,7 +199,7 @@ def find_attention(model: nn.Module, example_input: torch.Tensor,
 
 
 def check_heads_arg(model: nn.Module, heads: Mapping[str, int] | None) -> dict[str, int]:
-    """``heads`` (already positive ints by :class:`~torchslim.options.PruneConfig`) with every key
+    """``heads`` (already positive ints by :class:`~torchslim.prune.config.PruneConfig`) with every key
     checked to be a real module path other than the root."""
     for path in heads or {}:
         if path == "":

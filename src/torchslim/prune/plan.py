@@ -1,7 +1,7 @@
 """The checked plan of a ``channels`` call: ratios, what to leave alone, heads, and the model's facts.
 
 Built before torch-pruning runs, so bad input fails at once (the options themselves were checked
-by :class:`~torchslim.options.PruneConfig`): a path that does not exist, a model that does not run
+by :class:`~torchslim.prune.config.PruneConfig`): a path that does not exist, a model that does not run
 on the example input, a layer that would lose every channel.
 """
 

@@ -4,7 +4,7 @@ Distillation (``"kd"``) trains the pruned model to match the unpruned one's soft
 little cross-entropy) — structured pruning then distillation, the combination that keeps the most
 accuracy for a given size. The unpruned model's logits can be cached once (``TeacherCache``) and
 reused by every recovery phase of an iterative run. What to do is a
-:class:`~torchslim.options.PruneConfig`; where and how loudly (data, cache directory, progress,
+:class:`~torchslim.prune.config.PruneConfig`; where and how loudly (data, cache directory, progress,
 threads) are the run's.
 """
 

@@ -79,7 +79,7 @@ def channels(
         progress: show training progress.
         threads: torch CPU threads of the recovery training.
         seed: seeds ``random`` importance and recovery.
-        **options: any other :class:`~torchslim.options.PruneConfig` field (``ratios``,
+        **options: any other :class:`~torchslim.prune.config.PruneConfig` field (``ratios``,
             ``head_ratio``, ``heads``, ``global_ranking``, ``round_to``, ``ignore``,
             ``iterations``, ``recover``, ``epochs``, ``lr``, ``T``, ``kd_weight``, ``bn_batches``,
             ``cache``...). ``ignore`` may also hold ``nn.Module`` classes.

@@ -169,7 +169,7 @@ def sparsify(model: nn.Module, sparsity: float | None = None, *, config: Sparsif
         progress: show training progress.
         threads: torch CPU threads of the training.
         seed: seeds the training.
-        **options: any other :class:`~torchslim.options.SparsifyConfig` field: ``scope``,
+        **options: any other :class:`~torchslim.prune.config.SparsifyConfig` field: ``scope``,
             ``ramp`` (``"oneshot"``: zero, then train ``epochs`` with the zeros kept; ``"agp"``:
             sparsity rises during ``epochs`` of training), ``epochs``, ``ignore`` (module paths,
             class names or ``nn.Module`` classes), and the training's ``lr``, ``schedule``,
