@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from _common import REPO, add_output_args, display_path, machine_line, now, write_section

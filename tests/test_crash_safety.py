@@ -18,9 +18,10 @@ import yaml
 from tiny_disk import dead_pid, grow, leftovers, plant_leftovers, tiny_disk
 from torchslim import data, models, save_model
 from torchslim.cli import main as cli
-from torchslim.core.checkpoint import find_training_state, read_tensors, save_training_state
 from torchslim.core.errors import DiskFullError, NonFiniteLossError
 from torchslim.core.io import atomic_write_bytes, atomic_write_json
+from torchslim.core.tensors import read_tensors
+from torchslim.core.training_state import find_training_state, save_training_state
 from torchslim.distill import DistillTask
 from torchslim.distill import losses as L
 from torchslim.distill.cache import TeacherCache

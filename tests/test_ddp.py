@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchslim.core.checkpoint import read_tensors
+from torchslim.core.tensors import read_tensors
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_synthetic.py"
 

@@ -13,9 +13,8 @@ from torchslim.cli import build_parser, subcommands
 from torchslim.core.errors import TorchSlimError
 from torchslim.distill import build_losses, distill, make_task
 from torchslim.distill import losses as L
-from torchslim.distill.config import DistillConfig, LossItem
+from torchslim.distill.config import DistillConfig, LossItem, parse_loss
 from torchslim.options import OptionsError
-from torchslim.distill.config import parse_loss
 from torchslim.train.batch import as_batch
 
 

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from torchslim import data, models
-from torchslim.core.checkpoint import find_training_state, read_tensors
 from torchslim.core.errors import NonFiniteLossError, TorchSlimError
+from torchslim.core.tensors import read_tensors
+from torchslim.core.training_state import find_training_state
 from torchslim.train import evaluate, fit
 from torchslim.train.schedule import lr_factor
 

@@ -14,8 +14,8 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from torchslim.core.checkpoint import save_tensors
 from torchslim.core.errors import TorchSlimError
+from torchslim.core.tensors import save_tensors
 from torchslim.measure import (
     LatencyStat,
     MeasureRecord,

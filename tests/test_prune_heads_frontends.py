@@ -6,8 +6,8 @@ from pydantic import ValidationError
 from torchslim.cli import build_parser
 from torchslim.options import OptionsError
 from torchslim.options.cli import from_args
-from torchslim.prune.config import PruneConfig
 from torchslim.pipeline.steps.structural import Prune
+from torchslim.prune.config import PruneConfig
 
 
 def test_recipe_prune_step_takes_heads_and_head_ratio():

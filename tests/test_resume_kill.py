@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from tiny_disk import leftovers
-from torchslim.core.checkpoint import read_tensors
+from torchslim.core.tensors import read_tensors
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ pytest.importorskip("transformers")
 
 from text_helpers import SENTENCES, write_tiny_bert  # noqa: E402
 from torchslim.core.errors import CheckpointError, TorchSlimError  # noqa: E402
-from torchslim.text.config import TextLayersConfig, TextPruneConfig  # noqa: E402
 from torchslim.text import metrics as A  # noqa: E402
+from torchslim.text.config import TextLayersConfig, TextPruneConfig  # noqa: E402
 from torchslim.text.load import load_encoder, load_tokenizer, save_encoder  # noqa: E402
 from torchslim.text.prune import measure_importance, prune_encoder  # noqa: E402
 from torchslim.text.students import choose_layers, every_other, layer_student, shrink_layers  # noqa: E402

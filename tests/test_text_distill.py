@@ -13,7 +13,6 @@ from text_helpers import SENTENCES, write_tiny_bert, write_wordnet  # noqa: E402
 from torchslim import data  # noqa: E402
 from torchslim.cli import main  # noqa: E402
 from torchslim.core.errors import TorchSlimError  # noqa: E402
-from torchslim.text.config import TextDistillConfig  # noqa: E402
 from torchslim.text import (  # noqa: E402
     OrtEncoder,
     agreement,
@@ -25,6 +24,7 @@ from torchslim.text import (  # noqa: E402
     quantize_int8,
     throughput,
 )
+from torchslim.text.config import TextDistillConfig  # noqa: E402
 from torchslim.text.distill import build_task  # noqa: E402
 
 

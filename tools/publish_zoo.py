@@ -14,10 +14,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from torchslim.core.checkpoint import load_model, sha256_file
 from torchslim.core.io import atomic_write_text
+from torchslim.core.tensors import sha256_file
 from torchslim.measure import count_macs, count_parameters
 from torchslim.measure.system import machine_info
+from torchslim.models.checkpoint import load_model
 
 ZOO = Path(__file__).resolve().parents[1] / "src" / "torchslim" / "zoo"
 

@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 import torchslim as ts
-from torchslim.core.checkpoint import sha256_file
 from torchslim.core.errors import CheckpointError
+from torchslim.core.tensors import sha256_file
 
 DATA = {"name": "synthetic", "kwargs": {"num_classes": 4, "shape": [1, 16, 16], "train_size": 32, "val_size": 0,
                                         "test_size": 16}}

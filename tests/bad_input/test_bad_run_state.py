@@ -15,8 +15,8 @@ import torch
 
 from tiny_disk import dead_pid, leftovers, plant_leftovers, tiny_disk
 from torchslim import models
-from torchslim.core.checkpoint import find_training_state, load_training_state, save_training_state
 from torchslim.core.errors import CheckpointError
+from torchslim.core.training_state import find_training_state, load_training_state, save_training_state
 from torchslim.distill.cache import TeacherCache
 
 BASE = ["--model", "cnn-tiny", "--data", "synthetic", "--batch-size", "64", "--epochs", "1", "--threads", "1",

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from torchslim import data, models
-from torchslim.core.checkpoint import save_tensors
+from torchslim.core.tensors import save_tensors
 from torchslim.train import fit
 
 out, epochs, resume = Path(sys.argv[1]), int(sys.argv[2]), "--resume" in sys.argv

@@ -45,7 +45,7 @@ def add_parser(sub: Any) -> None:
 
 def load_target(target: str):
     from torchslim import zoo
-    from torchslim.core.checkpoint import load_model
+    from torchslim.models.checkpoint import load_model
 
     if target in zoo.ZOO:
         model, meta = zoo.load(target)

@@ -90,8 +90,8 @@ def _prepare_out(args: argparse.Namespace, what: str) -> Path:
 
 
 def _save(model, out: Path, args: argparse.Namespace, key: str, record: Any, test: dict | None) -> None:
-    from torchslim.core.checkpoint import save_model
     from torchslim.core.io import atomic_write_json
+    from torchslim.models.checkpoint import save_model
 
     # metrics.json first, model.json (written last by save_model) as the commit: a kill between
     # the two leaves no model record that claims a finished run.

@@ -19,8 +19,11 @@ from typing import Any
 
 from torchslim.cli.common import console, positive_int
 from torchslim.core.errors import TorchSlimError
+from torchslim.pipeline.schema import TextConfig
 
 TEXT_DATASETS = ("wordnet-glosses",)
+
+MAX_LENGTH = TextConfig.model_fields["max_length"]  # the one default: the recipe section's
 
 
 def add_text_args(p: argparse.ArgumentParser) -> None:
@@ -29,7 +32,8 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("text (with --data wordnet-glosses; --teachers minilm or a BERT-family directory)",
                              description=_text_defaults())
-    g.add_argument("--max-length", type=positive_int, default=64, help="tokens per sentence (64)")
+    g.add_argument("--max-length", type=positive_int, default=MAX_LENGTH.default,
+                   help=f"{MAX_LENGTH.description.rstrip('.')} ({MAX_LENGTH.default}; a recipe's text.max_length)")
     g.add_argument("--train-size", type=positive_int, default=None, help="random training subset (sentences)")
     g.add_argument("--eval-size", type=positive_int, default=1000, help="held-out sentences for agreement (1000)")
     add_options(p, TextLayersConfig, title="text student with fewer layers (give --keep N or --layers I,J,...)")

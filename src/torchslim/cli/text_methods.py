@@ -21,6 +21,7 @@ from typing import Any
 
 from torchslim.cli.common import console, positive_int
 from torchslim.core.errors import TorchSlimError
+from torchslim.pipeline.schema import TextConfig
 
 EPILOG = """examples:
   torchslim text layers minilm --keep 3 --out runs/3l
@@ -39,6 +40,8 @@ METHODS = {
     "export": ("TextExportConfig", "ONNX FP32 export, checked against the torch encoder", False),
 }
 
+MAX_LENGTH = TextConfig.model_fields["max_length"]  # the one default: the recipe section's
+
 
 def add_parser(sub: Any) -> None:
     from torchslim.options.cli import add_options
@@ -56,7 +59,8 @@ def add_parser(sub: Any) -> None:
         p.add_argument("source", metavar="SOURCE", help="minilm or an encoder directory")
         p.add_argument("--out", required=True, help="output directory")
         p.add_argument("--force", action="store_true", help="OUT holds a result: replace it")
-        p.add_argument("--max-length", type=positive_int, default=64, help="tokens per sentence (64)")
+        p.add_argument("--max-length", type=positive_int, default=MAX_LENGTH.default,
+                       help=f"{MAX_LENGTH.description.rstrip('.')} ({MAX_LENGTH.default}; a recipe's text.max_length)")
         p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
         if corpus:
             p.add_argument("--data-root", default=None, help="directory holding WordNet's files")

@@ -130,7 +130,8 @@ def _differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
 
 def _finished_record(out: Path) -> dict[str, Any]:
     """model.json of a finished run in ``out``, checked against its weights."""
-    from torchslim.core.checkpoint import WEIGHTS, read_meta, sha256_file
+    from torchslim.core.tensors import sha256_file
+    from torchslim.models.checkpoint import WEIGHTS, read_meta
 
     meta = read_meta(out)
     weights = out / WEIGHTS
@@ -201,7 +202,7 @@ def _unfinished_options(out: Path) -> dict[str, Any] | None:
 
 def discard_run(out: Path) -> None:
     """Remove a run's record and training state from ``out`` (the commit marker first)."""
-    from torchslim.core.checkpoint import META, WEIGHTS
+    from torchslim.models.checkpoint import META, WEIGHTS
 
     for name in (META, "metrics.json", WEIGHTS):
         (out / name).unlink(missing_ok=True)
@@ -215,8 +216,8 @@ def train_and_save(trainee: nn.Module, export: nn.Module, bundle: Any, args: arg
     The record is committed metrics first and ``model.json`` last (see above), so a kill or a full
     disk at any instant leaves a folder that the same command resumes.
     """
-    from torchslim.core.checkpoint import save_model
     from torchslim.core.io import atomic_write_json
+    from torchslim.models.checkpoint import save_model
     from torchslim.train import evaluate, fit
 
     options = fit_options(args)

@@ -1,6 +1,6 @@
 """Tensors on disk without pickle: safetensors files written atomically, read back with checks.
 
-The lowest layer of torchslim's checkpoints: :mod:`torchslim.core.checkpoint` (model artifacts)
+The lowest layer of torchslim's checkpoints: :mod:`torchslim.models.checkpoint` (model artifacts)
 and :mod:`torchslim.core.training_state` (resumable training) both store their tensors here.
 """
 

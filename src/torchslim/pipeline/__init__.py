@@ -14,8 +14,17 @@ data=my_bundle)`` where ``factory(num_classes=..., in_channels=..., **kwargs)`` 
 ``nn.Module`` and the recipe says ``train: {model: mynet}``.
 """
 
-from torchslim.pipeline.compare import compare, run
-from torchslim.pipeline.recipe import Recipe, RecipeError, load_recipe, parse
-from torchslim.pipeline.steps import STEPS
+from typing import TYPE_CHECKING
+
+from torchslim.core.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names for type checkers and the API reference; at run time on first use
+    from torchslim.pipeline.compare import compare, run
+    from torchslim.pipeline.recipe import Recipe, RecipeError, load_recipe, parse
+    from torchslim.pipeline.steps import STEPS
+
+_EXPORTS = {"compare": "compare", "run": "compare", "Recipe": "recipe", "RecipeError": "recipe", "load_recipe": "recipe",
+            "parse": "recipe", "STEPS": "steps"}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = ["STEPS", "Recipe", "RecipeError", "compare", "load_recipe", "parse", "run"]

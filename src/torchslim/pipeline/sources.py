@@ -109,8 +109,8 @@ class ModelSources:
             CheckpointError: ``spec`` is None or names what this context cannot build (the message
                 says how to make it rebuildable).
         """
-        from torchslim.core.checkpoint import check_spec
         from torchslim.models import SPEC_ATTR, from_spec
+        from torchslim.models.checkpoint import check_spec
 
         check_spec(spec, where)
         if not isinstance(spec, dict):
@@ -134,8 +134,8 @@ class ModelSources:
 
     def load_dir(self, path: Path) -> tuple[nn.Module, dict]:
         """A torch checkpoint directory rebuilt by :meth:`rebuild` and loaded (applied steps replayed)."""
-        from torchslim.core.checkpoint import META, load_model, read_meta
         from torchslim.models import SPEC_ATTR
+        from torchslim.models.checkpoint import META, load_model, read_meta
 
         meta = read_meta(path)
         spec = meta.get("model")

@@ -146,8 +146,8 @@ class ImageTask(Task):
         return model if isinstance(model, nn.Module) else runtime.load(model)
 
     def save(self, model: Any, target: Path, meta: dict) -> str | None:
-        from torchslim.core.checkpoint import save_model
         from torchslim.models import spec_of
+        from torchslim.models.checkpoint import save_model
 
         save_model(model.cpu(), target, meta, spec=spec_of(model))
         return "torch"

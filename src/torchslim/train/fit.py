@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchslim.core.checkpoint import find_training_state, load_training_state, save_training_state
 from torchslim.core.errors import NonFiniteLossError, TorchSlimError
+from torchslim.core.training_state import find_training_state, load_training_state, save_training_state
 from torchslim.options.fit import FitConfig
 from torchslim.train import distributed
 from torchslim.train.batch import as_batch
