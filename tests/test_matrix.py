@@ -167,8 +167,10 @@ def test_rule_of_thumb_says_partly_when_the_pick_did_not_prune():
 
 
 def test_targets_of_a_model():
-    torch_result = StrategyResult("student", [{"step": "distill"}], final=Saved(Path("/x"), "torch"))
-    int8 = StrategyResult("t-int8", [{"step": "load"}, {"step": "quantize"}], final=Saved(Path("/y"), "onnx"))
+    torch_result = StrategyResult("student", [{"step": "distill"}], final=Saved(Path("/x"), "torch"),
+                                  route=TASKS.get("image").route(["distill"]))
+    int8 = StrategyResult("t-int8", [{"step": "load"}, {"step": "quantize"}], final=Saved(Path("/y"), "onnx"),
+                          route=TASKS.get("image").route(["load", "quantize"]))
     every = ["torch-fp32", "ort-fp32", "ort-int8"]
     assert _targets_of(torch_result, "teacher", every) == ["torch-fp32", "ort-fp32"]
     assert _targets_of(int8, "teacher", every) == ["ort-int8"]

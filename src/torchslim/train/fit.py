@@ -220,6 +220,8 @@ def fit(
     if test is not None:
         history.test = evaluate(_eval_target(model), test, device)
         bar.log(f"test accuracy {history.test['accuracy']:.2f}%  ({history.test['n']} samples)")
+    if cfg.channels_last:  # a training layout: the model is handed back in the standard one
+        model.to(memory_format=torch.contiguous_format)
     return history
 
 
