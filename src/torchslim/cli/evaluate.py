@@ -11,6 +11,7 @@ from torchslim.cli.common import console
 from torchslim.core.errors import TorchSlimError
 from torchslim.options.cli import add_options, from_args
 from torchslim.options.measure import MeasureConfig
+from torchslim.pipeline.schema import DataConfig
 
 # Measurement options with no meaning here: each SOURCE runs on the runtime it is (a checkpoint on
 # torch eager, an .onnx on ONNX Runtime), nothing is exported; only image models are measured.
@@ -73,6 +74,10 @@ def load_measurable(target: str):
     return model, meta, where / "model.safetensors"
 
 
+# the dataset of a model that records none: the recipes' default
+DEFAULT_DATASET = DataConfig.model_fields["name"].default
+
+
 def data_root_for(dataset: str, root: str, target: str) -> str:
     """``--data-root`` for a target's dataset, refused when that dataset reads no files (it would
     be silently ignored, and the numbers would not come from the data pointed at)."""
@@ -113,7 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     groups: dict[str, dict] = {}  # targets sharing a test set are timed together, interleaved
     for target in args.sources:
         model, meta, artifact = load_measurable(target)
-        source = meta.get("data") or {"name": "fashion-mnist", "kwargs": {}}
+        source = meta.get("data") or {"name": DEFAULT_DATASET, "kwargs": {}}
         kwargs = dict(source.get("kwargs", {}))
         if args.data_root:
             kwargs["root"] = data_root_for(source["name"], args.data_root, target)

@@ -17,6 +17,7 @@ from torchslim.cli.common import IMPORTANCE_NAMES, console, positive_int
 from torchslim.cli.train import add_data_args, data_kwargs
 from torchslim.core.errors import TorchSlimError
 from torchslim.options.cli import add_options, from_args
+from torchslim.pipeline.schema import DataConfig
 from torchslim.prune.config import PruneConfig, SparsifyConfig
 
 
@@ -61,6 +62,10 @@ def add_parser(sub: Any) -> None:
     s.set_defaults(func=cmd_sparsify, options=SparsifyConfig)
 
 
+# the dataset of a model that records none and is given no --data: the recipes' default
+DEFAULT_DATASET = DataConfig.model_fields["name"].default
+
+
 def _load(args: argparse.Namespace):
     """The model, and its data: ``--data``, else the data it was trained on (as recorded)."""
     from torchslim import data
@@ -69,11 +74,13 @@ def _load(args: argparse.Namespace):
     model, meta, _ = load_target(args.source)
     recorded = meta.get("data") or {}
     if args.data is None and recorded.get("name"):
-        args.data, args.data_kwargs = recorded["name"], dict(recorded.get("kwargs", {}))
-        if args.data_root and args.data == "fashion-mnist":
-            args.data_kwargs["root"] = args.data_root
+        from torchslim.data.registry import loader_kwargs
+
+        args.data = recorded["name"]
+        given = {"root": ("--data-root", args.data_root)} if args.data_root else {}
+        args.data_kwargs = {**recorded.get("kwargs", {}), **loader_kwargs(args.data, {}, given)}
     else:
-        args.data = args.data or "fashion-mnist"
+        args.data = args.data or DEFAULT_DATASET
         args.data_kwargs = data_kwargs(args)
     return model, data.load(args.data, **args.data_kwargs)
 

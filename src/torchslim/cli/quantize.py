@@ -22,6 +22,7 @@ from torchslim.options.quantize import (
     QuantizeConfig,
     StaticInt8Config,
 )
+from torchslim.pipeline.schema import DataConfig
 
 EXAMPLE = ("example:\n  torchslim quantize fashion-mnist-teacher --mode static --calibration-batches 8 "
            "--calibration-method minmax --out runs/int8\n  torchslim quantize runs/minilm --mode dynamic "
@@ -99,14 +100,19 @@ def _source(target: str) -> tuple[Any, dict]:
     return model, meta
 
 
+# the dataset of a model that records none and is given no --data: the recipes' default
+DEFAULT_DATASET = DataConfig.model_fields["name"].default
+
+
 def source_data(args: argparse.Namespace, meta: dict) -> tuple[str, dict, dict]:
     """``(dataset, loading kwargs, kwargs as recorded)``: the source's data unless --data says otherwise."""
-    source = meta.get("data") or {"name": "fashion-mnist", "kwargs": {}}
+    from torchslim.data.registry import loader_kwargs
+
+    source = meta.get("data") or {"name": DEFAULT_DATASET, "kwargs": {}}
     name = args.data or source["name"]
     recorded = dict(source.get("kwargs", {})) if name == source["name"] else {}
-    kwargs = {**recorded, "batch_size": args.batch_size}
-    if args.data_root and name == "fashion-mnist":
-        kwargs["root"] = args.data_root
+    given = {"root": ("--data-root", args.data_root)} if args.data_root else {}
+    kwargs = {**recorded, **loader_kwargs(name, {"batch_size": args.batch_size}, given)}
     return name, kwargs, recorded
 
 

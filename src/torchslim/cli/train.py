@@ -17,17 +17,18 @@ from torchslim.cli.common import console, number, positive_int, registered
 from torchslim.core.errors import TorchSlimError
 from torchslim.options.cli import add_options, from_args
 from torchslim.options.fit import FitConfig, Optimizer, Schedule, TrainConfig
+from torchslim.pipeline.schema import DataConfig
 
 if TYPE_CHECKING:  # torch is imported by the commands that run, never by `--help`
     from torch import nn
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=registered("dataset"), default="fashion-mnist",
+    parser.add_argument("--data", type=registered("dataset"), default=DataConfig.model_fields["name"].default,
                         help="dataset name (see `torchslim datasets`)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="training batch size (128)")
-    parser.add_argument("--val-size", type=number(0, integer=True), default=5000,
-                        help="training images held out for validation")
+    parser.add_argument("--val-size", type=number(0, integer=True), default=None,
+                        help="training images held out for validation (default: the dataset's)")
     parser.add_argument("--no-augment", action="store_true", help="turn off random crop and flip")
     parser.add_argument("--data-root", default=None, help="directory holding the dataset files")
 
@@ -78,12 +79,14 @@ def add_parser(sub: Any) -> None:
 
 
 def data_kwargs(args: argparse.Namespace) -> dict:
-    kwargs = {"batch_size": args.batch_size, "seed": args.seed, "augment": not args.no_augment}
-    if args.data == "fashion-mnist":
-        kwargs["val_size"] = args.val_size
-        if args.data_root:
-            kwargs["root"] = args.data_root
-    return kwargs
+    """The dataset loader's keyword arguments from the data flags; a flag the dataset has no use for
+    (``--data-root`` for a generated dataset) is refused, never dropped."""
+    from torchslim.data.registry import loader_kwargs
+
+    given = {key: (flag, value) for key, flag, value in (
+        ("val_size", "--val-size", args.val_size), ("root", "--data-root", args.data_root),
+        ("augment", "--no-augment", False if args.no_augment else None)) if value is not None}
+    return loader_kwargs(args.data, {"batch_size": args.batch_size, "seed": args.seed, "augment": True}, given)
 
 
 def fit_options(args: argparse.Namespace) -> dict:

@@ -37,6 +37,31 @@ def dataset_task(name: str) -> str:
     return task
 
 
+def loader_kwargs(name: str, always: dict, given: dict[str, tuple[str, object]]) -> dict:
+    """Keyword arguments for the dataset ``name``'s loader: ``always`` (batch size, seed, ...) where
+    the loader takes them, and each of ``given`` — what the user set, ``key: (where it was set,
+    value)`` — refused when the loader does not take it (a setting is never dropped silently).
+
+    Raises:
+        TorchSlimError: a given setting the dataset's loader has no use for (naming where it came
+            from and the datasets that take it).
+    """
+    import inspect
+
+    def takes(loader: Callable) -> set[str]:
+        return set(inspect.signature(loader).parameters)
+
+    accepted = takes(DATASETS.get(name))
+    out = {k: v for k, v in always.items() if k in accepted}
+    for key, (where, value) in given.items():
+        if key not in accepted:
+            others = [n for n in DATASETS.list() if key in takes(DATASETS.get(n))]
+            raise TorchSlimError(f"{where} {value}: the dataset {name!r} has no use for it (datasets that take "
+                                 f"{key}: {', '.join(others) or 'none'}); drop it.")
+        out[key] = value
+    return out
+
+
 def datasets_of(task: str) -> list[str]:
     """The registered datasets of ``task``."""
     return [n for n in DATASETS.list() if getattr(DATASETS.get(n), "task", None) == task]
