@@ -31,6 +31,8 @@ CASES = [
      ["--data", "'fashion'", "Did you mean 'fashion-mnist'"]),
     ("train-batch-size", [*TRAIN, "--batch-size", "0"], ["--batch-size", "positive integer"]),
     ("train-val-size", [*TRAIN, "--val-size", "-1"], ["--val-size", ">= 0", "'-1'"]),
+    ("train-data-root-unused", [*TRAIN, "--data-root", "/srv/data"], ["--data-root /srv/data", "'synthetic' has no use",
+                                                                      "fashion-mnist"]),
     ("train-width", [*TRAIN, "--width", "0"], ["--width", "greater than 0", "= 0"]),
     # distill
     ("distill-loss-T-zero", [*DISTILL, "--losses", "kd:T=0"], ["--losses[0].T = 0", "greater than 0", "T: float > 0"]),
