@@ -107,13 +107,21 @@ def measure(graph: Path, out: Path, runs: list[tuple[int, int]]) -> list[dict]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def lowest(graph: Path, where: Path, run: tuple[int, int], repeats: int = 3) -> dict:
+    """The lowest peak of ``repeats`` fresh interpreters calibrating ``run``: one interpreter's peak
+    also holds what its allocator kept from earlier work (tens of MiB, differing run to run), the
+    lowest of a few is what the calibration itself needs."""
+    results = [measure(graph, where / f"{run[0]}x{run[1]}-{i}", [run])[0] for i in range(repeats)]
+    return min(results, key=lambda r: r["peak"])
+
+
 @pytest.fixture(scope="module")
 def peaks(tmp_path_factory) -> dict[str, dict]:
-    """Two batches of 128 samples first (the reference), then 32 batches of 128, then 2 batches of 512."""
+    """Two batches of 128 samples (the reference), 32 batches of 128, and 2 batches of 512."""
     where = tmp_path_factory.mktemp("memory")
     graph = deep_pointwise_graph(where / "fp32.onnx")
-    few, many, big = measure(graph, where, [(2, 128), (32, 128), (2, 512)])
-    return {"few": few, "many": many, "big": big}
+    return {"few": lowest(graph, where, (2, 128)), "many": lowest(graph, where, (32, 128)),
+            "big": lowest(graph, where, (2, 512))}
 
 
 def test_peak_memory_does_not_grow_with_the_number_of_calibration_batches(peaks):
