@@ -1,4 +1,4 @@
-"""Matrices the report tests render: the committed format-1 matrix of the default comparison, a
+"""Matrices the report tests render: a format-1 matrix of an earlier default comparison (tests/data), a
 format-2 one derived from it (rows per deployment target, speed-up intervals, standard errors,
 ties, a failed strategy, artifacts and load lines), and a crowded one for label placement."""
 
@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COMMITTED = REPO / "benchmarks" / "results" / "compare-fashion-mnist" / "matrix.json"
+COMMITTED = REPO / "tests" / "data" / "matrix-format1.json"  # an earlier default comparison, format 1
 
 
 def old_matrix() -> dict:
