@@ -48,10 +48,10 @@ def test_the_default_recipe_distill_steps_parse_to_their_values():
     student = steps["student-distilled"]
     assert isinstance(student, DistillConfig)
     assert (student.student, student.epochs, student.lr, student.cache, student.cache_draws) == \
-        ("cnn-small", 4, 0.2, "memory", 2)
+        ("cnn-small", 8, 0.2, "memory", 2)
     pruned = steps["teacher-pruned-distilled"]
     assert (pruned.student, pruned.epochs, pruned.lr, pruned.schedule, pruned.cache_draws) == \
-        (None, 2, 0.05, "cosine", 1)
+        (None, 6, 0.02, "cosine", 1)
     for params in steps.values():
         assert [i.model_dump() for i in params.losses] == kd
         assert (params.teachers, params.optimizer, params.weight_decay, params.multi_teacher, params.mix) == \
