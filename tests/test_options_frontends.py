@@ -131,7 +131,7 @@ CASES = _cases()
 
 
 def _fill_required(command: str, argv: list[str]) -> list[str]:
-    """``argv`` with placeholder values for the command's other required arguments."""
+    """``argv`` completed with a valid value for each other required argument of the command."""
     parser = COMMANDS[command]
     out = list(argv)
     for action in parser._actions:
