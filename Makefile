@@ -11,7 +11,7 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 # Debian's wordnet-base: the glosses of the wordnet-glosses text corpus.
 WORDNET_DIR := /usr/share/wordnet
 
-.PHONY: setup data browser docs test test-fast run bench lint clean
+.PHONY: setup data browser postgres docs test test-fast run bench lint clean
 
 setup: $(STAMP)
 
@@ -57,13 +57,26 @@ browser:
 		echo "chromium: no apt-get here; the report's browser test will skip (install chromium and chromedriver)"; \
 	fi
 
+# Debian's postgresql: tests/postgres_server.py starts a throwaway server from its initdb and pg_ctl
+# for the search test with several workers on one study (it skips where they are missing).
+postgres:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "postgresql: found"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "postgresql: apt-get install postgresql failed; the PostgreSQL search test will skip"; \
+	else \
+		echo "postgresql: no apt-get here; the PostgreSQL search test will skip (install PostgreSQL's initdb and pg_ctl)"; \
+	fi
+
 # The reference site, into site/: mkdocs.yml and docs/, the step, recipe, options and CLI pages
 # generated from the code by docs/hooks.py. --strict makes every warning an error (a docstring's
 # Args naming no parameter, a broken link or cross-reference); nothing is fetched from the network.
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
-test: setup data browser docs
+test: setup data browser postgres docs
 	$(PY) -m pytest -q
 
 test-fast: setup
