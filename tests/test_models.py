@@ -51,7 +51,8 @@ def test_every_model_rebuilds_from_its_spec(name):
 
 @pytest.mark.parametrize(
     ("name", "kwargs"),
-    [("resnet20", {"width": 0.5}), ("cnn-small", {"width": 1.5}), ("mlp", {"hidden": (32, 16), "image_size": 8})],
+    [("resnet20", {"width": 0.5}), ("cnn-small", {"width": 1.5}), ("mlp", {"hidden": (32, 16), "image_size": 8}),
+     ("resnet20", {"depth": 0.5}), ("cnn-small", {"depth": 2.0, "width": 0.5})],
 )
 def test_spec_keeps_keyword_arguments(name, kwargs):
     model = models.create(name, num_classes=4, in_channels=2, **kwargs)

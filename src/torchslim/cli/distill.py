@@ -82,9 +82,10 @@ def _run(args: argparse.Namespace, cfg: DistillConfig, out: Any) -> int:
     bundle = data.load(args.data, **data_kwargs(args))
     teachers = load_teachers(cfg.teachers, lambda source: load_target(source)[0])
     torch.manual_seed(args.seed)  # the student's initial weights follow --seed
-    # --model-kwargs may name any factory argument; --width wins over a width among them
+    # --model-kwargs may name any factory argument; --width and --depth win over those among them
     kwargs = {"num_classes": bundle.num_classes, "in_channels": bundle.input_shape[0], **cfg.model_kwargs,
-              **({"width": cfg.width} if cfg.width is not None else {})}
+              **({"width": cfg.width} if cfg.width is not None else {}),
+              **({"depth": cfg.depth} if cfg.depth is not None else {})}
     student = models.create(cfg.student, **kwargs)
     losses = [item.model_dump(mode="json") for item in cfg.losses]
     task = make_task(student, teachers, cfg, train=bundle.train, cache_dir=out / "cache", log=console.print)
@@ -101,8 +102,8 @@ def _run(args: argparse.Namespace, cfg: DistillConfig, out: Any) -> int:
 
 def text_args(args: argparse.Namespace) -> argparse.Namespace:
     """``args`` as the text command reads the shared flags: ``teacher`` (the sources of
-    ``--teachers``), ``loss`` (``(name, options)`` of each ``--losses``), and ``student``, ``width``
-    and ``mix`` (None when not given); the generated ``teachers``/``losses`` are taken off so the
+    ``--teachers``), ``loss`` (``(name, options)`` of each ``--losses``), and ``student``, ``width``,
+    ``depth`` and ``mix`` (None when not given); the generated ``teachers``/``losses`` are taken off so the
     text options read only their own fields."""
     from torchslim.options.cli import given
 
@@ -112,7 +113,7 @@ def text_args(args: argparse.Namespace) -> argparse.Namespace:
     for name in ("teachers", "losses"):
         if hasattr(args, name):
             delattr(args, name)
-    for name in ("student", "width", "mix"):
+    for name in ("student", "width", "depth", "mix"):
         setattr(args, name, shared.get(name))
     return args
 

@@ -88,7 +88,7 @@ def _distill_options(args: argparse.Namespace) -> Any:
     from torchslim.options.cli import flag, from_args
     from torchslim.text.config import TextDistillConfig
 
-    shared = ("teachers", "losses", "student", "width", "mix")  # read (or refused) by cmd_text_distill
+    shared = ("teachers", "losses", "student", "width", "depth", "mix")  # read (or refused) by cmd_text_distill
     image_only = [flag(name) for name in DistillConfig.model_fields
                   if name not in TextDistillConfig.model_fields and name not in shared and hasattr(args, name)]
     if image_only:
@@ -124,8 +124,8 @@ def cmd_text_distill(args: argparse.Namespace) -> int:
     from torchslim.core.io import atomic_write_json
     from torchslim.text import agreement, distill_encoder, embed, load_encoder, save_encoder
 
-    if args.student or args.width is not None:
-        raise TorchSlimError("--student/--width name image models; a text student is made from the teacher with "
+    if args.student or args.width is not None or args.depth is not None:
+        raise TorchSlimError("--student/--width/--depth name image models; a text student is made from the teacher with "
                              "--keep, --layers or --heads/--ffn.")
     if len(args.teacher) != 1 or args.mix:
         raise TorchSlimError("Text distillation takes one teacher (--teachers) and no --mix.")

@@ -262,7 +262,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     bundle = data.load(args.data, **data_kwargs(args))
     torch.manual_seed(args.seed)  # the initial weights follow --seed too
     model = models.create(args.model, num_classes=bundle.num_classes, in_channels=bundle.input_shape[0],
-                          **cfg.model_kwargs, **({"width": args.width} if args.width is not None else {}))
+                          **cfg.model_kwargs, **({"width": args.width} if args.width is not None else {}),
+                          **({"depth": args.depth} if args.depth is not None else {}))
     console.print(f"training [bold]{args.model}[/bold] ({models.num_parameters(model):,} parameters) "
                   f"on {args.data} for {args.epochs} epochs -> {out}")
     train_and_save(model, model, bundle, args, out)

@@ -163,6 +163,8 @@ class DistillConfig(FitConfig):
     """A registered model to distil into, from fresh weights; none: the model made so far."""
     width: float | None = Field(None, gt=0)
     """Channel width multiplier of the student's model family."""
+    depth: float | None = Field(None, gt=0)
+    """Depth multiplier of the model family (blocks or layers per stage); none: the family's own depth."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments of the student's factory."""
     losses: list[LossItem] = Field(default_factory=_default_losses, min_length=1, json_schema_extra={"cli": {

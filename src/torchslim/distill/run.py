@@ -123,7 +123,7 @@ def distill(student: nn.Module, teacher: nn.Module | Mapping[str, nn.Module], da
         epochs: passes over the training split (sugar for ``config.epochs``).
         config: the options; without it, ``epochs`` and ``options`` (any :class:`DistillConfig` field:
             ``losses=[{"name": "kd", "T": 4}]``, ``lr``, ``cache``, ...) build it. ``student``,
-            ``width`` and ``model_kwargs`` name a model for the recipe and CLI; here the student is
+            ``width``, ``depth`` and ``model_kwargs`` name a model for the recipe and CLI; here the student is
             given.
         checkpoint_dir: where the training state is saved every epoch (and a disk cache kept).
         resume: continue from the state in ``checkpoint_dir``.

@@ -1,6 +1,9 @@
 """CIFAR-style ResNets (He et al., 2016, section 4.2) for small images such as 28x28.
 
-Three stages of ``n`` basic blocks at widths (16, 32, 64) x ``width``; depth = 6n + 2. Module
+Three stages of ``n`` basic blocks at widths (16, 32, 64) x ``width``; depth = 6n + 2. The
+``depth`` multiplier of a factory scales the blocks per stage (compound scaling, as EfficientNet
+scales width and depth together): ``max(1, round(n * depth))`` blocks, Python's ``round`` (halves to
+even), so ``resnet20`` (n = 3) has 2 blocks per stage at depth 0.5 and 6 at depth 2. Module
 paths are stable and readable for taps and pruning: ``stem``, ``layer1`` .. ``layer3`` (each an
 ``nn.Sequential`` of blocks, so ``"layer2.1"`` is the second block of stage 2), ``pool``, ``fc``.
 """
@@ -36,13 +39,24 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 1, width: float = 1.0):
+    """A ResNet of ``depth`` = 6n + 2 layers, its blocks per stage scaled by ``depth_multiplier``
+    (see the module docstring) and its channels by ``width``.
+
+    Raises:
+        TorchSlimError: ``depth`` not 6n + 2 with n >= 1, or a multiplier that is not positive.
+    """
+
+    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 1, width: float = 1.0,
+                 depth_multiplier: float = 1.0):
         super().__init__()
         if (depth - 2) % 6 or depth < 8:
             raise TorchSlimError(f"ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, ...), got {depth}.")
         if width <= 0:
             raise TorchSlimError(f"ResNet width multiplier must be positive, got {width!r}.")
-        n = (depth - 2) // 6
+        if depth_multiplier <= 0:
+            raise TorchSlimError(f"ResNet depth multiplier must be positive (it scales the blocks per stage), "
+                                 f"got {depth_multiplier!r}.")
+        n = max(1, round((depth - 2) // 6 * depth_multiplier))
         widths = [max(1, round(16 * width * 2**i)) for i in range(3)]
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
@@ -75,11 +89,12 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def _factory(depth: int):
-    def make(num_classes: int = 10, in_channels: int = 1, width: float = 1.0) -> ResNet:
-        return ResNet(depth, num_classes, in_channels, width)
+def _factory(layers: int):
+    def make(num_classes: int = 10, in_channels: int = 1, width: float = 1.0, depth: float = 1.0) -> ResNet:
+        return ResNet(layers, num_classes, in_channels, width, depth)
 
-    make.__doc__ = f"ResNet-{depth} (CIFAR-style, {(depth - 2) // 6} blocks per stage); ``width`` scales channels."
+    make.__doc__ = (f"ResNet-{layers} (CIFAR-style, {(layers - 2) // 6} blocks per stage); ``width`` scales "
+                    "channels, ``depth`` the blocks per stage (at least one).")
     return make
 
 

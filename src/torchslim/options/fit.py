@@ -71,6 +71,8 @@ class TrainConfig(FitConfig):
     """A registered model to train from fresh weights; none: fine-tune the model made so far."""
     width: float | None = Field(None, gt=0)
     """Channel width multiplier of the model family."""
+    depth: float | None = Field(None, gt=0)
+    """Depth multiplier of the model family (blocks or layers per stage); none: the family's own depth."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments of the model's factory."""
 

@@ -89,14 +89,15 @@ def _source(ctx: Any, source: str, at: str) -> nn.Module:
     return model
 
 
-def _fresh(ctx: Any, name: str, width: float | None, kwargs: dict, at: str) -> nn.Module:
+def _fresh(ctx: Any, name: str, width: float | None, depth: float | None, kwargs: dict, at: str) -> nn.Module:
     from torchslim import models
 
     if name not in ctx.factories and ":" not in name and name not in models.MODELS:
         raise RecipeError(f"{at}: unknown model {name!r}.{did_you_mean(name, models.list())} Registered models: "
                           f"{', '.join(models.list())} (or pass your own with models={{name: factory}}, or "
                           "`module:function` with --allow-import).")
-    extra = {**kwargs, **({"width": width} if width is not None else {})}
+    extra = {**kwargs, **({"width": width} if width is not None else {}),
+             **({"depth": depth} if depth is not None else {})}
     try:
         return ctx.create_model(name, extra)
     except TorchSlimError as exc:
@@ -144,7 +145,7 @@ def image_step(ctx: Any, spec: Any, step: Any, current: Any, at: str) -> Any:
     params = spec.params
     fresh = getattr(params, "model", None) if spec.name == "train" else getattr(params, "student", None)
     if spec.name in ("train", "distill") and fresh is not None:
-        current = _fresh(ctx, fresh, params.width, params.model_kwargs, at)
+        current = _fresh(ctx, fresh, params.width, params.depth, params.model_kwargs, at)
     if spec.name == "distill":
         _taps(ctx, params, current, at)
     if spec.name in ("prune", "sparsify") and current is not None:

@@ -22,10 +22,10 @@ def check_warmup(params: Any) -> Any:
 
 
 def start_model(ctx: StepContext, step: str, model: Any, key: str, name: str | None, width: float | None,
-                kwargs: dict[str, Any]) -> nn.Module:
+                depth: float | None, kwargs: dict[str, Any]) -> nn.Module:
     """The model a training step trains: with ``name`` (the step's ``key``: ``model`` or ``student``)
-    a registered model with fresh weights, seeded by the recipe's seed; without, the model made so
-    far.
+    a registered model with fresh weights, seeded by the recipe's seed, ``width`` and ``depth`` (when
+    given) overriding those among ``kwargs``; without, the model made so far.
 
     Raises:
         TorchSlimError: no ``name`` and no model made so far, or a ``name`` when a model was made.
@@ -36,7 +36,8 @@ def start_model(ctx: StepContext, step: str, model: Any, key: str, name: str | N
         into = "fine-tune it" if step == "train" else "distil into it"
         raise TorchSlimError(f"{ctx.where}: `{step}` with `{key}: {name}` starts a fresh model, but this strategy "
                              f"already has one; drop `{key}` to {into}.")
-    extra = {**kwargs, **({"width": width} if width is not None else {})}
+    extra = {**kwargs, **({"width": width} if width is not None else {}),
+             **({"depth": depth} if depth is not None else {})}
     torch.manual_seed(ctx.recipe.seed)  # the initial weights follow the recipe's seed
     return ctx.create_model(name, extra)
 
@@ -61,7 +62,8 @@ class Train(Step):
         return "nothing" if params.model is not None else "module"
 
     def run(self, ctx: StepContext, params: TrainConfig, model: Any) -> Output:
-        model = start_model(ctx, "train", model, "model", params.model, params.width, params.model_kwargs)
+        model = start_model(ctx, "train", model, "model", params.model, params.width, params.depth,
+                            params.model_kwargs)
         return Output(model=model, metrics=_fit(ctx, model, params), epochs=params.epochs)
 
 
@@ -83,7 +85,8 @@ class Distill(Step):
         from torchslim.distill import make_task
         from torchslim.distill.run import load_teachers
 
-        student = start_model(ctx, "distill", model, "student", params.student, params.width, params.model_kwargs)
+        student = start_model(ctx, "distill", model, "student", params.student, params.width,
+                              params.depth, params.model_kwargs)
         teachers = load_teachers(params.teachers, lambda source: ctx.load_model(source)[0])
         task = make_task(student, teachers, params, train=ctx.data.train, cache_dir=ctx.work / "cache", log=ctx.log)
         try:
