@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("pipeline", "run one pipeline of a recipe (train, distill, prune, quantize, ...)"),
     "compare": ("pipeline", "run every strategy of a recipe and write the measured selection matrix"),
     "report": ("pipeline", "re-render a comparison's report from its matrix.json"),
+    "search": ("search", "search pruning, distillation, student architecture and INT8 for the best models in a budget"),
     "federated": ("federated", "federated distillation (or FedAvg) across clients on Flower"),
 }
 
@@ -56,6 +57,7 @@ EPILOG = """examples:
   torchslim quantize fashion-mnist-teacher --mode static --calibration-batches 8 --out runs/int8
                                                      INT8 for ONNX Runtime; `torchslim eval runs/int8` measures it
   torchslim compare recipes/fashion-mnist.yaml --out runs/compare   every strategy, measured: the selection matrix
+  torchslim search recipes/fashion-mnist.yaml --budget 60m --out runs/search   the best models a budget finds
 """
 
 

@@ -58,6 +58,7 @@ from torchslim.pipeline.schema import (
     Strict,
     TextConfig,
 )
+from torchslim.search.config import SearchConfig
 
 VERSION = 1
 
@@ -89,6 +90,7 @@ class Recipe(Strict):
     quick: QuickConfig = Field(default_factory=QuickConfig)
     text: TextConfig = Field(default_factory=TextConfig)
     baseline: str | None = None  # the strategy every ratio is taken against (default: the first)
+    search: SearchConfig | None = None  # what `torchslim search` varies, measures and must hold
     strategies: dict[str, list[StepSpec]]
     source: str = ""
     _lines: Any = PrivateAttr(default=None)  # key path -> line, for messages of checks made later
@@ -365,6 +367,23 @@ def _check_task_sections(recipe: Recipe, lines: _Lines) -> None:
                           f"this is {_a(recipe.task)} recipe (data.name {recipe.data.name!r}); drop it, or use a dataset "
                           "of that task.")
     task.check_recipe(recipe, lines)
+    if recipe.search is not None:
+        _check_search(recipe, lines)
+
+
+def _check_search(recipe: Recipe, lines: _Lines) -> None:
+    """The ``search:`` section's space against the step configs (a search runs image recipes)."""
+    from torchslim.search.space import SpaceError, build_space
+
+    if recipe.task != "image":
+        raise RecipeError(f"{lines.where(('search',))}: `search:` searches image recipes; this is {_a(recipe.task)} recipe.")
+    cfg = recipe.search
+    try:
+        build_space(cfg.space, cfg.fixed)
+    except SpaceError as exc:
+        key = next((k for k in (cfg.space or {}) if str(exc).startswith(str(k)) or repr(str(k)) in str(exc)), None)
+        path = ("search", "space", key) if key is not None else ("search", "fixed" if str(exc).startswith("fixed") else "space")
+        raise RecipeError(f"{lines.where(path)}: search space: {exc}.") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -110,6 +110,7 @@ class Context(ModelSources):
     teacher_override: nn.Module | None = None
     where: str = ""
     work: Path = Path(".")
+    on_epoch_end: Callable[[int, dict], None] | None = None
     _data: Any = None
     _data_key: str | None = None
     _sources: dict[str, tuple[nn.Module, dict]] = dataclasses.field(default_factory=dict)
@@ -236,38 +237,59 @@ def run_strategy(ctx: Context, name: str) -> StrategyResult:
                       "sources": {n: ctx.source_key(n) for n in step.sources(params)}})
         step_dir = ctx.out / "steps" / f"{i:02d}-{spec.name}-{key[:12]}"
         ctx.where = f"{name}[{i}] {spec.name}" + (f" ({spec.where})" if spec.where else "")
-        done = _finished(step_dir, key)
-        if done is not None:
-            ctx.log(f"{name}: step {i + 1}/{len(specs)} {spec.name} — reused ({step_dir.name})")
-            records.append({**done, "reused": True})
-            current = Saved(step_dir, done["kind"])
-            continue
-        if isinstance(current, Saved):
-            current = current.materialise(ctx)
-        if current is not None and not isinstance(current, nn.Module) and not step.takes_onnx:
-            raise TorchSlimError(f"{ctx.where}: {spec.name!r} needs a torch model but the previous step "
-                                 "produced an ONNX file; put it before `quantize`/`export`.")
-        ctx.work = step_dir / "work"
-        ctx.work.mkdir(parents=True, exist_ok=True)
-        ctx.log(f"{name}: step {i + 1}/{len(specs)} {spec.name} ...")
-        began = time.perf_counter()
-        with PeakMemory() as memory, collect_warnings() as said:
-            out = step.run(ctx, params, current)
-        seconds = time.perf_counter() - began
-        for message in said:
-            ctx.log(f"{name}: step {i + 1}/{len(specs)} {spec.name}: warning: {message}")
-        record = {"step": spec.name, "strategy": name, "index": i, "key": key, "config": config,
-                  "seconds": seconds, "epochs": out.epochs, "used_teacher": out.used_teacher,
-                  "peak_memory_bytes": memory.peak or None, "metrics": _plain(out.metrics),
-                  "warnings": said, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        record["kind"] = _save_output(out, step_dir, record, ctx.task)
-        atomic_write_json(step_dir / STEP_FILE, record)
-        shutil.rmtree(ctx.work / "checkpoints", ignore_errors=True)  # the step is done: its resume state goes
-        records.append({**record, "reused": False})
-        current = out.model if out.model is not None else step_dir / "model.onnx"
+        with step_lock(step_dir):  # another process making the same step: wait, then reuse it
+            current = _run_step(ctx, name, i, spec, step, params, config, key, step_dir, current, records, len(specs))
     final = Saved(ctx.out / "steps" / f"{len(specs) - 1:02d}-{specs[-1].name}-{key[:12]}", records[-1]["kind"])
     return StrategyResult(name=name, steps=records, final=final, route=ctx.task.route([s.name for s in specs]),
                           model=current if not isinstance(current, Saved) else None)
+
+
+@contextlib.contextmanager
+def step_lock(step_dir: Path) -> Iterator[None]:
+    """An exclusive lock on ``step_dir`` across processes (``flock`` on a file beside it), so two
+    workers of a search that need the same step make it once; released when the process dies."""
+    import fcntl
+
+    step_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(step_dir.parent / f".{step_dir.name}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_step(ctx: Context, name: str, i: int, spec: Any, step: Any, params: Any, config: dict, key: str,
+              step_dir: Path, current: Any, records: list[dict], count: int) -> Any:
+    """Reuse step ``i`` of strategy ``name`` when it finished, else run it; the model it leaves."""
+    done = _finished(step_dir, key)
+    if done is not None:
+        ctx.log(f"{name}: step {i + 1}/{count} {spec.name} — reused ({step_dir.name})")
+        records.append({**done, "reused": True})
+        return Saved(step_dir, done["kind"])
+    if isinstance(current, Saved):
+        current = current.materialise(ctx)
+    if current is not None and not isinstance(current, nn.Module) and not step.takes_onnx:
+        raise TorchSlimError(f"{ctx.where}: {spec.name!r} needs a torch model but the previous step "
+                             "produced an ONNX file; put it before `quantize`/`export`.")
+    ctx.work = step_dir / "work"
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    ctx.log(f"{name}: step {i + 1}/{count} {spec.name} ...")
+    began = time.perf_counter()
+    with PeakMemory() as memory, collect_warnings() as said:
+        out = step.run(ctx, params, current)
+    seconds = time.perf_counter() - began
+    for message in said:
+        ctx.log(f"{name}: step {i + 1}/{count} {spec.name}: warning: {message}")
+    record = {"step": spec.name, "strategy": name, "index": i, "key": key, "config": config,
+              "seconds": seconds, "epochs": out.epochs, "used_teacher": out.used_teacher,
+              "peak_memory_bytes": memory.peak or None, "metrics": _plain(out.metrics),
+              "warnings": said, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record["kind"] = _save_output(out, step_dir, record, ctx.task)
+    atomic_write_json(step_dir / STEP_FILE, record)
+    shutil.rmtree(ctx.work / "checkpoints", ignore_errors=True)  # the step is done: its resume state goes
+    records.append({**record, "reused": False})
+    return out.model if out.model is not None else step_dir / "model.onnx"
 
 
 @contextlib.contextmanager

@@ -40,6 +40,7 @@ class StepContext(Protocol):
     progress: bool  # show progress bars
     log: Callable[[str], None]
     quick: bool  # a --quick run
+    on_epoch_end: Callable[[int, dict], None] | None  # after each training epoch (a search stops hopeless trials)
 
     @property
     def data(self) -> Any:

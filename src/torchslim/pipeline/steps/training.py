@@ -46,7 +46,8 @@ def _fit(ctx: StepContext, trainee: nn.Module, params: FitConfig) -> dict[str, A
     from torchslim.train import fit
 
     history = fit(trainee, ctx.data, params.epochs, checkpoint_dir=ctx.work / "checkpoints", resume=True,
-                  threads=ctx.recipe.threads, progress=ctx.progress, **params.fit_options(ctx.recipe.seed))
+                  threads=ctx.recipe.threads, progress=ctx.progress, on_epoch_end=ctx.on_epoch_end,
+                  **params.fit_options(ctx.recipe.seed))
     return {"test": history.test, "train_seconds": history.seconds,
             "final_epoch": history.epochs[-1] if history.epochs else None}
 

@@ -1,0 +1,391 @@
+"""``torchslim search``: from a recipe and a budget to the best compressed models it can find.
+
+Every check runs before any training: the recipe's ``search:`` section (the space against the step
+configs), the budget (enough for one trial and the final re-measurement), the storage URL, the
+output directory, the data's validation split. Then the study runs (one worker in this process, or
+``workers`` processes on the same study), and the final phase re-measures the front on the test set
+in one comparison, interleaved against the teacher (:func:`torchslim.pipeline.compare`, reusing
+every step the trials made), picks one model per scenario of the recipe, exports each pick as a
+recipe ``torchslim compare`` reproduces, and writes the search report.
+
+Output directory::
+
+    OUT/study.db            the Optuna study (SQLite; or the --storage database)
+    OUT/search.json         budget spent, every trial, the front so far (rewritten after each trial)
+    OUT/search.md|.png|.html  the report of the search: every trial, the front, the picks
+    OUT/steps/              every step of every trial, shared and reused (the runner's store)
+    OUT/trials/<trial>/     a trial's deployed model and its architecture probe
+    OUT/report.html, matrix.*  the final comparison of the front on the test set
+    OUT/picks/<scenario>.yaml  each pick as a standalone recipe
+
+A search killed at any moment and started again with the same command continues the same study:
+finished trials stay finished, the budget already spent is subtracted (``search.json`` records it
+every few seconds), a trial whose worker died is retried from its last saved step and epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torchslim.core.io import atomic_write_json
+from torchslim.search.config import SearchConfig, human_seconds
+from torchslim.search.space import SpaceError, build_space
+from torchslim.search.study import SearchError, Session, directions, run_worker, sampler, storage, trial_rows
+from torchslim.search.trial import Baseline, deploy
+
+STATE_FILE = "search.json"
+RUN_FILE = "search-run.json"
+SPENT_EVERY = 5.0  # seconds between records of the budget spent (what a SIGKILL can lose)
+
+
+def _config(recipe: Any, overrides: dict[str, Any]) -> SearchConfig:
+    base = recipe.search.model_dump() if recipe.search is not None else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return SearchConfig.model_validate({**base, **given})
+    except Exception as exc:
+        from torchslim.options.base import explain
+
+        errors = getattr(exc, "errors", lambda: [])()
+        if errors:
+            e = errors[0]
+            raise SearchError(f"search option {explain(e, '.'.join(map(str, e['loc'])), SearchConfig)}.") from None
+        raise
+
+
+def final_cap(recipe: Any, budget: float, quick: bool) -> float:
+    """The timing cap per setting of the final comparison: the recipe's, at most 8% of the budget
+    split over its settings (and the quick cap in a quick run)."""
+    settings = len(recipe.measure.batch_sizes) * len(recipe.measure.thread_counts)
+    cap = min(recipe.measure.max_seconds, max(3.0, 0.08 * budget / settings))
+    return min(cap, 3.0) if quick else cap
+
+
+def final_reserve(recipe: Any, cfg: SearchConfig, budget: float, quick: bool) -> float:
+    """Seconds kept for the final phase: the front re-measured on the test set (exports, accuracy,
+    interleaved timing up to the cap per setting) and the report."""
+    settings = len(recipe.measure.batch_sizes) * len(recipe.measure.thread_counts)
+    rows = 2 * (cfg.front_size + 1)
+    return settings * (final_cap(recipe, budget, quick) + 0.3 * rows) + 4.0 * rows + 15.0
+
+
+def identity(recipe: Any, cfg: SearchConfig, quick: bool) -> str:
+    """What decides a search's trials (not its budget, trial count or front size): a study with
+    another identity in the same directory is another search."""
+    from torchslim.pipeline.recipe import digest
+
+    plain = recipe.plain(exclude={"name", "description", "source", "search"})
+    plain.pop("search", None)
+    plain.pop("strategies", None)
+    plain.pop("baseline", None)
+    search = cfg.model_dump(mode="json", exclude={"budget", "trials", "front_size"})
+    return digest({"recipe": plain, "search": search, "quick": quick})
+
+
+def _claim(out: Path, ident: str, budget: float, force: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """The search state in ``out``: a new one, or the one to continue; another search's refused."""
+    path = out / STATE_FILE
+    state: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            state = {}
+    if state and state.get("identity") != ident:
+        if not force:
+            raise SearchError(f"{out} holds another search (recipe {state.get('recipe')!r}, identity "
+                              f"{str(state.get('identity'))[:12]}); this one differs ({ident[:12]}) in its recipe, space, "
+                              "objectives, constraints, target, sampler or --quick. Pass --force to delete it, or "
+                              "choose another --out.")
+        state = {}
+    if force or not state:
+        if force and out.exists():
+            log(f"{out}: --force: deleting the previous search")
+            for child in out.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        elif out.exists() and any(out.iterdir()) and not state:
+            if (out / "steps").exists() or (out / "study.db").exists() or (out / "run.json").exists():
+                raise SearchError(f"{out} holds a torchslim run or study that is not a search of this recipe; pass "
+                                  "--force to delete it, or choose another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    state = {"identity": ident, "spent_seconds": 0.0, "sessions": [], **state}
+    state["budget_seconds"] = budget
+    return state
+
+
+def _teacher_baseline(ctx: Any, out: Path, runtime: str) -> Baseline:
+    from torchslim.measure import artifact_bytes
+    from torchslim.pipeline.runner import step_lock
+    from torchslim.train.evaluate import evaluate
+
+    teacher, _ = ctx.load_model("teacher")
+    with step_lock(out / "teacher"):
+        done = (out / "teacher" / "model.onnx").is_file()
+        runnable, path = (ctx.runnable(out / "teacher" / "model.onnx"), out / "teacher" / "model.onnx") if done and \
+            runtime == "ort" else deploy(ctx, teacher, False, out / "teacher", runtime)
+    size = artifact_bytes(path) if runtime == "ort" else sum(p.numel() * p.element_size() for p in teacher.parameters())
+    accuracy = evaluate(runnable, ctx.data.val, "cpu")["accuracy"]
+    return Baseline(val_accuracy=accuracy, runnable=runnable, bytes=size, artifact=str(path))
+
+
+def _stages(teacher: Any) -> list[str]:
+    """The teacher's stages: top-level modules holding at least two convolutions (a ResNet's
+    ``layer1``..``layer3``), each a per-stage pruning ratio of the default space."""
+    from torch import nn
+
+    return [name for name, child in teacher.named_children()
+            if sum(isinstance(m, nn.Conv2d) for m in child.modules()) >= 2]
+
+
+def session_for(recipe: Any, cfg: SearchConfig, out: Path, url: str, deadline: float, quick: bool,
+                log: Callable[[str], None], ctx_kwargs: dict[str, Any] | None = None) -> Session:
+    """A worker's session: the data, the teacher on the target, the study opened."""
+    import optuna
+
+    from torchslim.pipeline.runner import Context
+
+    ctx = Context(recipe=recipe, out=out, quick=quick, log=lambda m: None, progress=False, **(ctx_kwargs or {}))
+    if ctx.data.val is None or not len(ctx.data.val.dataset):
+        raise SearchError(f"{recipe.where('data')}: a search measures candidates on the validation split (the test set "
+                          "is kept for the final re-measurement), but this data has none; set data.val_size.")
+    teacher, _ = ctx.load_model("teacher")
+    space = _space(recipe, cfg, _stages(teacher))
+    baseline = _teacher_baseline(ctx, out, cfg.target.runtime)
+    seed = cfg.seed if cfg.seed is not None else recipe.seed
+    study = optuna.load_study(study_name=study_name(recipe, cfg, quick), storage=storage(url), sampler=sampler(cfg, seed))
+    floor = None if cfg.constraints.accuracy_floor is None else baseline.val_accuracy - cfg.constraints.accuracy_floor
+    study.set_user_attr("teacher", {"val_accuracy": baseline.val_accuracy, "bytes": baseline.bytes, "floor": floor,
+                                    "artifact": str(Path(baseline.artifact).relative_to(out))
+                                    if Path(baseline.artifact).is_relative_to(out) else baseline.artifact,
+                                    "val_samples": len(ctx.data.val.dataset)})
+    return Session(recipe=recipe, cfg=cfg, space=space, out=out, ctx=ctx, study=study, baseline=baseline,
+                   batch_size=cfg.target.batch_size or max(recipe.measure.batch_sizes),
+                   threads=cfg.target.threads or recipe.measure.thread_counts[0], deadline=deadline, quick=quick, log=log)
+
+
+def study_name(recipe: Any, cfg: SearchConfig, quick: bool) -> str:
+    return f"{recipe.name}-{identity(recipe, cfg, quick)[:12]}"
+
+
+def _space(recipe: Any, cfg: SearchConfig, stages: list[str] | None) -> Any:
+    try:
+        return build_space(cfg.space, cfg.fixed, stages)
+    except SpaceError as exc:
+        raise SearchError(f"{recipe.where('search', 'space')}: search space: {exc}.") from None
+
+
+def search(
+    recipe: Any,
+    out: str | Path,
+    *,
+    budget: float | str | None = None,
+    storage_url: str | None = None,
+    workers: int = 1,
+    quick: bool = False,
+    force: bool = False,
+    models: dict[str, Callable] | None = None,
+    teacher: Any = None,
+    data: Any = None,
+    log: Callable[[str], None] = print,
+    **options: Any,
+) -> dict[str, Any]:
+    """Search the recipe's ``search:`` space for the best compressed models within ``budget``.
+
+    Args:
+        recipe: a :class:`~torchslim.pipeline.Recipe` or the path of a YAML recipe.
+        out: the output directory (see the module docstring); the same command continues a search
+            that was interrupted.
+        budget: wall-clock budget, final re-measurement included (seconds, or ``"60m"``, ``"1h30m"``);
+            none: the recipe's ``search.budget``.
+        storage_url: Optuna RDB storage URL; none: ``sqlite:///OUT/study.db``.
+        workers: worker processes on the study (recipe-defined models, teacher and data only).
+        quick: every trial on the recipe's ``quick`` subset and epochs (a smoke run).
+        force: delete a different search found in ``out``.
+        models, teacher, data: your own model factories, teacher and data bundle, as for
+            :func:`torchslim.pipeline.compare` (one worker).
+        options: fields of :class:`~torchslim.search.config.SearchConfig` over the recipe's
+            ``search:`` section (``sampler="random"``, ``trials=20``, ``objectives=[...]``, ...).
+
+    Returns:
+        The search summary written to ``OUT/search.json``: the budget, every trial, the front,
+        the final comparison's recommendations and the exported picks.
+    """
+    from torchslim.pipeline.preflight import check_out
+    from torchslim.pipeline.recipe import Recipe, RecipeError, load_recipe
+
+    began = time.time()
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    if recipe.task != "image":
+        raise SearchError(f"{recipe.source}: `torchslim search` searches image recipes; this is a {recipe.task} recipe "
+                          "(compare its strategies with `torchslim compare`).")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise SearchError(f"--workers {workers!r} is invalid: give a positive number of worker processes.")
+    if workers > 1 and (models or teacher is not None or data is not None):
+        raise SearchError(f"--workers {workers}: worker processes rebuild the recipe's own models, teacher and data; "
+                          "models, teacher or data given in Python need workers=1.")
+    try:
+        cfg = _config(recipe, {"budget": budget, **options})
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+    if cfg.budget is None:
+        raise SearchError(f"{recipe.source}: a search needs a budget: --budget 60m (or search.budget in the recipe).")
+    _space(recipe, cfg, None)  # the space as written, before any data or model is loaded
+    if cfg.target.runtime == "torch" and any(v != "none" for v in (build_space(cfg.space, cfg.fixed).choices("quantize")
+                                                                  or ("none",))):
+        raise SearchError("search.target.runtime: torch times candidates on torch eager, but the space quantizes "
+                          "(INT8 runs on ONNX Runtime); set target.runtime: ort, or quantize: [none].")
+    reserve = final_reserve(recipe, cfg, cfg.budget, quick)
+    minimum = reserve + 60.0
+    if cfg.budget < minimum:
+        raise SearchError(f"budget {human_seconds(cfg.budget)} is too small: the final re-measurement of the front "
+                          f"keeps about {human_seconds(reserve)} and one trial needs at least a minute; give at least "
+                          f"{human_seconds(minimum)} (e.g. --budget {int(minimum // 60) + 1}m).")
+    out = check_out(out)
+    url = storage_url or f"sqlite:///{(out / 'study.db').resolve()}"
+    ident = identity(recipe, cfg, quick)
+    if storage_url is not None:
+        storage(url)  # reachable, before anything is written
+    state = _claim(out, ident, cfg.budget, force, log)
+    import optuna
+
+    seed = cfg.seed if cfg.seed is not None else recipe.seed
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=study_name(recipe, cfg, quick), storage=storage(url),
+                                directions=directions(cfg), sampler=sampler(cfg, seed), load_if_exists=True)
+    state.update(recipe=recipe.name, source=recipe.source, storage=_shown(url, out), study=study.study_name,
+                 objectives=cfg.objectives, sampler=cfg.sampler)
+    spent = float(state.get("spent_seconds", 0.0))
+    left = cfg.budget - spent - (time.time() - began)
+    deadline = time.time() + left - reserve
+    log(f"search {study.study_name}: budget {human_seconds(cfg.budget)} ({human_seconds(spent)} spent before), "
+        f"{len(study.trials)} trial(s) in the study, {workers} worker(s); the final re-measurement keeps "
+        f"{human_seconds(reserve)}")
+    ledger = _Ledger(out, state, spent)
+    ctx_kwargs = {"factories": dict(models or {}), "teacher_override": teacher, "data_override": data}
+    try:
+        with ledger:
+            if deadline - time.time() > 0 and not (cfg.trials is not None and len(study.trials) >= cfg.trials):
+                if workers == 1:
+                    session = session_for(recipe, cfg, out, url, deadline, quick, log, ctx_kwargs)
+                    run_worker(session, cfg.trials, on_trial=lambda: _progress(out, session.study, state, cfg,
+                                                                               deadline, log))
+                else:
+                    _run_workers(recipe, cfg, out, url, deadline, quick, workers, state, log)
+            else:
+                log("no time left for another trial: re-measuring the front")
+            from torchslim.search.results import finish
+
+            summary = finish(recipe, cfg, out, optuna.load_study(study_name=study.study_name, storage=storage(url)),
+                             state, quick, log, ctx_kwargs, final_cap(recipe, cfg.budget, quick))
+    except RecipeError:
+        raise
+    summary["spent_seconds"] = ledger.spent()
+    summary["wall_seconds_this_run"] = time.time() - began
+    atomic_write_json(out / STATE_FILE, {**summary, **ledger.record()})
+    return summary
+
+
+def _shown(url: str, out: Path) -> str:
+    from torchslim.search.study import redact
+
+    return "sqlite: OUT/study.db" if url == f"sqlite:///{(out / 'study.db').resolve()}" else redact(url)
+
+
+class _Ledger:
+    """Records the budget spent in ``search.json`` every few seconds while active, so a search
+    killed at any moment resumes with what it had left (at most ``SPENT_EVERY`` seconds lost)."""
+
+    def __init__(self, out: Path, state: dict[str, Any], spent: float) -> None:
+        self.out, self.state, self.before = out, state, spent
+        self.began = time.time()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.lock = threading.Lock()
+
+    def spent(self) -> float:
+        return self.before + time.time() - self.began
+
+    def record(self) -> dict[str, Any]:
+        return {"identity": self.state["identity"], "budget_seconds": self.state["budget_seconds"],
+                "spent_seconds": self.spent(), "sessions": self.state.get("sessions", [])}
+
+    def _write(self) -> None:
+        path = self.out / STATE_FILE
+        with self.lock:
+            try:
+                current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            except json.JSONDecodeError:
+                current = {}
+            atomic_write_json(path, {**self.state, **current, **self.record()})
+
+    def _run(self) -> None:
+        while not self._stop.wait(SPENT_EVERY):
+            self._write()
+
+    def __enter__(self) -> _Ledger:
+        self.state.setdefault("sessions", []).append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                      "pid": os.getpid()})
+        self._write()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._write()
+
+
+def _progress(out: Path, study: Any, state: dict[str, Any], cfg: SearchConfig, deadline: float,
+              log: Callable[[str], None]) -> None:
+    """After each trial: the best so far on disk (``search.json``, ``search.md``) and a progress line."""
+    from torchslim.search.results import front_numbers, write_progress
+
+    rows = trial_rows(study)
+    front = front_numbers(rows, cfg)
+    write_progress(out, rows, front, cfg, state)
+    done = {s: sum(1 for r in rows if r["state"] == s) for s in ("complete", "pruned", "fail")}
+    log(f"search: {len(rows)} trial(s): {done['complete']} measured, {done['pruned']} stopped early, {done['fail']} "
+        f"failed · front: {', '.join(f'#{n}' for n in front) or 'none yet'} · {human_seconds(max(0.0, deadline - time.time()))} "
+        "left for trials")
+
+
+def _run_workers(recipe: Any, cfg: SearchConfig, out: Path, url: str, deadline: float, quick: bool, workers: int,
+                 state: dict[str, Any], log: Callable[[str], None]) -> None:
+    """``workers`` processes on the study; this one shows progress until they end."""
+    import optuna
+
+    atomic_write_json(out / RUN_FILE, {"recipe": recipe.plain(), "source": recipe.source, "search": cfg.model_dump(mode="json"),
+                                       "storage": url, "deadline": deadline, "quick": quick})
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    procs = [subprocess.Popen([sys.executable, "-m", "torchslim.search.worker", str(out), str(i)], env=env)
+             for i in range(workers)]
+    study = optuna.load_study(study_name=study_name(recipe, cfg, quick), storage=storage(url))
+    seen = -1
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(2.0)
+            finished = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+            if finished != seen:
+                seen = finished
+                _progress(out, study, state, cfg, deadline, log)
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    failed = [i for i, p in enumerate(procs) if p.returncode not in (0, None)]
+    if failed:
+        log(f"worker(s) {failed} ended with an error (exit codes {[procs[i].returncode for i in failed]}); their "
+            "unfinished trials are retried or marked failed by the study's heartbeat")
+
+
+__all__ = ["RUN_FILE", "STATE_FILE", "final_cap", "final_reserve", "identity", "search", "session_for", "study_name"]
