@@ -24,7 +24,7 @@ SCENARIOS = ("resource_limited", "accuracy_sensitive", "balanced")
 
 
 def feasible(row: dict[str, Any]) -> bool:
-    return row["state"] == "complete" and max(row.get("constraints") or [0.0]) <= 0
+    return row["state"] == "complete" and max((row.get("constraints") or {}).values(), default=0.0) <= 0
 
 
 def front_numbers(rows: list[dict[str, Any]], cfg: SearchConfig) -> list[int]:
@@ -257,7 +257,10 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
         ax.scatter([], [], c=c, marker="o", label=f"quantize {q}")
     for route, m in markers.items():
         ax.scatter([], [], c="white", edgecolors="black", marker=m, label=f"route {route}")
-    ax.set_xscale("log")
+    if rows or teacher.get("val_accuracy") is not None:
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no trial measured yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(f"latency / teacher's on {summary.get('target', {}).get('runtime')} (lower is faster)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(f"Search {summary.get('recipe')}: {len(rows)} measured trials, the front outlined")

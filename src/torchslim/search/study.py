@@ -74,22 +74,12 @@ def redact(url: str) -> str:
 def sampler(cfg: SearchConfig, seed: int) -> Any:
     import optuna
 
-    constraints = _constraints if _has_constraints(cfg) else None
+    # Constraints reach both samplers from the trials themselves (Trial.set_constraint, in run_trial).
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if cfg.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8, constraints_func=constraints)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=6,
-                                      constraints_func=constraints)
-
-
-def _has_constraints(cfg: SearchConfig) -> bool:
-    c = cfg.constraints
-    return any(v is not None for v in (c.accuracy_floor, c.latency_budget, c.bytes_budget))
-
-
-def _constraints(trial: Any) -> list[float]:
-    return list(trial.user_attrs.get("constraints", [0.0]))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=6)
 
 
 def directions(cfg: SearchConfig) -> list[str]:
@@ -166,17 +156,17 @@ class Session:
         return time_against(ctx, self.baseline.runnable, runnable, self.batch_size, self.threads,
                             min(self.cfg.target.seconds, 4.0))
 
-    def violations(self, attrs: dict[str, Any]) -> list[float]:
-        """Constraint values (<= 0: satisfied) in Optuna's convention."""
+    def violations(self, attrs: dict[str, Any]) -> dict[str, float]:
+        """Constraint values by name (<= 0: satisfied) in Optuna's convention."""
         c = self.cfg.constraints
-        out = []
+        out = {}
         if c.accuracy_floor is not None:
-            out.append(self.floor - attrs["val_accuracy"])
+            out["accuracy_floor"] = self.floor - attrs["val_accuracy"]
         if c.latency_budget is not None:
-            out.append(attrs["latency_ratio"] - c.latency_budget)
+            out["latency_budget"] = attrs["latency_ratio"] - c.latency_budget
         if c.bytes_budget is not None:
-            out.append(attrs["bytes_ratio"] - c.bytes_budget)
-        return out or [0.0]
+            out["bytes_budget"] = attrs["bytes_ratio"] - c.bytes_budget
+        return out
 
     def objective_values(self, attrs: dict[str, Any]) -> tuple[float, ...]:
         keys = {"accuracy": "val_accuracy", "latency": "latency_ratio", "bytes": "bytes_ratio"}
@@ -205,7 +195,7 @@ class Session:
         self.log(f"trial {trial.number}: {attrs['route']}, quantize {attrs['shape']['quantize']}: "
                  f"{attrs['val_accuracy']:.2f}% validation, {attrs['speedup']:.2f}x the teacher's speed "
                  f"({self.cfg.target.runtime}, b{self.batch_size}/{self.threads}t), {attrs['bytes']:,} bytes, "
-                 f"{attrs['seconds']:.0f} s{'' if max(attrs['constraints']) <= 0 else ' (infeasible)'}")
+                 f"{attrs['seconds']:.0f} s{'' if max(attrs['constraints'].values(), default=0) <= 0 else ' (infeasible)'}")
         return values
 
 
@@ -215,10 +205,20 @@ def run_worker(session: Session, max_trials: int | None, on_trial: Callable[[], 
     import optuna
     from optuna.study import MaxTrialsCallback
 
+    misses = [0]  # candidates in a row that did not fit the time left
+
     def enough(study: Any, trial: Any) -> None:
         if on_trial is not None:
             on_trial()
         if session.left() <= 0:
+            study.stop()
+            return
+        if not (trial.user_attrs.get("stopped") or "").startswith("budget"):
+            misses[0] = 0
+            return
+        misses[0] += 1
+        quickest = min((t["seconds"] for t in session.finished() if t.get("seconds")), default=0.0)
+        if session.left() < quickest or misses[0] >= 5:  # nothing the space holds fits any more
             study.stop()
 
     callbacks = [enough]

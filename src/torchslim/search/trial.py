@@ -267,6 +267,8 @@ def run_trial(session: Any, trial: Any) -> tuple[float, ...]:
              "seconds": time.perf_counter() - began, "epochs": sum(s["epochs"] for s in result.steps),
              "reused_steps": sum(1 for s in result.steps if s.get("reused")), "int8": int8}
     attrs["constraints"] = session.violations(attrs)
+    for key, value in attrs["constraints"].items():
+        trial.set_constraint(key, float(value))  # what the samplers read
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     return session.objective_values(attrs)
