@@ -254,3 +254,15 @@ def test_search_cli_runs_and_prints_the_picks(tmp_path, teacher, capsys):
     assert "resource-limited:" in said and "search report:" in said
     summary = json.loads((tmp_path / "out" / "search.json").read_text())
     assert summary["sampler"] == "random" and len(summary["trials"]) == 3
+
+
+def test_candidates_over_the_latency_budget_are_measured_but_never_trained(tmp_path, teacher):
+    path = recipe(tmp_path, teacher, trials=3, constraints={"accuracy_floor": 40.0, "latency_budget": 0.01})
+    summary = search(path, tmp_path / "out", budget="5m", log=lambda m: None)
+    rows = summary["trials"]
+    assert len(rows) == 3 and all(r["state"] == "complete" and r["untrained"] for r in rows)
+    assert all(r["latency_ratio"] > 0.01 and "not trained" in r["stopped"] for r in rows)
+    assert not list((tmp_path / "out" / "steps").glob("*-train-*")) and not list(
+        (tmp_path / "out" / "steps").glob("*-distill-*"))  # nothing trained
+    assert summary["front"] == [] and summary["final"]["measured"] == []
+    assert "3 not trained" in (tmp_path / "out" / "search.md").read_text()

@@ -119,8 +119,9 @@ class Recipe(Strict):
         return self.baseline or next(iter(self.strategies))
 
     def fingerprint(self) -> str:
-        """A hash of everything that decides the results (not the name, description or source)."""
-        return digest(self.plain(exclude={"name", "description", "source"}))
+        """A hash of everything that decides a comparison's results (not the name, description,
+        source, or the ``search:`` section, which only ``torchslim search`` reads)."""
+        return digest(self.plain(exclude={"name", "description", "source", "search"}))
 
     def plain(self, exclude: set[str] | None = None) -> dict[str, Any]:
         from torchslim.pipeline.tasks import TASKS

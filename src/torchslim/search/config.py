@@ -13,9 +13,9 @@ Imports no torch: the section is read with the recipe.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from torchslim.options.base import Options
 
@@ -80,6 +80,23 @@ class Range(Options):
         return self
 
 
+def _dimension_form(value: Any) -> str | None:
+    """Which form a dimension is written in: a list of choices or a ``{low, high}`` range."""
+    if isinstance(value, list):
+        return "list[choices]"
+    return "Range[low, high]" if isinstance(value, dict | Range) else None
+
+
+# A dimension is told apart by its form, so a bad range is explained in the range's own words only
+# (not also as "not a list"); the tags read like pydantic's own union labels, which a recipe error
+# leaves out of the key path it names.
+DimensionSpec = Annotated[
+    Annotated[list[Any], Tag("list[choices]")] | Annotated[Range, Tag("Range[low, high]")],
+    Discriminator(_dimension_form, custom_error_type="dimension_form",
+                  custom_error_message="a dimension is a list of choices (e.g. [l1, l2]) or a range "
+                                       "(e.g. {low: 0.2, high: 0.8})")]
+
+
 class Constraints(Options):
     """What a candidate must satisfy to be on the front and picked; each measured on the trial."""
 
@@ -133,7 +150,7 @@ class SearchConfig(Options):
     """Accuracy floor and latency/size budgets relative to the teacher."""
     target: Target = Field(default_factory=Target)
     """The runtime, batch size and threads latency is measured at."""
-    space: dict[str, list[Any] | Range] | None = None
+    space: dict[str, DimensionSpec] | None = Field(None, validate_default=True)
     """Dimensions: `route`, `recovery`, `quantize`, or `step.field` (e.g. prune.ratio, distill.losses.kd.T, prune.ratios.layer1), each a list of choices or {low, high, log, step}; none: the default space."""
     fixed: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Step parameters every candidate uses (e.g. {distill: {cache: memory}}), over the search's defaults."""
@@ -141,6 +158,8 @@ class SearchConfig(Options):
     """Low-fidelity stopping of hopeless trials."""
     trials: int | None = Field(None, gt=0)
     """At most this many trials (with the budget); none: as many as the budget allows."""
+    compare_with: list[str] = Field(default_factory=list)
+    """Strategies of the recipe measured beside the front in the final comparison (e.g. teacher-int8); the baseline always is."""
     front_size: int = Field(6, gt=0, le=20)
     """Front members re-measured on the test set at the end (spread along the front)."""
     seed: int | None = None
@@ -159,6 +178,20 @@ class SearchConfig(Options):
         if "accuracy" not in values:
             raise ValueError(f"objectives {values} must include accuracy (a compressed model is chosen by what it keeps)")
         return values
+
+    @field_validator("space")
+    @classmethod
+    def _runs_on_target(cls, space: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        """INT8 candidates run on ONNX Runtime only, so a torch target rules out quantize choices."""
+        target = info.data.get("target")
+        choices = QUANTIZE if space is None else space.get("quantize", ["none"])
+        if target is not None and target.runtime == "torch" and isinstance(choices, list | tuple) and \
+                any(c != "none" for c in choices):
+            which = "the default space" if space is None else "the space"
+            raise ValueError(f"target.runtime torch times candidates on torch eager, but {which} quantizes (quantize "
+                             f"{list(choices)}; INT8 runs on ONNX Runtime only): set target.runtime: ort, or "
+                             "quantize: [none] in the space")
+        return space
 
 
 __all__ = ["OBJECTIVES", "QUANTIZE", "RECOVERIES", "ROUTES", "SPECIAL", "Constraints", "EarlyStop", "Range",

@@ -23,14 +23,26 @@ KEYS = {"accuracy": "val_accuracy", "latency": "latency_ratio", "bytes": "bytes_
 SCENARIOS = ("resource_limited", "accuracy_sensitive", "balanced")
 
 
+def tally(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Trials by outcome: measured, not trained (over the latency budget before training), stopped
+    early, failed, running."""
+    out = {"measured": 0, "not trained": 0, "stopped early": 0, "failed": 0, "running": 0}
+    for r in rows:
+        key = {"complete": "not trained" if r.get("untrained") else "measured", "pruned": "stopped early",
+               "fail": "failed", "running": "running"}.get(r["state"])
+        if key is not None:
+            out[key] += 1
+    return out
+
+
 def feasible(row: dict[str, Any]) -> bool:
-    return row["state"] == "complete" and max((row.get("constraints") or {}).values(), default=0.0) <= 0
+    return row["state"] == "complete" and not row.get("untrained") and max((row.get("constraints") or {}).values(), default=0.0) <= 0
 
 
 def front_numbers(rows: list[dict[str, Any]], cfg: SearchConfig) -> list[int]:
     """Trial numbers on the Pareto front of the feasible measured trials (of all measured ones when
     none is feasible), fastest first."""
-    measured = [r for r in rows if r["state"] == "complete" and r.get("val_accuracy") is not None]
+    measured = [r for r in rows if r["state"] == "complete" and not r.get("untrained")]
     pool = [r for r in measured if feasible(r)] or measured
 
     def better(a: dict, b: dict) -> bool:  # a dominates b
@@ -94,7 +106,11 @@ def finish(recipe: Any, cfg: SearchConfig, out: Path, study: Any, state: dict[st
         return summary
     chosen = spread(front, cfg.front_size)
     by_number = {r["number"]: r for r in rows}
-    data = recipe_data(recipe, {_name(n): by_number[n]["strategy"] for n in chosen}, name=f"{recipe.name}-front")
+    from torchslim.search.trial import strategy_steps
+
+    beside = {name: strategy_steps(recipe, name) for name in cfg.compare_with}
+    data = recipe_data(recipe, {**beside, **{_name(n): by_number[n]["strategy"] for n in chosen}},
+                       name=f"{recipe.name}-front")
     data["measure"] = {**data.get("measure", {}), "max_seconds": cap}
     final_recipe = parse(data, source=f"{recipe.source} (search front)")
     log(f"search: re-measuring {len(chosen)} front member(s) on the test set with the teacher: "
@@ -163,6 +179,8 @@ def _short(v: Any) -> str:
 
 
 def _note(row: dict[str, Any]) -> str:
+    if row.get("untrained"):
+        return "not trained: " + row["stopped"]
     if row.get("stopped"):
         return "stopped: " + row["stopped"]
     if row.get("error"):
@@ -176,13 +194,12 @@ def markdown(summary: dict[str, Any]) -> str:
     """The search report as Markdown: the picks, the front, then every trial's configuration."""
     rows, front = summary.get("trials", []), summary.get("front", [])
     teacher = summary.get("teacher") or {}
-    counts = {s: sum(1 for r in rows if r["state"] == s) for s in ("complete", "pruned", "fail", "running")}
+    counts = tally(rows)
     lines = [f"# Search: {summary.get('recipe')}", "",
              f"Study `{summary.get('study')}` ({summary.get('storage')}), sampler {summary.get('sampler')}, objectives "
              f"{', '.join(summary.get('objectives', []))}; budget {human_seconds(summary.get('budget_seconds') or 0)}, "
              f"spent {human_seconds(summary.get('spent_seconds') or 0)}.",
-             f"Trials: {len(rows)} ({counts['complete']} measured, {counts['pruned']} stopped early, {counts['fail']} "
-             f"failed{', ' + str(counts['running']) + ' running' if counts['running'] else ''}).",
+             f"Trials: {len(rows)} ({', '.join(f'{n} {k}' for k, n in counts.items() if n)}).",
              f"Teacher: {teacher.get('val_accuracy', float('nan')):.2f}% validation accuracy; accuracy floor "
              f"{teacher.get('floor') if teacher.get('floor') is None else format(teacher['floor'], '.2f') + '%'}; "
              f"latency is each candidate's over the teacher's on the target "
@@ -224,7 +241,7 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in summary.get("trials", []) if r["state"] == "complete" and r.get("val_accuracy") is not None]
+    rows = [r for r in summary.get("trials", []) if r["state"] == "complete" and not r.get("untrained")]
     front = set(summary.get("front", []))
     teacher = summary.get("teacher") or {}
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
@@ -312,4 +329,4 @@ def write_html(summary: dict[str, Any], out: Path) -> None:
     atomic_write_text(out / "search.html", page)
 
 
-__all__ = ["export_picks", "feasible", "finish", "front_numbers", "markdown", "spread", "write_html", "write_progress"]
+__all__ = ["export_picks", "feasible", "tally", "finish", "front_numbers", "markdown", "spread", "write_html", "write_progress"]

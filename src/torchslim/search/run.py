@@ -57,8 +57,10 @@ def _config(recipe: Any, overrides: dict[str, Any]) -> SearchConfig:
 
         errors = getattr(exc, "errors", lambda: [])()
         if errors:
-            e = errors[0]
-            raise SearchError(f"search option {explain(e, '.'.join(map(str, e['loc'])), SearchConfig)}.") from None
+            e = errors[0]  # the key path as written: pydantic's union labels left out
+            where = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+            text = explain(e, where, SearchConfig)
+            raise SearchError(f"search: {text}." if e["type"] == "extra_forbidden" else f"search option {text}.") from None
         raise
 
 
@@ -87,7 +89,7 @@ def identity(recipe: Any, cfg: SearchConfig, quick: bool) -> str:
     plain.pop("search", None)
     plain.pop("strategies", None)
     plain.pop("baseline", None)
-    search = cfg.model_dump(mode="json", exclude={"budget", "trials", "front_size"})
+    search = cfg.model_dump(mode="json", exclude={"budget", "trials", "front_size", "compare_with"})
     return digest({"recipe": plain, "search": search, "quick": quick})
 
 
@@ -176,11 +178,16 @@ def study_name(recipe: Any, cfg: SearchConfig, quick: bool) -> str:
     return f"{recipe.name}-{identity(recipe, cfg, quick)[:12]}"
 
 
-def _space(recipe: Any, cfg: SearchConfig, stages: list[str] | None) -> Any:
+def _space(recipe: Any, cfg: SearchConfig, stages: list[str] | None, models: list[str] | None = None) -> Any:
+    """The space built (``models``: student names given besides the registry; none: unchecked), a
+    bad one refused at the line of its dimension."""
     try:
-        return build_space(cfg.space, cfg.fixed, stages)
+        return build_space(cfg.space, cfg.fixed, stages, models)
     except SpaceError as exc:
-        raise SearchError(f"{recipe.where('search', 'space')}: search space: {exc}.") from None
+        text = str(exc)
+        key = next((k for k in (cfg.space or {}) if text.startswith(str(k)) or repr(str(k)) in text), None)
+        path = ("search", "space", key) if key is not None else ("search", "fixed" if text.startswith("fixed") else "space")
+        raise SearchError(f"{recipe.where(*path)}: search space: {text}{'' if text.endswith(('.', '?')) else '.'}") from None
 
 
 def search(
@@ -237,9 +244,16 @@ def search(
         cfg = _config(recipe, {"budget": budget, **options})
     except ValueError as exc:
         raise SearchError(str(exc)) from None
+    unknown = [n for n in cfg.compare_with if n not in recipe.strategies]
+    if unknown:
+        from torchslim.core.registry import did_you_mean
+
+        raise SearchError(f"{recipe.where('search', 'compare_with')}: search.compare_with names {unknown[0]!r}, which is "
+                          f"not a strategy of the recipe.{did_you_mean(unknown[0], list(recipe.strategies))} Strategies: "
+                          f"{', '.join(recipe.strategies)}.")
     if cfg.budget is None:
         raise SearchError(f"{recipe.source}: a search needs a budget: --budget 60m (or search.budget in the recipe).")
-    _space(recipe, cfg, None)  # the space as written, before any data or model is loaded
+    _space(recipe, cfg, None, list(models or {}))  # the space as written, before any data or model is loaded
     if cfg.target.runtime == "torch" and any(v != "none" for v in (build_space(cfg.space, cfg.fixed).choices("quantize")
                                                                   or ("none",))):
         raise SearchError("search.target.runtime: torch times candidates on torch eager, but the space quantizes "
@@ -348,14 +362,13 @@ class _Ledger:
 def _progress(out: Path, study: Any, state: dict[str, Any], cfg: SearchConfig, deadline: float,
               log: Callable[[str], None]) -> None:
     """After each trial: the best so far on disk (``search.json``, ``search.md``) and a progress line."""
-    from torchslim.search.results import front_numbers, write_progress
+    from torchslim.search.results import front_numbers, tally, write_progress
 
     rows = trial_rows(study)
     front = front_numbers(rows, cfg)
     write_progress(out, rows, front, cfg, state)
-    done = {s: sum(1 for r in rows if r["state"] == s) for s in ("complete", "pruned", "fail")}
-    log(f"search: {len(rows)} trial(s): {done['complete']} measured, {done['pruned']} stopped early, {done['fail']} "
-        f"failed · front: {', '.join(f'#{n}' for n in front) or 'none yet'} · {human_seconds(max(0.0, deadline - time.time()))} "
+    done = tally(rows)
+    log(f"search: {len(rows)} trial(s): {', '.join(f'{n} {k}' for k, n in done.items() if n)} · front: {', '.join(f'#{n}' for n in front) or 'none yet'} · {human_seconds(max(0.0, deadline - time.time()))} "
         "left for trials")
 
 
@@ -364,7 +377,10 @@ def _run_workers(recipe: Any, cfg: SearchConfig, out: Path, url: str, deadline: 
     """``workers`` processes on the study; this one shows progress until they end."""
     import optuna
 
-    atomic_write_json(out / RUN_FILE, {"recipe": recipe.plain(), "source": recipe.source, "search": cfg.model_dump(mode="json"),
+    from torchslim.search.trial import recipe_data, strategy_steps
+
+    plain = recipe_data(recipe, {name: strategy_steps(recipe, name) for name in recipe.strategies})
+    atomic_write_json(out / RUN_FILE, {"recipe": plain, "source": recipe.source, "search": cfg.model_dump(mode="json"),
                                        "storage": url, "deadline": deadline, "quick": quick})
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     procs = [subprocess.Popen([sys.executable, "-m", "torchslim.search.worker", str(out), str(i)], env=env)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -64,7 +64,7 @@ DEFAULT_SPACE: dict[str, Any] = {
     "recovery": list(RECOVERIES),
     "train.epochs": {"low": 2, "high": 8},
     "train.lr": {"low": 0.005, "high": 0.1, "log": True},
-    "distill.epochs": {"low": 2, "high": 10},
+    "distill.epochs": {"low": 2, "high": 12},
     "distill.lr": {"low": 0.01, "high": 0.3, "log": True},
     "distill.losses.kd.T": {"low": 2.0, "high": 8.0},
     "distill.losses.kd.weight": {"low": 0.5, "high": 1.0},
@@ -170,7 +170,7 @@ def _dimension(key: str, spec: Any, fixed: Mapping[str, Mapping[str, Any]], rout
         valid = [f for f in params.model_fields if f not in NOT_DIMENSIONS]
         why = " (not something a search varies)" if info is not None else ""
         raise SpaceError(f"unknown dimension {key!r}: {step} has no field {field!r} to vary{why}."
-                         f"{did_you_mean(field, valid)} Fields of {step}: {', '.join(valid)}.")
+                         f"{'' if why else did_you_mean(field, valid)} Fields of {step}: {', '.join(valid)}.")
     kind, literal = _field_kind(info.annotation)
     if kind == "mapping":
         if not sub:
@@ -300,9 +300,13 @@ class Space:
 
 
 def build_space(space: Mapping[str, Any] | None, fixed: Mapping[str, Mapping[str, Any]],
-                stages: list[str] | None = None) -> Space:
+                stages: list[str] | None = None, models: Collection[str] | None = None) -> Space:
     """The :class:`Space` of a ``search:`` section (``space`` none: the default, with a per-stage
     pruning ratio for each of ``stages``), every dimension and fixed parameter checked.
+
+    ``models``: the names a student may have besides the registered models (the ``models={...}``
+    given to the search); every student name is then checked. None: not checked (a recipe is parsed
+    before the models given with it are known).
 
     Raises:
         SpaceError: the first bad dimension or fixed parameter, in words naming it.
@@ -325,6 +329,8 @@ def build_space(space: Mapping[str, Any] | None, fixed: Mapping[str, Mapping[str
         dims.append(_dimension(str(key), spec, fixed, route_base))
     result = Space(dims, {k: dict(v) for k, v in fixed.items()})
     _check_contradictions(result)
+    if models is not None:
+        _check_students(result, models)
     return result
 
 
@@ -338,6 +344,22 @@ def _check_fixed(name: str, params: Any) -> None:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"] if isinstance(p, str | int)) or name
         raise SpaceError(f"fixed.{name}: {explain(error, where, _params_class(name))}") from None
+
+
+def _check_students(space: Space, given: Collection[str]) -> None:
+    """Every student a candidate may build is a registered model or one of ``given``: an unknown
+    name would otherwise fail each trial that draws it, after the teacher is measured."""
+    from torchslim import models
+
+    known = [*models.list(), *given]
+    named = [("distill.student", name) for name in space.choices("distill.student")]
+    if "student" in space.fixed.get("distill", {}):
+        named.append(("fixed.distill.student", space.fixed["distill"]["student"]))
+    for key, name in named:
+        if name not in known:
+            raise SpaceError(f"{key}: {name!r} is not a model.{did_you_mean(str(name), known)} Registered models: "
+                             f"{', '.join(models.list())}" + (f"; given: {', '.join(given)}" if given else "") +
+                             " (pass your own with models={name: factory})")
 
 
 def _check_contradictions(space: Space) -> None:

@@ -192,6 +192,8 @@ class Session:
             self.log(f"trial {trial.number}: FAILED — {format_error(exc)}")
             raise
         attrs = trial.user_attrs
+        if attrs.get("untrained"):
+            return values
         self.log(f"trial {trial.number}: {attrs['route']}, quantize {attrs['shape']['quantize']}: "
                  f"{attrs['val_accuracy']:.2f}% validation, {attrs['speedup']:.2f}x the teacher's speed "
                  f"({self.cfg.target.runtime}, b{self.batch_size}/{self.threads}t), {attrs['bytes']:,} bytes, "

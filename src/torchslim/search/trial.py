@@ -208,6 +208,29 @@ def _main_index(steps: list[dict[str, Any]]) -> tuple[int | None, int]:
     return None, 0
 
 
+def _untrained(session: Any, trial: Any, probe: dict[str, Any], seconds: float) -> tuple[float, ...]:
+    """A candidate whose measured latency rules it out before training: recorded as measured
+    (its latency, the constraint it breaks) so the sampler learns where the budget lies; its
+    accuracy is unknown, so it is never on the front (the objective gets 0, the report "not
+    trained")."""
+    budget = session.cfg.constraints.latency_budget
+    reason = (f"latency before training: its architecture runs at {probe['latency_ratio']:.3f}x "
+              f"[{probe['latency_ratio_low']:.3f}-{probe['latency_ratio_high']:.3f}] of the teacher's latency, "
+              f"over the budget {budget:g}x; not trained")
+    attrs = {"latency_ratio": probe["latency_ratio"], "speedup": probe["speedup"], "untrained": True,
+             "stopped": reason, "seconds": seconds, "bytes_ratio": 1.0}
+    violations = {"latency_budget": probe["latency_ratio"] - budget}
+    if session.cfg.constraints.accuracy_floor is not None:
+        violations["accuracy_floor"] = 100.0  # unknown accuracy: never counted as meeting the floor
+    attrs["constraints"] = violations
+    for key, value in violations.items():
+        trial.set_constraint(key, float(value))
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    session.log(f"trial {trial.number}: {reason}")
+    return session.objective_values({**attrs, "val_accuracy": 0.0})
+
+
 def run_trial(session: Any, trial: Any) -> tuple[float, ...]:
     """The objective of trial ``trial`` (an Optuna trial): sample, make, measure; the objective
     values in the study's order. Raises :class:`TrialStopped` for a trial that stops early."""
@@ -241,9 +264,7 @@ def run_trial(session: Any, trial: Any) -> tuple[float, ...]:
         probe = session.probe(name, steps, shape, work / "probe")
         trial.set_user_attr("probe", probe)
         if probe["latency_ratio_low"] > cfg.constraints.latency_budget:
-            raise TrialStopped(f"latency before training: its architecture runs at {probe['latency_ratio']:.3f}x "
-                               f"[{probe['latency_ratio_low']:.3f}-{probe['latency_ratio_high']:.3f}] of the teacher's "
-                               f"latency, over the budget {cfg.constraints.latency_budget:g}x", {"probe": probe})
+            return _untrained(session, trial, probe, time.perf_counter() - began)
     monitor = Monitor(session, name, main, epochs, shape["route"])
     ctx.on_epoch_end = monitor
     try:
