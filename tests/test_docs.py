@@ -21,7 +21,7 @@ from mkdocs.commands import build  # noqa: E402
 from mkdocs.config import load_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-GUIDES = ("own-model", "sentence-encoder", "selection-matrix")
+GUIDES = ("own-model", "sentence-encoder", "selection-matrix", "search")
 API_PAGES = ("torchslim", "prune", "quantize", "distill", "train", "measure", "export", "runtime", "pipeline",
              "federated", "text")
 

@@ -286,6 +286,7 @@ def search(
         f"{human_seconds(reserve)}")
     ledger = _Ledger(out, state, spent)
     ctx_kwargs = {"factories": dict(models or {}), "teacher_override": teacher, "data_override": data}
+    _write_run_file(recipe, cfg, out, url, deadline, quick)  # what a worker on another machine joins with
     try:
         with ledger:
             if deadline - time.time() > 0 and not (cfg.trials is not None and len(study.trials) >= cfg.trials):
@@ -372,16 +373,21 @@ def _progress(out: Path, study: Any, state: dict[str, Any], cfg: SearchConfig, d
         "left for trials")
 
 
-def _run_workers(recipe: Any, cfg: SearchConfig, out: Path, url: str, deadline: float, quick: bool, workers: int,
-                 state: dict[str, Any], log: Callable[[str], None]) -> None:
-    """``workers`` processes on the study; this one shows progress until they end."""
-    import optuna
-
+def _write_run_file(recipe: Any, cfg: SearchConfig, out: Path, url: str, deadline: float, quick: bool) -> None:
+    """``OUT/search-run.json``: the recipe, the search settings, the storage and the deadline, which
+    ``python -m torchslim.search.worker OUT INDEX`` reads (here, or on another machine sharing OUT)."""
     from torchslim.search.trial import recipe_data, strategy_steps
 
     plain = recipe_data(recipe, {name: strategy_steps(recipe, name) for name in recipe.strategies})
     atomic_write_json(out / RUN_FILE, {"recipe": plain, "source": recipe.source, "search": cfg.model_dump(mode="json"),
                                        "storage": url, "deadline": deadline, "quick": quick})
+
+
+def _run_workers(recipe: Any, cfg: SearchConfig, out: Path, url: str, deadline: float, quick: bool, workers: int,
+                 state: dict[str, Any], log: Callable[[str], None]) -> None:
+    """``workers`` processes on the study; this one shows progress until they end."""
+    import optuna
+
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     procs = [subprocess.Popen([sys.executable, "-m", "torchslim.search.worker", str(out), str(i)], env=env)
              for i in range(workers)]
