@@ -67,6 +67,14 @@ def trials_of(out: Path) -> list[optuna.trial.FrozenTrial]:
 # -- the space -------------------------------------------------------------------------------------
 
 
+def test_torchslim_search_is_the_function_and_its_package_still_imports():
+    import torchslim
+    import torchslim.search.config
+
+    assert torchslim.search is search and torchslim.SearchConfig is SearchConfig
+    assert torchslim.search.__module__ == "torchslim.search.run"
+
+
 def test_default_space_covers_every_route_and_per_stage_ratios():
     space = build_space(None, {}, ["layer1", "layer2", "layer3"])
     keys = {d.key for d in space.dimensions}

@@ -36,6 +36,8 @@ _PUBLIC = {
     "MeasureRecord": "torchslim.measure",
     "measure": "torchslim.measure",
     "measure_many": "torchslim.measure",
+    "search": "torchslim.search.run",
+    "SearchConfig": "torchslim.search.config",
     "FitConfig": "torchslim.options.fit",
     "History": "torchslim.train",
     "evaluate": "torchslim.train",
@@ -48,18 +50,22 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'torchslim' has no attribute {name!r}")
     loaded = importlib.import_module(module)
-    is_module = module.rsplit(".", 1)[-1] == name and name != "measure"
+    is_module = module.rsplit(".", 1)[-1] == name and name not in _FUNCTIONS
     value = loaded if is_module else getattr(loaded, name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
+# names that are functions although a submodule of the same name exists
+_FUNCTIONS = ("measure", "search")
+
+
 class _Package(types.ModuleType):
-    """``torchslim.measure`` is the function: importing the submodule of the same name (which Python
-    binds on the package) must not replace it."""
+    """``torchslim.measure`` and ``torchslim.search`` are the functions: importing the submodule of the
+    same name (which Python binds on the package) must not replace them."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "measure" and isinstance(value, types.ModuleType):
+        if name in _FUNCTIONS and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 
