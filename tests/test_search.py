@@ -274,3 +274,15 @@ def test_candidates_over_the_latency_budget_are_measured_but_never_trained(tmp_p
         (tmp_path / "out" / "steps").glob("*-distill-*"))  # nothing trained
     assert summary["front"] == [] and summary["final"]["measured"] == []
     assert "3 not trained" in (tmp_path / "out" / "search.md").read_text()
+
+
+def test_a_per_layer_ratio_must_name_a_module_of_the_teacher(tmp_path, teacher):
+    from torchslim.search import SearchError
+
+    path = recipe(tmp_path, teacher, trials=1, space={**SPACE, "prune.ratios.layer9": {"low": 0.2, "high": 0.5}})
+    with pytest.raises(SearchError) as err:
+        search(path, tmp_path / "out", budget="5m", log=lambda m: None)
+    message = str(err.value)
+    assert "prune.ratios.layer9 names no module of the teacher" in message and "layer1, layer2, layer3" in message
+    assert f"{path}:" in message
+    assert not list((tmp_path / "out").glob("steps/*"))  # nothing made

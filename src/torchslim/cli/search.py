@@ -11,7 +11,8 @@ from torchslim.options.cli import add_options, given
 from torchslim.search.config import SearchConfig
 
 # Sections of the search that only a recipe writes (nested settings, not flags).
-RECIPE_ONLY = ("constraints", "target", "space", "fixed", "early_stop")
+RECIPE_ONLY = {name: "a nested section: set it in the recipe's search: section"
+               for name in ("constraints", "target", "space", "fixed", "early_stop")}
 
 EXAMPLE = """examples:
   torchslim search recipes/fashion-mnist.yaml --budget 60m --out runs/search
@@ -33,13 +34,13 @@ def add_parsers(sub: Any) -> None:
                     "is exported as a recipe (OUT/picks/). Reports: OUT/search.html, OUT/search.md, OUT/report.html.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", metavar="RECIPE", help="a YAML recipe (its `search:` section, or the default space)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory: the study, every trial, the reports")
+    p.add_argument("--out", required=True, metavar="OUT", help="output directory: the study, every trial, the reports")
     p.add_argument("--storage", default=None, metavar="URL",
-                   help="Optuna RDB storage URL (e.g. postgresql+psycopg2://user@host/db); default: sqlite:///DIR/study.db")
+                   help="Optuna RDB storage URL (e.g. postgresql+psycopg2://user@host/db); default: sqlite:///OUT/study.db")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes on the study (default: 1)")
     p.add_argument("--quick", action="store_true", help="every trial on the recipe's `quick:` subset and epochs")
-    p.add_argument("--force", action="store_true", help="DIR holds another search: delete it and start afresh")
-    add_options(p, SearchConfig, exclude=RECIPE_ONLY, title="search options (over the recipe's search: section)")
+    p.add_argument("--force", action="store_true", help="OUT holds another search: discard it and start afresh")
+    add_options(p, SearchConfig, exclude=tuple(RECIPE_ONLY), title="search options (over the recipe's search: section)")
     p.set_defaults(func=cmd_search, options=SearchConfig, options_exclude=RECIPE_ONLY)
 
 
@@ -49,7 +50,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     def log(text: str) -> None:
         console.print(text, highlight=False, markup=False)
 
-    overrides = given(SearchConfig, args, RECIPE_ONLY)
+    overrides = given(SearchConfig, args, tuple(RECIPE_ONLY))
     summary = search(args.recipe, args.out, storage_url=args.storage, workers=args.workers, quick=args.quick,
                      force=args.force, log=log, **overrides)
     final = summary.get("final") or {}

@@ -384,7 +384,8 @@ def _check_search(recipe: Recipe, lines: _Lines) -> None:
     except SpaceError as exc:
         key = next((k for k in (cfg.space or {}) if str(exc).startswith(str(k)) or repr(str(k)) in str(exc)), None)
         path = ("search", "space", key) if key is not None else ("search", "fixed" if str(exc).startswith("fixed") else "space")
-        raise RecipeError(f"{lines.where(path)}: search space: {exc}.") from None
+        text = str(exc).rstrip(".")
+        raise RecipeError(f"{lines.where(path)}: search space: {text}{'' if text.endswith('?') else '.'}") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:

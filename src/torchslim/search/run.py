@@ -153,14 +153,15 @@ def session_for(recipe: Any, cfg: SearchConfig, out: Path, url: str, deadline: f
     """A worker's session: the data, the teacher on the target, the study opened."""
     import optuna
 
-    from torchslim.pipeline.runner import Context
+    from torchslim.search.trial import TrialContext
 
-    ctx = Context(recipe=recipe, out=out, quick=quick, log=lambda m: None, progress=False, **(ctx_kwargs or {}))
+    ctx = TrialContext(recipe=recipe, out=out, quick=quick, log=lambda m: None, progress=False, **(ctx_kwargs or {}))
     if ctx.data.val is None or not len(ctx.data.val.dataset):
         raise SearchError(f"{recipe.where('data')}: a search measures candidates on the validation split (the test set "
                           "is kept for the final re-measurement), but this data has none; set data.val_size.")
     teacher, _ = ctx.load_model("teacher")
     space = _space(recipe, cfg, _stages(teacher))
+    _check_paths(recipe, space, teacher)
     baseline = _teacher_baseline(ctx, out, cfg.target.runtime)
     seed = cfg.seed if cfg.seed is not None else recipe.seed
     study = optuna.load_study(study_name=study_name(recipe, cfg, quick), storage=storage(url), sampler=sampler(cfg, seed))
@@ -172,6 +173,22 @@ def session_for(recipe: Any, cfg: SearchConfig, out: Path, url: str, deadline: f
     return Session(recipe=recipe, cfg=cfg, space=space, out=out, ctx=ctx, study=study, baseline=baseline,
                    batch_size=cfg.target.batch_size or max(recipe.measure.batch_sizes),
                    threads=cfg.target.threads or recipe.measure.thread_counts[0], deadline=deadline, quick=quick, log=log)
+
+
+def _check_paths(recipe: Any, space: Any, teacher: Any) -> None:
+    """Every per-layer ratio of the space (``prune.ratios.PATH``) names a module of the teacher."""
+    from torchslim.core.registry import did_you_mean
+
+    paths = [name for name, _ in teacher.named_modules() if name]
+    keys = [d.key for d in space.dimensions if d.key.startswith("prune.ratios.")]
+    keys += [f"prune.ratios.{p}" for p in (space.fixed.get("prune", {}).get("ratios") or {})]
+    for key in keys:
+        path = key.removeprefix("prune.ratios.")
+        if path not in paths:
+            stages = _stages(teacher)
+            raise SearchError(f"{recipe.where('search', 'space', key)}: search space: {key} names no module of the "
+                              f"teacher.{did_you_mean(path, paths)} Its stages: {', '.join(stages) or 'none'} (any "
+                              "module path of the teacher is valid).")
 
 
 def study_name(recipe: Any, cfg: SearchConfig, quick: bool) -> str:
@@ -217,8 +234,10 @@ def search(
         workers: worker processes on the study (recipe-defined models, teacher and data only).
         quick: every trial on the recipe's ``quick`` subset and epochs (a smoke run).
         force: delete a different search found in ``out``.
-        models, teacher, data: your own model factories, teacher and data bundle, as for
-            :func:`torchslim.pipeline.compare` (one worker).
+        models: your own model factories ``{name: factory}``, as for :func:`torchslim.pipeline.compare`
+            (one worker).
+        teacher: your own teacher module, as for :func:`torchslim.pipeline.compare` (one worker).
+        data: your own ``DataBundle``, as for :func:`torchslim.pipeline.compare` (one worker).
         options: fields of :class:`~torchslim.search.config.SearchConfig` over the recipe's
             ``search:`` section (``sampler="random"``, ``trials=20``, ``objectives=[...]``, ...).
 

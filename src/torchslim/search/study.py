@@ -57,6 +57,7 @@ def storage(url: str) -> Any:
                           {"pool_pre_ping": True})
     except (optuna.exceptions.StorageInternalError, ImportError, ValueError, Exception) as exc:  # noqa: B014
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = reason.rstrip(". ")
         raise SearchError(f"Cannot open the study storage {redact(url)!r}: {reason}. Give a reachable database URL "
                           "(sqlite:///path/study.db, or postgresql+psycopg2://user@host:port/db).") from None
 

@@ -28,6 +28,7 @@ A stopped trial is recorded as *pruned* with its reason and what it measured bef
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -39,6 +40,58 @@ from torchslim.search.config import SearchConfig
 from torchslim.search.space import Space, sample
 
 MAIN_TRAINING = ("train", "distill")  # the step whose epochs the low-fidelity rule watches
+
+
+def validation_only(bundle: Any) -> Any:
+    """``bundle`` as a trial sees it: its training and validation splits, no test split (the test
+    set is left for the final re-measurement: no step of a trial evaluates on it, and shapes are
+    probed on validation images)."""
+    from torchslim.data.base import DataBundle
+
+    @dataclasses.dataclass
+    class ValidationOnly(DataBundle):
+        def example_batch(self, n: int = 2) -> Any:
+            x, _, _ = self.val.dataset[list(range(n))]
+            return x
+
+    fields = {f.name: getattr(bundle, f.name) for f in dataclasses.fields(DataBundle)}
+    return ValidationOnly(**{**fields, "test": None})
+
+
+@functools.cache
+def _trial_context() -> type:
+    from torchslim.pipeline.runner import Context, bundle_fingerprint
+
+    @dataclasses.dataclass
+    class TrialContext(Context):
+        """The runner's context for trials: steps see :func:`validation_only` data, while step keys
+        hash the whole dataset, so the final comparison (which has the test split) reuses every
+        step a trial made."""
+
+        _view: Any = None
+
+        @property
+        def data(self) -> Any:
+            if self._view is None:
+                self._view = validation_only(self.full_data)
+            return self._view
+
+        @property
+        def full_data(self) -> Any:
+            return Context.data.fget(self)
+
+        def data_key(self) -> str:
+            if self._data_key is None:
+                self._data_key = bundle_fingerprint(self.full_data)
+            return self._data_key
+
+    return TrialContext
+
+
+def __getattr__(name: str) -> Any:  # TrialContext is built on first use: the runner imports torch
+    if name == "TrialContext":
+        return _trial_context()
+    raise AttributeError(name)
 
 
 class TrialStopped(Exception):
