@@ -72,12 +72,14 @@ def _check_student(name: str) -> None:
 
 
 def _run(args: argparse.Namespace, cfg: DistillConfig, out: Any) -> int:
+    import time
+
     import torch
 
     from torchslim import data, models
     from torchslim.cli.evaluate import load_target
     from torchslim.distill import make_task
-    from torchslim.distill.run import load_teachers
+    from torchslim.distill.run import cache_seconds, load_teachers, total_seconds
 
     bundle = data.load(args.data, **data_kwargs(args))
     teachers = load_teachers(cfg.teachers, lambda source: load_target(source)[0])
@@ -88,15 +90,22 @@ def _run(args: argparse.Namespace, cfg: DistillConfig, out: Any) -> int:
               **({"depth": cfg.depth} if cfg.depth is not None else {})}
     student = models.create(cfg.student, **kwargs)
     losses = [item.model_dump(mode="json") for item in cfg.losses]
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # the teacher cache is built with the run's threads
+    began = time.perf_counter()
     task = make_task(student, teachers, cfg, train=bundle.train, cache_dir=out / "cache", log=console.print)
+    cache = cache_seconds(task)
     console.print(f"distilling {', '.join(cfg.teachers)} into [bold]{cfg.student}[/bold] "
                   f"({models.num_parameters(student):,} parameters) with "
                   f"{', '.join(i['name'] for i in losses)} for {cfg.epochs} epochs -> {out}")
     try:
-        train_and_save(task, student, bundle, args, out, extra={"distill": {
-            "teachers": cfg.teachers, "losses": losses, "cache": cfg.cache, "mix": cfg.mix}})
+        metrics = train_and_save(task, student, bundle, args, out, extra={"distill": {
+            "teachers": cfg.teachers, "losses": losses, "cache": cfg.cache, "mix": cfg.mix, "cache_seconds": cache}})
     finally:
         task.close()
+    total = total_seconds(began, cache, metrics["train_seconds"])
+    console.print(f"teacher cache {cache:.1f} s + training {metrics['train_seconds'] / 60:.1f} min: "
+                  f"{total / 60:.1f} min in all (with evaluation and saving)")
     return 0
 
 

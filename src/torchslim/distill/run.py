@@ -3,17 +3,21 @@ the task and the run, built in one place for the library, ``torchslim distill`` 
 ``distill`` step.
 
 ``distill(student, teacher, data, epochs=4, losses=[...])`` is the whole run (the keyword
-arguments build the config); :func:`make_task` is the part a front end with its own training loop
+arguments build the config), returning a :class:`DistillHistory`: the fit's history with what the
+teacher cache cost and the run's total wall time beside the training time; :func:`make_task` is the part a front end with its own training loop
 or checkpointing needs; :func:`build_losses` turns loss items into loss modules (CRD's ``num_data``
 is the training set's size when the item does not give it).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from torchslim.core.errors import TorchSlimError
@@ -22,6 +26,32 @@ from torchslim.distill.config import DistillConfig, LossItem, TemperatureSchedul
 from torchslim.distill.schedule import Schedule
 from torchslim.distill.task import DistillTask
 from torchslim.options.base import OptionsError
+from torchslim.train.fit import History
+
+
+@dataclass
+class DistillHistory(History):
+    """The fit's :class:`History` of a distillation run, with its whole cost.
+
+    ``seconds`` is the training epochs' time; ``cache_seconds`` what building (or loading) the
+    teacher cache took; ``total_seconds`` the run's wall time: cache, training, and the evaluation
+    and set-up around it. A resumed run's ``seconds`` counts the epochs of earlier processes too,
+    and its ``total_seconds`` is then at least ``cache_seconds + seconds``.
+    """
+
+    cache_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+def cache_seconds(task: DistillTask) -> float:
+    """Seconds ``task``'s teacher caches took to build or load (0 without a cache)."""
+    return sum(cache.seconds for cache in task.caches.values())
+
+
+def total_seconds(began: float, cache: float, train: float) -> float:
+    """A distillation run's wall time since ``began`` (``time.perf_counter``), and never less than
+    its cache and training seconds (a resumed run's training seconds include earlier processes)."""
+    return max(time.perf_counter() - began, cache + train)
 
 
 def build_losses(items: Sequence[LossItem], num_data: int | None = None) -> list[tuple[L.DistillLoss, float]]:
@@ -112,8 +142,9 @@ def _named(teacher: nn.Module | Mapping[str, nn.Module]) -> dict[str, nn.Module]
 def distill(student: nn.Module, teacher: nn.Module | Mapping[str, nn.Module], data: Any, epochs: int | None = None,
             *, config: DistillConfig | None = None, checkpoint_dir: str | Path | None = None, resume: bool = False,
             threads: int | None = None, progress: bool = True, log: Callable[[str], None] = print,
-            **options: Any) -> Any:
-    """Distil ``teacher`` into ``student`` with the fit loop; returns the fit's ``History``.
+            **options: Any) -> DistillHistory:
+    """Distil ``teacher`` into ``student`` with the fit loop; returns the fit's history with the
+    teacher cache's seconds and the run's total (:class:`DistillHistory`).
 
     Args:
         student: the model trained (in place).
@@ -127,7 +158,7 @@ def distill(student: nn.Module, teacher: nn.Module | Mapping[str, nn.Module], da
             given.
         checkpoint_dir: where the training state is saved every epoch (and a disk cache kept).
         resume: continue from the state in ``checkpoint_dir``.
-        threads: torch CPU threads for the run.
+        threads: torch CPU threads for the run, the teacher cache's build included.
         progress: show a progress bar.
         log: where the teacher cache reports.
 
@@ -149,12 +180,19 @@ def distill(student: nn.Module, teacher: nn.Module | Mapping[str, nn.Module], da
         raise OptionsError(f"distill: teachers = {list(config.teachers)} must name the given teacher modules: "
                            f"{', '.join(teachers)}.")
     cache_dir = Path(checkpoint_dir) / "cache" if checkpoint_dir is not None else None
+    if threads is not None:
+        torch.set_num_threads(threads)  # the cache is built before fit sets them
+    began = time.perf_counter()
     task = make_task(student, teachers, config, train=getattr(data, "train", data), cache_dir=cache_dir, log=log)
     try:
-        return fit(task, data, config.epochs, checkpoint_dir=checkpoint_dir, resume=resume, threads=threads,
-                   progress=progress, **config.fit_options())
+        history = fit(task, data, config.epochs, checkpoint_dir=checkpoint_dir, resume=resume, threads=threads,
+                      progress=progress, **config.fit_options())
     finally:
         task.close()
+    cache = cache_seconds(task)
+    return DistillHistory(**{f.name: getattr(history, f.name) for f in fields(History)}, cache_seconds=cache,
+                          total_seconds=total_seconds(began, cache, history.seconds))
 
 
-__all__ = ["build_losses", "distill", "load_teachers", "make_task", "temperature_schedule"]
+__all__ = ["DistillHistory", "build_losses", "cache_seconds", "distill", "load_teachers", "make_task",
+           "temperature_schedule", "total_seconds"]

@@ -83,17 +83,23 @@ class Distill(Step):
         return list(params.teachers)
 
     def run(self, ctx: StepContext, params: DistillConfig, model: Any) -> Output:
+        import time
+
         from torchslim.distill import make_task
-        from torchslim.distill.run import load_teachers
+        from torchslim.distill.run import cache_seconds, load_teachers, total_seconds
 
         student = start_model(ctx, "distill", model, "student", params.student, params.width,
                               params.depth, params.model_kwargs)
         teachers = load_teachers(params.teachers, lambda source: ctx.load_model(source)[0])
+        began = time.perf_counter()
         task = make_task(student, teachers, params, train=ctx.data.train, cache_dir=ctx.work / "cache", log=ctx.log)
         try:
             metrics = _fit(ctx, task, params)
         finally:
             task.close()
+        # the matrix shows the whole cost beside the training time: teacher cache, training, test
+        metrics["cache_seconds"] = cache_seconds(task)
+        metrics["total_seconds"] = total_seconds(began, metrics["cache_seconds"], metrics["train_seconds"])
         return Output(model=student, metrics=metrics, epochs=params.epochs, used_teacher=True,
                       meta={"distill": {"teachers": params.teachers, "cache": params.cache,
                                         "losses": [i.model_dump(mode="json") for i in params.losses]}})

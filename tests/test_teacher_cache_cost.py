@@ -1,0 +1,129 @@
+"""Teacher cache cost: each training image goes through the teacher once per recorded draw, in
+chunks of whole training batches; the replay serves exactly the images the logits were computed
+on; a distillation run records the cache's seconds and its total beside its training time."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from torchslim import data, models
+from torchslim.distill import cache as cache_module
+from torchslim.distill.cache import TeacherCache
+from torchslim.distill.config import DistillConfig
+from torchslim.distill.run import DistillHistory, distill
+from torchslim.pipeline.steps.training import Distill
+from torchslim.train.batch import as_batch
+
+BATCH, TRAIN = 8, 96  # 12 training batches of 8 (drop_last)
+
+
+class Recording(nn.Module):
+    """A real teacher that keeps a copy of every input it is called with."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.detach().clone())
+        return self.model(x)
+
+
+def augmented_bundle() -> data.DataBundle:
+    return data.load("synthetic", num_classes=4, shape=(1, 8, 8), train_size=TRAIN, val_size=0, test_size=16,
+                     eval_batch_size=16, batch_size=BATCH, augment=True, seed=3)
+
+
+def teacher(seed: int = 1) -> Recording:
+    torch.manual_seed(seed)
+    return Recording(models.create("cnn-tiny", num_classes=4))
+
+
+def replayed(loader: Any, epoch: int) -> list[dict[str, Any]]:
+    loader.sampler.set_epoch(epoch)
+    return [as_batch(raw) for raw in loader]
+
+
+@pytest.mark.parametrize("chunk", [8, 24, 256])  # one batch, three batches, all twelve per call
+def test_teacher_runs_once_per_draw_per_chunk_of_whole_batches(monkeypatch, chunk):
+    monkeypatch.setattr(cache_module, "CHUNK", chunk)
+    bundle, recording = augmented_bundle(), teacher()
+    TeacherCache(recording, bundle.train, draws=2, log=lambda message: None)
+    batches = len(bundle.train)
+    per_call = math.ceil(chunk / BATCH)
+    assert len(recording.inputs) == 2 * math.ceil(batches / per_call)  # once per chunk per draw, no more
+    assert sum(len(x) for x in recording.inputs) == 2 * batches * BATCH  # each image once per draw
+
+
+def test_replay_serves_the_images_the_logits_were_computed_on(monkeypatch):
+    monkeypatch.setattr(cache_module, "CHUNK", 24)
+    bundle, recording = augmented_bundle(), teacher()
+    cache = TeacherCache(recording, bundle.train, draws=2, log=lambda message: None)
+    seen = torch.cat(recording.inputs)
+    per_draw = len(bundle.train) * BATCH
+    assert recording.training and all(p.is_contiguous() for p in recording.parameters())  # handed back as it came
+    recording.eval()  # the teacher's logits are eval-mode logits
+    cache.attach()
+    try:
+        for epoch in (0, 1, 2, 3):  # epochs 2 and 3 replay draws 0 and 1
+            batches = replayed(bundle.train, epoch)
+            images = torch.cat([b["x"] for b in batches])
+            draw = epoch % 2
+            assert torch.equal(images, seen[draw * per_draw:(draw + 1) * per_draw])  # the very pixels
+            for batch in batches:
+                with torch.no_grad():
+                    live = recording.model(batch["x"])
+                assert torch.allclose(cache.lookup(epoch, batch["index"]), live, atol=1e-5)
+        assert not torch.equal(replayed(bundle.train, 0)[0]["x"], replayed(bundle.train, 1)[0]["x"])
+    finally:
+        cache.detach()
+
+
+def test_library_run_records_cache_and_total_beside_training():
+    bundle = augmented_bundle()
+    torch.manual_seed(0)
+    history = distill(models.create("cnn-tiny", num_classes=4), teacher().model, bundle, 1, cache="memory",
+                      cache_draws=1, lr=0.05, threads=1, progress=False, log=lambda message: None)
+    assert isinstance(history, DistillHistory)
+    assert history.cache_seconds > 0
+    assert history.total_seconds >= history.cache_seconds + history.seconds > history.cache_seconds
+    assert {"cache_seconds", "total_seconds", "seconds"} <= set(history.to_dict())
+
+
+class StepRun:
+    """What the distill step reads of a run: the recipe's seed and threads, the data, a working
+    folder, a teacher source and fresh registered models."""
+
+    def __init__(self, bundle: data.DataBundle, work: Path, source: nn.Module) -> None:
+        self.recipe = SimpleNamespace(seed=0, threads=1)
+        self.where, self.work, self.progress, self.quick, self.on_epoch_end = "strategy[0] step 0", work, False, False, None
+        self.data, self.source, self.messages = bundle, source, []
+
+    def log(self, message: str) -> None:
+        self.messages.append(message)
+
+    def load_model(self, source: str) -> tuple[nn.Module, dict]:
+        assert source == "teacher"
+        return self.source, {}
+
+    def create_model(self, name: str, kwargs: dict[str, Any]) -> nn.Module:
+        return models.create(name, num_classes=self.data.num_classes, **kwargs)
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_distill_step_metrics_show_the_total_beside_training(tmp_path, cache):
+    run = StepRun(augmented_bundle(), tmp_path, teacher().model)
+    params = DistillConfig.build("distill", {"student": "cnn-tiny", "epochs": 1, "lr": 0.05, "cache": cache})
+    metrics = Distill().run(run, params, None).metrics
+    assert metrics["total_seconds"] >= metrics["cache_seconds"] + metrics["train_seconds"]
+    assert metrics["train_seconds"] > 0
+    assert (metrics["cache_seconds"] > 0) == (cache == "memory")
+
