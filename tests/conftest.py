@@ -3,6 +3,7 @@ one torch thread, tiny models and data; the bad-input suite's sandbox."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,3 +235,12 @@ def _expect_message(exc: BaseException, *needles: str) -> str:
 
 Sandbox.expect_exit_2 = staticmethod(_expect_exit_2)
 Sandbox.expect_message = staticmethod(_expect_message)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_teacher_caches() -> Iterator[None]:
+    """Every test starts without the in-memory teacher caches an earlier test left in the process."""
+    yield
+    cache = sys.modules.get("torchslim.distill.cache")
+    if cache is not None:
+        cache._SHARED.clear()

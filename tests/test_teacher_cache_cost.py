@@ -127,3 +127,16 @@ def test_distill_step_metrics_show_the_total_beside_training(tmp_path, cache):
     assert metrics["train_seconds"] > 0
     assert (metrics["cache_seconds"] > 0) == (cache == "memory")
 
+
+
+def test_an_in_memory_cache_is_built_once_per_process_for_the_same_teacher_and_data():
+    bundle, recording = augmented_bundle(), teacher()
+    first = TeacherCache(recording, bundle.train, draws=2, log=lambda message: None)
+    calls = len(recording.inputs)
+    again = TeacherCache(recording, bundle.train, draws=2, log=lambda message: None)
+    assert len(recording.inputs) == calls  # the second (a later trial or strategy) reuses the logits
+    assert torch.equal(again.values, first.values)
+    other = TeacherCache(teacher(seed=2), bundle.train, draws=2, log=lambda message: None)
+    assert not torch.equal(other.values, first.values)  # another teacher: its own logits
+    one_draw = TeacherCache(recording, bundle.train, draws=1, log=lambda message: None)
+    assert len(recording.inputs) > calls and one_draw.values.shape[0] == 1  # other draws: built anew

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ from torchslim.train.batch import as_batch
 # threads (benchmarks/teacher_cache_cost.py): 128 to 256 images per call are the fastest, 512 to 1024
 # are 1.5x to 1.6x slower (the activations no longer fit the caches), 64 about 1.1x.
 CHUNK = 256
+# In-memory caches kept for reuse within the process, by key (least recently used dropped first): the
+# trials of a search, or the strategies of a comparison, that distil from the same teacher on the same
+# data and draws build its logits once. The values are only read once built.
+SHARED_CACHES = 4
+_SHARED: OrderedDict[str, tuple[torch.Tensor, torch.Tensor | None, int]] = OrderedDict()
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -101,8 +107,16 @@ class TeacherCache:
         self.indices: torch.Tensor | None = None
         self.directory = Path(directory) if directory else None
         self._attached, self._previous_cycle = False, None  # what attach() replaced on the sampler
-        if self.directory is None or not self._load():
+        shared = _SHARED.get(self.key) if self.directory is None else None
+        if shared is not None:  # the same teacher, data and draws earlier in this process
+            self.values, self.indices, self.num_classes = shared
+            _SHARED.move_to_end(self.key)
+        elif self.directory is None or not self._load():
             self._build(teacher, adaptor or (lambda out: out))
+            if self.directory is None:
+                _SHARED[self.key] = (self.values, self.indices, self.num_classes)
+                while len(_SHARED) > SHARED_CACHES:
+                    _SHARED.popitem(last=False)
         self.seconds = time.perf_counter() - began  # wall time to build (or load) the cache
 
     # -- building ----------------------------------------------------------------------------------
