@@ -275,7 +275,12 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
     for route, m in markers.items():
         ax.scatter([], [], c="white", edgecolors="black", marker=m, label=f"route {route}")
     if rows or teacher.get("val_accuracy") is not None:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.25, 0.5, 1: not 10^-1
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
     else:
         ax.text(0.5, 0.5, "no trial measured yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(f"latency / teacher's on {summary.get('target', {}).get('runtime')} (lower is faster)")
