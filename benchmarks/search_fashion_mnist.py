@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         began = time.time()
         summary = search(recipe, out, budget=budget, sampler=name, quick=args.quick,
                          log=lambda m: print(m, flush=True))
-        record["searches"][name] = analyse(summary, out, time.time() - began)
+        record["searches"][name] = {**analyse(summary, out, time.time() - began), "command": record["command"]}
         atomic_write_json(args.out, record)
     record["comparison"] = compare_samplers(record["searches"])
     atomic_write_json(args.out, record)
@@ -193,13 +193,15 @@ def compare_samplers(searches: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(record: dict[str, Any]) -> str:
-    lines = [f"## Strategy search on Fashion-MNIST (`{record['command']}`)", "",
+    lines = [f"## Strategy search on Fashion-MNIST (`python benchmarks/search_fashion_mnist.py --budget {record['budget']}"
+             f"{' --quick' if record['quick'] else ''}`)", "",
              f"Machine: {machine_line(record['machine'])}. Recipe `{record['recipe']}` (seed {record['seed']}, "
              f"{record['threads']} training threads); budget {record['budget']} per sampler, run one after the other "
              f"on this machine; {record['date']}.{' A --quick smoke run: not a result.' if record['quick'] else ''}", ""]
-    for name, s in record["searches"].items():
+    for name in sorted(record["searches"], key=lambda n: n != "tpe"):  # the recipe's sampler first
+        s = record["searches"][name]
         t = s["teacher"]
-        lines += [f"### Sampler {name}", "",
+        lines += [f"### Sampler {name}", "", f"Run as `{s.get('command', record['command'])}`; its study: `{s['dir']}`.", "",
                   f"{s['trials']} trials in {s['wall_seconds'] / 60:.1f} min wall (budget {s['budget_seconds'] / 60:.0f} min; "
                   f"spent {s['spent_seconds'] / 60:.1f} min): {', '.join(f'{n} {k}' for k, n in s['tally'].items() if n)}; "
                   f"{s['stopped_low_fidelity']} stopped at low fidelity, {s['stopped_budget']} by the budget. "
