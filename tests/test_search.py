@@ -129,6 +129,10 @@ def test_low_fidelity_rule_stops_only_what_cannot_reach_the_floor():
     assert hopeless(finished, 68.0, "pruned", 0.5, 10.0, cfg) is None  # no curves of that route yet
     assert hopeless(finished[:1], 68.0, "student", 0.5, 10.0, cfg) is None  # too few finished trials
     assert hopeless(finished, None, "student", 0.5, 10.0, cfg) is None  # no floor: nothing is hopeless
+    # on 128 validation images two standard errors at 68% are 8.2 points: 50 + 16 + 1 + 8.2 reaches 68
+    assert hopeless(finished, 68.0, "student", 0.5, 50.0, cfg, val_samples=128) is None
+    assert hopeless(finished, 68.0, "student", 0.5, 40.0, cfg, val_samples=128) is not None
+    assert hopeless(finished, 68.0, "student", 0.5, 49.0, cfg, val_samples=5000) is not None  # 1.3 points
 
 
 # -- a whole search --------------------------------------------------------------------------------

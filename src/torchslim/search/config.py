@@ -133,7 +133,7 @@ class EarlyStop(Options):
     min_trials: int = Field(3, ge=1)
     """Finished trials needed (per route) before their learning curves may stop another."""
     margin: float = Field(1.0, ge=0)
-    """Points of validation accuracy added to the largest gain seen, for safety."""
+    """Points of validation accuracy added to the largest gain seen, beside two standard errors of the validation accuracy."""
 
 
 class SearchConfig(Options):

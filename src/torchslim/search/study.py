@@ -119,7 +119,7 @@ class Session:
         return [t.user_attrs for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
 
     def hopeless(self, route: str, fraction: float, accuracy: float) -> str | None:
-        return hopeless(self.finished(), self.floor, route, fraction, accuracy, self.cfg)
+        return hopeless(self.finished(), self.floor, route, fraction, accuracy, self.cfg, len(self.ctx.data.val.dataset))
 
     def estimate(self, route: str, steps: list[dict[str, Any]]) -> float | None:
         """Seconds this candidate will take, from finished trials of its route (seconds per

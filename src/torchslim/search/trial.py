@@ -31,6 +31,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -186,10 +187,12 @@ def interpolate(curve: list[list[float]], fraction: float) -> float | None:
 
 
 def hopeless(finished: list[dict[str, Any]], floor: float | None, route: str, fraction: float, accuracy: float,
-             cfg: SearchConfig) -> str | None:
+             cfg: SearchConfig, val_samples: int | None = None) -> str | None:
     """Why a trial at ``accuracy`` after ``fraction`` of its training cannot reach ``floor``, or None.
 
     ``finished``: the user attributes of finished trials (their route, curve and final accuracy).
+    ``val_samples``: the validation split's size; two standard errors of an accuracy measured on it
+    are added to the margin (on a small split, a curve's steps are mostly sampling noise).
     """
     if floor is None or not cfg.early_stop.enabled:
         return None
@@ -197,12 +200,16 @@ def hopeless(finished: list[dict[str, Any]], floor: float | None, route: str, fr
     if len(mine) < cfg.early_stop.min_trials:
         return None
     gains = [t["val_accuracy"] - at for t in mine if (at := interpolate(t["curve"], fraction)) is not None]
-    reach = accuracy + max(gains) + cfg.early_stop.margin
+    p = min(max(floor / 100.0, 0.0), 1.0)
+    noise = 2 * 100 * math.sqrt(p * (1 - p) / val_samples) if val_samples else 0.0
+    margin = cfg.early_stop.margin + noise
+    reach = accuracy + max(gains) + margin
     if reach >= floor:
         return None
     return (f"low fidelity: {accuracy:.2f}% validation accuracy after {100 * fraction:.0f}% of training; the largest "
             f"gain from there seen in {len(mine)} finished {route} trials ({max(gains):+.2f}) plus the margin "
-            f"({cfg.early_stop.margin:g}) reaches {reach:.2f}%, under the floor {floor:.2f}%")
+            f"({margin:.2f}: {cfg.early_stop.margin:g} and two standard errors of the validation accuracy) reaches "
+            f"{reach:.2f}%, under the floor {floor:.2f}%")
 
 
 def deploy(ctx: Any, model: Any, int8: bool, where: Path, runtime: str, calibration_batches: int | None = None) -> tuple[Any, Path]:
