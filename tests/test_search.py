@@ -20,9 +20,9 @@ import yaml
 from postgres_server import postgres_url  # noqa: F401
 from torchslim import data, fit, models, save_model
 from torchslim.pipeline import compare, load_recipe
+from torchslim.pipeline.search_space import apply_field, sample
 from torchslim.search import SearchConfig, build_space, search
 from torchslim.search import study as study_module
-from torchslim.search.space import apply_field, sample
 from torchslim.search.trial import hopeless, interpolate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def trials_of(out: Path) -> list[optuna.trial.FrozenTrial]:
 
 def test_torchslim_search_is_the_function_and_its_package_still_imports():
     import torchslim
-    import torchslim.search.config
+    import torchslim.options.search
 
     assert torchslim.search is search and torchslim.SearchConfig is SearchConfig
     assert torchslim.search.__module__ == "torchslim.search.run"
@@ -195,7 +195,7 @@ def test_a_search_killed_with_sigkill_continues_its_study_and_retries_the_killed
                 continue
             done = [t for t in trials if t.state.is_finished()]
             running = next((t for t in trials if t.state == optuna.trial.TrialState.RUNNING), None)
-            if done and running is not None:
+            if done and running is not None and running.params:  # killed once it has its candidate
                 break
         assert running is not None and proc.poll() is None, proc.stderr.read().decode()[-2000:]
         proc.send_signal(signal.SIGKILL)

@@ -37,7 +37,7 @@ _PUBLIC = {
     "measure": "torchslim.measure",
     "measure_many": "torchslim.measure",
     "search": "torchslim.search.run",
-    "SearchConfig": "torchslim.search.config",
+    "SearchConfig": "torchslim.options.search",
     "FitConfig": "torchslim.options.fit",
     "History": "torchslim.train",
     "evaluate": "torchslim.train",

@@ -8,7 +8,7 @@ from typing import Any
 
 from torchslim.cli.common import console
 from torchslim.options.cli import add_options, given
-from torchslim.search.config import SearchConfig
+from torchslim.options.search import SearchConfig
 
 # Sections of the search that only a recipe writes (nested settings, not flags).
 RECIPE_ONLY = {name: "a nested section: set it in the recipe's search: section"

@@ -47,6 +47,7 @@ from pydantic import (
 
 from torchslim.core.registry import did_you_mean
 from torchslim.options.base import explain
+from torchslim.options.search import SearchConfig
 from torchslim.pipeline.recipe_checks import MAX_NAME, NAME_PATTERN, safe_name
 from torchslim.pipeline.recipe_yaml import RecipeError, dotted, non_finite, read_text, read_yaml
 from torchslim.pipeline.schema import (
@@ -58,7 +59,6 @@ from torchslim.pipeline.schema import (
     Strict,
     TextConfig,
 )
-from torchslim.search.config import SearchConfig
 
 VERSION = 1
 
@@ -369,23 +369,9 @@ def _check_task_sections(recipe: Recipe, lines: _Lines) -> None:
                           "of that task.")
     task.check_recipe(recipe, lines)
     if recipe.search is not None:
-        _check_search(recipe, lines)
+        from torchslim.pipeline.recipe_checks import check_recipe_search
 
-
-def _check_search(recipe: Recipe, lines: _Lines) -> None:
-    """The ``search:`` section's space against the step configs (a search runs image recipes)."""
-    from torchslim.search.space import SpaceError, build_space
-
-    if recipe.task != "image":
-        raise RecipeError(f"{lines.where(('search',))}: `search:` searches image recipes; this is {_a(recipe.task)} recipe.")
-    cfg = recipe.search
-    try:
-        build_space(cfg.space, cfg.fixed)
-    except SpaceError as exc:
-        key = next((k for k in (cfg.space or {}) if str(exc).startswith(str(k)) or repr(str(k)) in str(exc)), None)
-        path = ("search", "space", key) if key is not None else ("search", "fixed" if str(exc).startswith("fixed") else "space")
-        text = str(exc).rstrip(".")
-        raise RecipeError(f"{lines.where(path)}: search space: {text}{'' if text.endswith('?') else '.'}") from None
+        check_recipe_search(recipe, lines)
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -59,4 +59,28 @@ def check_sequence(strategy: str, specs: list, path: tuple, lines: Any, task: st
             have, made_by = made, f"{i + 1} ({spec.name})"
 
 
-__all__ = ["MAX_NAME", "NAME_PATTERN", "check_sequence", "check_strategy_name", "safe_name"]
+def check_recipe_search(recipe: Any, lines: Any) -> None:
+    """A parsed recipe's ``search:`` section against the step configs, at the line of the bad key
+    (a search runs image recipes).
+
+    Raises:
+        RecipeError: a text recipe with a search section, or the space's first problem.
+    """
+    from torchslim.pipeline.recipe_yaml import RecipeError
+    from torchslim.pipeline.search_space import SpaceError, build_space
+
+    if recipe.task != "image":
+        kind = "an" if recipe.task[:1] in "aeiou" else "a"
+        raise RecipeError(f"{lines.where(('search',))}: `search:` searches image recipes; this is {kind} {recipe.task} "
+                          "recipe.")
+    cfg = recipe.search
+    try:
+        build_space(cfg.space, cfg.fixed)
+    except SpaceError as exc:
+        key = next((k for k in (cfg.space or {}) if str(exc).startswith(str(k)) or repr(str(k)) in str(exc)), None)
+        path = ("search", "space", key) if key is not None else ("search", "fixed" if str(exc).startswith("fixed") else "space")
+        text = str(exc).rstrip(".")
+        raise RecipeError(f"{lines.where(path)}: search space: {text}{'' if text.endswith('?') else '.'}") from None
+
+
+__all__ = ["check_recipe_search", "MAX_NAME", "NAME_PATTERN", "check_sequence", "check_strategy_name", "safe_name"]

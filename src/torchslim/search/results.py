@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from torchslim.core.io import atomic_write, atomic_write_json, atomic_write_text
-from torchslim.search.config import OBJECTIVES, SearchConfig, human_seconds
+from torchslim.options.search import OBJECTIVES, SearchConfig, human_seconds
 from torchslim.search.study import trial_rows
 from torchslim.search.trial import recipe_data
 

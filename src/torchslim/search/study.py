@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.search.config import OBJECTIVES, SearchConfig
-from torchslim.search.space import Space
+from torchslim.options.search import OBJECTIVES, SearchConfig
+from torchslim.pipeline.search_space import Space
 from torchslim.search.trial import (
     Baseline,
     TrialStopped,

@@ -1,6 +1,6 @@
 """One trial of a search: a sampled candidate made by the pipeline, then measured.
 
-A trial samples its values (:func:`torchslim.search.space.sample`), turns them into a recipe
+A trial samples its values (:func:`torchslim.pipeline.search_space.sample`), turns them into a recipe
 strategy and runs it with the runner, in the search's shared step store (``OUT/steps``), so two
 candidates that begin with the same steps make them once, a step interrupted mid-training resumes
 at its last epoch, and the teacher's cached logits are reused. Then it is measured, never
@@ -37,8 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from torchslim.search.config import SearchConfig
-from torchslim.search.space import Space, sample
+from torchslim.options.search import SearchConfig
+from torchslim.pipeline.search_space import Space, sample
 
 MAIN_TRAINING = ("train", "distill")  # the step whose epochs the low-fidelity rule watches
 

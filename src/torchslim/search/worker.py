@@ -14,8 +14,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from torchslim.options.search import SearchConfig
     from torchslim.pipeline.recipe import parse
-    from torchslim.search.config import SearchConfig
     from torchslim.search.run import RUN_FILE, session_for
     from torchslim.search.study import run_worker
 

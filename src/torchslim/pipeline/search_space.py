@@ -2,7 +2,7 @@
 sample makes.
 
 A dimension is ``route``, ``recovery``, ``quantize`` (the shape of a candidate, see
-:mod:`torchslim.search.config`) or ``<step>.<field>`` of a step a candidate uses (``prune``,
+:mod:`torchslim.options.search`) or ``<step>.<field>`` of a step a candidate uses (``prune``,
 ``train``, ``distill``, ``quantize``, ``qat``). Two kinds of field reach inside: a mapping field by
 key (``prune.ratios.layer2``: the ratio of one stage) and the loss list by loss name
 (``distill.losses.kd.T``). A field's type decides the dimension's kind (an integer or a float range,
@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from torchslim.core.registry import did_you_mean
 from torchslim.options.base import explain
-from torchslim.search.config import QUANTIZE, RECOVERIES, ROUTES, SPECIAL, Range
+from torchslim.options.search import QUANTIZE, RECOVERIES, ROUTES, SPECIAL, Range
 
 # The steps a candidate is made of, and the fields that vary nothing a search can measure (where
 # files go, which teacher) and so are not dimensions.
@@ -395,3 +395,4 @@ def sample(space: Space, trial: Any) -> dict[str, Any]:
 
 __all__ = ["BASE", "CANDIDATE_STEPS", "DEFAULT_SPACE", "Dimension", "Space", "SpaceError", "apply_field", "build_space",
            "sample"]
+

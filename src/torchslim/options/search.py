@@ -2,7 +2,7 @@
 
 A search varies fields of the recipe's step configs (``prune.ratio``, ``distill.width``, ...), so
 the space is written in the names, types and bounds the step classes already define
-(:mod:`torchslim.search.space` checks every key and range against them); three keys choose the
+(:mod:`torchslim.pipeline.search_space` checks every key and range against them); three keys choose the
 shape of a candidate instead of a field: ``route`` (``pruned``: the teacher pruned then recovered;
 ``student``: a fresh student distilled from the teacher), ``recovery`` (how a pruned teacher
 recovers: ``train`` or ``distill``) and ``quantize`` (``none``, ``static`` INT8 or ``qat``).
