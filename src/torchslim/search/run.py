@@ -239,7 +239,7 @@ def search(
         the final comparison's recommendations and the exported picks.
     """
     from torchslim.pipeline.preflight import check_out
-    from torchslim.pipeline.recipe import Recipe, RecipeError, load_recipe
+    from torchslim.pipeline.recipe import Recipe, load_recipe
 
     began = time.time()
     if not isinstance(recipe, Recipe):
@@ -266,10 +266,6 @@ def search(
     if cfg.budget is None:
         raise SearchError(f"{recipe.source}: a search needs a budget: --budget 60m (or search.budget in the recipe).")
     _space(recipe, cfg, None, list(models or {}))  # the space as written, before any data or model is loaded
-    if cfg.target.runtime == "torch" and any(v != "none" for v in (build_space(cfg.space, cfg.fixed).choices("quantize")
-                                                                  or ("none",))):
-        raise SearchError("search.target.runtime: torch times candidates on torch eager, but the space quantizes "
-                          "(INT8 runs on ONNX Runtime); set target.runtime: ort, or quantize: [none].")
     reserve = final_reserve(recipe, cfg, cfg.budget, quick)
     minimum = reserve + 60.0
     if cfg.budget < minimum:
@@ -299,23 +295,20 @@ def search(
     ledger = Ledger(out, state, spent)
     ctx_kwargs = {"factories": dict(models or {}), "teacher_override": teacher, "data_override": data}
     write_run_file(recipe, cfg, out, url, deadline, quick)  # what a worker on another machine joins with
-    try:
-        with ledger:
-            if deadline - time.time() > 0 and not (cfg.trials is not None and len(study.trials) >= cfg.trials):
-                if workers == 1:
-                    session = session_for(recipe, cfg, out, url, deadline, quick, log, ctx_kwargs)
-                    run_worker(session, cfg.trials, on_trial=lambda: progress(out, session.study, state, cfg,
-                                                                               deadline, log))
-                else:
-                    run_workers(recipe, cfg, out, url, deadline, workers, state, log, study.study_name)
+    with ledger:
+        if deadline - time.time() > 0 and not (cfg.trials is not None and len(study.trials) >= cfg.trials):
+            if workers == 1:
+                session = session_for(recipe, cfg, out, url, deadline, quick, log, ctx_kwargs)
+                run_worker(session, cfg.trials, on_trial=lambda: progress(out, session.study, state, cfg,
+                                                                           deadline, log))
             else:
-                log("no time left for another trial: re-measuring the front")
-            from torchslim.search.results import finish
+                run_workers(recipe, cfg, out, url, deadline, workers, state, log, study.study_name)
+        else:
+            log("no time left for another trial: re-measuring the front")
+        from torchslim.search.results import finish
 
-            summary = finish(recipe, cfg, out, optuna.load_study(study_name=study.study_name, storage=storage(url)),
-                             state, quick, log, ctx_kwargs, final_cap(recipe, cfg.budget, quick))
-    except RecipeError:
-        raise
+        summary = finish(recipe, cfg, out, optuna.load_study(study_name=study.study_name, storage=storage(url)),
+                         state, quick, log, ctx_kwargs, final_cap(recipe, cfg.budget, quick))
     summary["spent_seconds"] = ledger.spent()
     summary["wall_seconds_this_run"] = time.time() - began
     atomic_write_json(out / STATE_FILE, {**summary, **ledger.record()})
