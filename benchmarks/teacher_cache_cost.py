@@ -11,25 +11,35 @@ costs no more than one plain pass per draw at the fastest batch size.
     python benchmarks/teacher_cache_cost.py --quick             # seconds: 4096 images, one round
     python benchmarks/teacher_cache_cost.py --images 8192 --rounds 4   # a busy machine: more, shorter rounds
 
-Prints the JSON record and writes it to ``benchmarks/results/teacher_cache_cost.json``.
+Writes ``benchmarks/results/teacher_cache_cost.json`` (machine, threads, every round's seconds) and
+its section of ``benchmarks/RESULTS.md``; ``--quick`` writes only to ``runs/teacher_cache_cost-quick/``
+unless ``--out``/``--results-md`` are given. Each build starts with no in-memory cache left by the
+previous one (a process reuses a cache of the same teacher and data: a second build would be free).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
+from _common import (
+    REPO,
+    machine_line,
+    new_parser,
+    parse,
+    record_header,
+    report_written,
+    write_section,
+)
 
 from torchslim import data, zoo
 from torchslim.core.io import atomic_write_json
-from torchslim.distill.cache import TeacherCache
+from torchslim.distill.cache import TeacherCache, forget_shared
 
-OUT = Path(__file__).resolve().parent / "results" / "teacher_cache_cost.json"
+NAME = "teacher_cache_cost"
 
 
 def plain_pass(teacher: torch.nn.Module, images: torch.Tensor, batch_size: int, channels_last: bool) -> float:
@@ -48,27 +58,85 @@ def plain_pass(teacher: torch.nn.Module, images: torch.Tensor, batch_size: int, 
 
 def cache_build(teacher: torch.nn.Module, loader: Any, draws: int) -> float:
     """Seconds to build a memory cache of ``draws`` augmentation draws over ``loader``."""
+    forget_shared()
     began = time.perf_counter()
     TeacherCache(teacher, loader, draws=draws, log=lambda message: None)
     return time.perf_counter() - began
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4096 training images and one round")
+def render_section(record: dict[str, Any]) -> str:
+    title = "## What building a teacher cache costs (`python benchmarks/teacher_cache_cost.py`)"
+    if record["quick"]:
+        title += " — `--quick` smoke run: not a result"
+    fastest = record["fastest_plain_pass"]
+    lines = [title, "", f"`{record['command']}` ({record['date']}). Machine: {machine_line(record['machine'])}; "
+             f"{record['threads']} torch thread(s), the shipped teacher (fashion-mnist-teacher, ResNet-20) over "
+             f"{record['images']} training images per draw (the recipe's loader: batch "
+             f"{record['training_batch_size']}, crop and flip), {record['rounds']} interleaved round(s), the best "
+             "round of each kept.", "", "| case | best s | every round (s) |", "|---|---:|---|"]
+    for name, best in record["seconds_best"].items():
+        rounds = ", ".join(f"{t:.2f}" for t in record["seconds_all"][name])
+        lines.append(f"| {name} | {best:.2f} | {rounds} |")
+    ratio = record["cache_per_draw_over_plain_pass"]
+    lines += ["", f"The fastest plain pass: {fastest['case']}, {fastest['seconds']:.2f} s. Building the cache costs "
+              + ", ".join(f"{ratio[k]:.2f}× that per draw ({k})" for k in ratio)
+              + f" (the requirement: at most 1×; {'met' if max(ratio.values()) <= 1.0 else 'not met'})."]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = new_parser(__doc__, "4096 training images and one round: a smoke check, not a result")
     parser.add_argument("--images", type=int, default=None, help="the first N training images of each draw "
                         "(default: all 55k)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: the recipe's 2)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best is kept")
     parser.add_argument("--batch-sizes", default="128,256,512,1024", help="plain-pass batch sizes")
     parser.add_argument("--root", default=None, help="a directory holding the Fashion-MNIST IDX files")
-    parser.add_argument("--out", type=Path, default=OUT, help="where to write the JSON (default: %(default)s)")
-    args = parser.parse_args(argv)
+    args = parse(parser, NAME, argv)
+    for flag, value in (("--images", args.images), ("--threads", args.threads), ("--rounds", args.rounds)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
+    try:
+        args.batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    except ValueError:
+        parser.error(f"--batch-sizes: expected comma-separated whole numbers, got {args.batch_sizes!r}")
+    if min(args.batch_sizes) < 1:
+        parser.error(f"--batch-sizes must all be at least 1, got {args.batch_sizes}")
+    if args.quick:  # a smoke check never overwrites the recorded result unless told to
+        given = {a.split("=", 1)[0] for a in args.argv}
+        work = REPO / "runs" / f"{NAME}-quick"
+        if "--out" not in given:
+            args.out = work / f"{NAME}.json"
+        if "--results-md" not in given:
+            args.results_md = None
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from torchslim.measure import machine_info
+
+    args = parse_args(argv)
+    previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        record = measure(args)
+    finally:
+        torch.set_num_threads(previous)
+    record = {**record_header(NAME, args), "machine": machine_info(), **record}
+    atomic_write_json(args.out, record)
+    if args.results_md is not None:
+        write_section(args.results_md, NAME, render_section(record))
+    print(render_section(record))
+    report_written(NAME, args.out, args.results_md)
+    return record
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every case, round by round; the best round of each and the ratios the requirement reads."""
     bundle = data.load("fashion-mnist", root=args.root, batch_size=128)
     train = bundle.train
     if args.quick or args.images:
-        train.sampler.n = 4096 if args.quick else args.images  # the first N of each draw's order
+        train.sampler.n = min(train.sampler.n, args.images or 4096)  # the first N of each draw's order
     rounds = 1 if args.quick else args.rounds
     dataset = train.dataset
     n = train.sampler.n
@@ -76,30 +144,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     teacher, _ = zoo.load("fashion-mnist-teacher")
     teacher.eval()
     cases: dict[str, Any] = {f"plain b{b}{' channels-last' if cl else ''}": (plain_pass, teacher, images, b, cl)
-                             for b in map(int, args.batch_sizes.split(",")) for cl in (False, True)}
+                             for b in args.batch_sizes for cl in (False, True)}
     cases.update({f"cache {d} draw{'s' * (d > 1)}": (cache_build, teacher, train, d) for d in (1, 2)})
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, (fn, *call) in cases.items():
             times[name].append(fn(*call))
             print(f"{name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+    forget_shared()
     best = {name: min(seconds) for name, seconds in times.items()}
     plain = {name: s for name, s in best.items() if name.startswith("plain")}
     fastest = min(plain, key=plain.get)
     per_draw = {name: best[name] / d for name, d in (("cache 1 draw", 1), ("cache 2 draws", 2))}
-    record = {
-        "command": " ".join(["python", "benchmarks/teacher_cache_cost.py", *(argv or sys.argv[1:])]),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
-        "threads": args.threads, "images": n, "training_batch_size": train.sampler.batch_size,
-        "rounds": rounds, "seconds_best": best, "seconds_all": times,
-        "fastest_plain_pass": {"case": fastest, "seconds": plain[fastest]},
-        "cache_seconds_per_draw": per_draw,
-        "cache_per_draw_over_plain_pass": {name: s / plain[fastest] for name, s in per_draw.items()},
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, record)
-    print(json.dumps(record, indent=2))
-    return record
+    return {"torch": torch.__version__, "threads": args.threads, "images": n,
+            "training_batch_size": train.sampler.batch_size, "rounds": rounds, "seconds_best": best,
+            "seconds_all": times, "fastest_plain_pass": {"case": fastest, "seconds": plain[fastest]},
+            "cache_seconds_per_draw": per_draw,
+            "cache_per_draw_over_plain_pass": {name: s / plain[fastest] for name, s in per_draw.items()}}
 
 
 if __name__ == "__main__":

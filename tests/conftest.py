@@ -243,4 +243,4 @@ def _fresh_teacher_caches() -> Iterator[None]:
     yield
     cache = sys.modules.get("torchslim.distill.cache")
     if cache is not None:
-        cache._SHARED.clear()
+        cache.forget_shared()

@@ -140,3 +140,44 @@ def test_an_in_memory_cache_is_built_once_per_process_for_the_same_teacher_and_d
     assert not torch.equal(other.values, first.values)  # another teacher: its own logits
     one_draw = TeacherCache(recording, bundle.train, draws=1, log=lambda message: None)
     assert len(recording.inputs) > calls and one_draw.values.shape[0] == 1  # other draws: built anew
+
+
+def test_benchmark_times_each_build_from_scratch(bench_scripts, one_thread, write_fmnist, tmp_path, monkeypatch):
+    """benchmarks/teacher_cache_cost.py on 5600 tiny IDX images (5000 go to validation), two rounds: the second round's builds
+    run the teacher again (a reused in-memory cache would make them free), and the section says
+    whether the requirement holds."""
+    import numpy as np
+    import teacher_cache_cost as bench
+
+    rng = np.random.default_rng(0)
+    root = write_fmnist(tmp_path / "idx", images=rng.integers(0, 256, (5600, 28, 28), dtype=np.uint8),
+                        labels=(np.arange(5600) % 10).astype(np.uint8))
+    calls = []
+    real = bench.TeacherCache
+
+    def counting(teacher, loader, **kwargs):
+        calls.append(len(cache_module._SHARED))  # what the build found kept before it
+        return real(teacher, loader, **kwargs)
+
+    monkeypatch.setattr(bench, "TeacherCache", counting)
+    out, md = tmp_path / "r.json", tmp_path / "RESULTS.md"
+    record = bench.main(["--root", str(root), "--images", "256", "--rounds", "2", "--threads", "1",
+                         "--batch-sizes", "64,128", "--out", str(out), "--results-md", str(md)])
+    assert calls == [0, 0, 0, 0]  # four builds (1 and 2 draws, two rounds), none found a kept cache
+    assert record["images"] == 256 and len(record["seconds_all"]["cache 1 draw"]) == 2
+    assert min(record["seconds_all"]["cache 1 draw"]) > 0
+    assert set(record["seconds_best"]) == {"plain b64", "plain b64 channels-last", "plain b128",
+                                           "plain b128 channels-last", "cache 1 draw", "cache 2 draws"}
+    text = md.read_text()
+    assert "<!-- teacher_cache_cost:start -->" in text and "| cache 2 draws |" in text and "the requirement" in text
+
+
+@pytest.mark.parametrize("argv, needle", [(["--images", "0"], "--images must be at least 1, got 0"),
+                                          (["--batch-sizes", "64,x"], "expected comma-separated whole numbers"),
+                                          (["--batch-sizes", "0"], "--batch-sizes must all be at least 1")])
+def test_benchmark_refuses_bad_arguments(bench_scripts, argv, needle, capsys):
+    import teacher_cache_cost as bench
+
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2 and needle in capsys.readouterr().err

@@ -53,6 +53,12 @@ SHARED_CACHES = 4
 _SHARED: OrderedDict[str, tuple[torch.Tensor, torch.Tensor | None, int]] = OrderedDict()
 
 
+def forget_shared() -> None:
+    """Drop the in-memory caches kept for reuse in this process: the next cache is built by running
+    the teacher (what timing a build, or a test that counts teacher calls, needs)."""
+    _SHARED.clear()
+
+
 def weights_hash(model: nn.Module) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
