@@ -89,6 +89,7 @@ run: setup data
 
 # Every benchmark, one after another (several hours on 2 cores; each resumes where it stopped and
 # rewrites its own section of benchmarks/RESULTS.md). Run one alone: $(PY) benchmarks/<name>.py
+# (cli_startup.py compares against an older checkout: run it by hand with --before, see its help).
 bench: setup data
 	$(PY) benchmarks/train_default.py
 	$(PY) benchmarks/distill_fashion_mnist.py
@@ -97,6 +98,10 @@ bench: setup data
 	$(PY) benchmarks/distill_minilm.py
 	$(PY) benchmarks/federated_fashion_mnist.py
 	$(PY) benchmarks/timing_confidence.py
+	$(PY) benchmarks/teacher_cache_cost.py
+	$(PY) benchmarks/default_comparison.py
+	$(PY) benchmarks/search_fashion_mnist.py --budget 40m
+	$(PY) benchmarks/search_early_stop.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -256,3 +256,24 @@ def test_losses_prints_every_loss_whole(capsys):
             assert line.strip() in out, f"{name}: {line!r} missing from `torchslim losses`"
     # the second line of a title that a one-line listing used to cut
     assert "of Convolutional Neural Networks via Attention Transfer" in out
+
+
+def test_a_negative_looking_value_reaches_its_option():
+    """argparse reads `-5m` or `-1e3` after an option as a flag; the CLI hands it to the option, whose
+    own check then names the value. A flag that takes no value is left alone."""
+    from torchslim.cli import join_negative_values, valued_options
+
+    parser = build_parser("search")
+    valued = valued_options(parser)
+    assert "--budget" in valued and "--force" not in valued
+    assert join_negative_values(["search", "r.yaml", "--budget", "-5m", "--force", "-1"], valued) == [
+        "search", "r.yaml", "--budget=-5m", "--force", "-1"]
+    assert join_negative_values(["--budget", "-x"], valued) == ["--budget", "-x"]  # not a number: a flag
+
+
+def test_a_negative_duration_is_named_by_the_option(capsys, tmp_path):
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "fashion-mnist.yaml"
+    assert main(["search", str(recipe), "--out", str(tmp_path / "out"), "--budget", "-5m"]) == 2
+    assert not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert '"-5m"' in err and "not a duration" in err and "expected one argument" not in err

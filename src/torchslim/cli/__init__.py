@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -59,6 +60,39 @@ EPILOG = """examples:
   torchslim compare recipes/fashion-mnist.yaml --out runs/compare   every strategy, measured: the selection matrix
   torchslim search recipes/fashion-mnist.yaml --budget 60m --out runs/search   the best models a budget finds
 """
+
+
+# A value that starts like a negative number: argparse reads "-5m" or "-1e3" as a flag (it knows only
+# plain negative numbers), so `--budget -5m` would fail with "expected one argument" instead of the
+# option's own message naming the value.
+_NEGATIVE = re.compile(r"-\.?\d")
+
+
+def valued_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of ``parser`` and its subcommands that takes a value."""
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= valued_options(sub)
+        elif action.option_strings and action.nargs != 0:
+            found.update(action.option_strings)
+    return found
+
+
+def join_negative_values(argv: Sequence[str], valued: set[str]) -> list[str]:
+    """``argv`` with ``--opt -5m`` written ``--opt=-5m`` for each option in ``valued``, so the option's
+    own check sees the value."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in valued and i + 1 < len(argv) and _NEGATIVE.match(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -122,7 +156,7 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     parser = build_parser(command_in(argv))
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(argv, valued_options(parser)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -181,20 +181,29 @@ def _key(node: yaml.ScalarNode) -> Any:
     return node.value
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The section classes an annotation holds: itself, or inside ``X | None``, ``dict[str, X]``,
+    ``list[X]`` and unions."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
 def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
-    """The valid keys of the section ``path`` points into (for the closest-name hint)."""
-    current: Any = model
+    """The valid keys of the section ``path`` points into (for the closest-name hint). A part that is
+    no field is a mapping's key (a search dimension) or the union member pydantic names: the
+    section is then the value type gathered so far, or that member."""
+    current: list[type[BaseModel]] = [model]
     for part in path:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if isinstance(part, int):
             continue
-        field = current.model_fields.get(part)
-        if field is None:
-            break
-        annotation = field.annotation
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
+        named = [c for c in current if c.__name__ == part]
+        fields = [c.model_fields[part] for c in current if part in c.model_fields]
+        if named:
+            current = named
+        elif fields:
+            current = [m for f in fields for m in _models_in(f.annotation)]
+    return list(dict.fromkeys(name for c in current for name in c.model_fields))
 
 
 def _describe(error: dict, root: tuple, model: type[BaseModel], lines: _Lines) -> str:
