@@ -51,7 +51,7 @@ def test_the_default_recipe_distill_steps_parse_to_their_values():
         ("cnn-small", 8, 0.2, "memory", 2)
     pruned = steps["teacher-pruned-distilled"]
     assert (pruned.student, pruned.epochs, pruned.lr, pruned.schedule, pruned.cache_draws) == \
-        (None, 6, 0.02, "cosine", 1)
+        (None, 8, 0.02, "cosine", 4)
     for params in steps.values():
         assert [i.model_dump() for i in params.losses] == kd
         assert (params.teachers, params.optimizer, params.weight_decay, params.multi_teacher, params.mix) == \
