@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -48,7 +48,7 @@ from pydantic import (
 from torchslim.core.registry import did_you_mean
 from torchslim.options.base import explain
 from torchslim.options.search import SearchConfig
-from torchslim.pipeline.recipe_checks import MAX_NAME, NAME_PATTERN, safe_name
+from torchslim.pipeline.recipe_checks import MAX_NAME, NAME_PATTERN, fields_at, safe_name, section_at
 from torchslim.pipeline.recipe_yaml import RecipeError, dotted, non_finite, read_text, read_yaml
 from torchslim.pipeline.schema import (
     TARGETS,
@@ -181,53 +181,16 @@ def _key(node: yaml.ScalarNode) -> Any:
     return node.value
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The section classes an annotation holds: itself, or inside ``X | None``, ``dict[str, X]``,
-    ``list[X]`` and unions."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models_in(arg)]
-
-
-def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
-    """The valid keys of the section ``path`` points into (for the closest-name hint). A part that is
-    no field is a mapping's key (a search dimension) or the union member pydantic names: the
-    section is then the value type gathered so far, or that member."""
-    current: list[type[BaseModel]] = [model]
-    for part in path:
-        if isinstance(part, int):
-            continue
-        named = [c for c in current if c.__name__ == part]
-        fields = [c.model_fields[part] for c in current if part in c.model_fields]
-        if named:
-            current = named
-        elif fields:
-            current = [m for f in fields for m in _models_in(f.annotation)]
-    return list(dict.fromkeys(name for c in current for name in c.model_fields))
-
-
 def _describe(error: dict, root: tuple, model: type[BaseModel], lines: _Lines) -> str:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     path = (*root, *loc)
     if error["type"] == "extra_forbidden":
-        valid = _fields_at(model, loc[:-1])
+        valid = fields_at(model, loc[:-1])
         hint = did_you_mean(str(loc[-1]), valid) if valid else ""
         return (f"{lines.where(path)}: unknown key {dotted(path)!r}.{hint} Valid keys here: "
                 f"{', '.join(valid)}.")
-    owner = _section_at(model, loc[:-1])
+    owner = section_at(model, loc[:-1])
     return f"{lines.where(path)}: {explain(error, dotted(path), owner)}."  # the words every front end uses
-
-
-def _section_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
-    """The model class of the section ``path`` points into (None past a list or a plain value)."""
-    current: Any = model
-    for part in path:
-        field = current.model_fields.get(part) if isinstance(part, str) else None
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        current = annotation
-    return current
 
 
 def validate_section(model: type[BaseModel], data: Any, root: tuple, lines: _Lines) -> BaseModel:

@@ -1,5 +1,6 @@
 """Checks of a recipe's strategies that need more than one key: names that become folder names
-and the order of steps (a loss's typed options are checked by the step's ``LossItem`` itself).
+and the order of steps (a loss's typed options are checked by the step's ``LossItem`` itself); and
+the section a validation error points into, for the valid-keys hint of its message.
 
 Each raises :class:`RecipeError` naming the value, the strategy, ``file:line`` and what is valid,
 while the recipe is parsed (before anything runs or is written).
@@ -8,7 +9,9 @@ while the recipe is parsed (before anything runs or is written).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, get_args
+
+from pydantic import BaseModel
 
 from torchslim.pipeline.recipe_yaml import RecipeError
 
@@ -84,3 +87,43 @@ def check_recipe_search(recipe: Any, lines: Any) -> None:
 
 
 __all__ = ["check_recipe_search", "MAX_NAME", "NAME_PATTERN", "check_sequence", "check_strategy_name", "safe_name"]
+
+
+# -- which section a validation error points into (for the valid-keys hint) --------------------------
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The section classes an annotation holds: itself, or inside ``X | None``, ``dict[str, X]``,
+    ``list[X]`` and unions."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def fields_at(model: type[BaseModel], path: tuple) -> list[str]:
+    """The valid keys of the section ``path`` points into (for the closest-name hint). A part that is
+    no field is a mapping's key (a search dimension) or the union member pydantic names: the
+    section is then the value type gathered so far, or that member."""
+    current: list[type[BaseModel]] = [model]
+    for part in path:
+        if isinstance(part, int):
+            continue
+        named = [c for c in current if c.__name__ == part]
+        fields = [c.model_fields[part] for c in current if part in c.model_fields]
+        if named:
+            current = named
+        elif fields:
+            current = [m for f in fields for m in _models_in(f.annotation)]
+    return list(dict.fromkeys(name for c in current for name in c.model_fields))
+
+
+def section_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The model class of the section ``path`` points into (None past a list or a plain value)."""
+    current: Any = model
+    for part in path:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        current = annotation
+    return current
