@@ -116,6 +116,23 @@ def parse(parser: argparse.ArgumentParser, name: str, argv: list[str] | None) ->
     return args
 
 
+def given(args: argparse.Namespace) -> set[str]:
+    """The flags given on the command line (``--out=x`` counted as ``--out``)."""
+    return {a.split("=", 1)[0] for a in args.argv}
+
+
+def quick_outputs(args: argparse.Namespace, name: str, work: Path) -> None:
+    """For ``--quick``: the JSON goes to ``work/NAME.json`` and no Markdown section is written, unless
+    ``--out`` / ``--results-md`` say otherwise, so a smoke check never overwrites the recorded result."""
+    if not args.quick:
+        return
+    flags = given(args)
+    if "--out" not in flags:
+        args.out = work / f"{name}.json"
+    if "--results-md" not in flags:
+        args.results_md = None
+
+
 def default_work(args: argparse.Namespace, name: str) -> None:
     """``args.work`` when not given: ``runs/NAME``, or ``runs/NAME-quick`` for a smoke run (which must
     never reuse a real run's artifacts)."""

@@ -38,15 +38,17 @@ from _common import (
     REPO,
     RESULTS_DIR,
     display_path,
+    given,
     machine_line,
     new_parser,
     parse,
+    quick_outputs,
     record_header,
     write_section,
 )
 
 from torchslim.core.errors import TorchSlimError
-from torchslim.core.io import atomic_write_json
+from torchslim.core.io import atomic_write_bytes, atomic_write_json
 
 NAME = "default_comparison"
 SECTION = "compare_fashion_mnist"
@@ -250,13 +252,10 @@ def render_section(record: dict[str, Any]) -> str:
 
 
 def publish(folder: Path, target: Path) -> None:
-    """Copy run ``folder``'s report files to ``target`` (each written whole, then renamed)."""
-    target.mkdir(parents=True, exist_ok=True)
+    """Copy run ``folder``'s report files to ``target``, each written atomically."""
     for name in PUBLISHED:
         if (folder / name).is_file():
-            partial = target / f".{name}.partial"
-            shutil.copyfile(folder / name, partial)
-            partial.replace(target / name)
+            atomic_write_bytes(target / name, (folder / name).read_bytes())
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -277,13 +276,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--recipe {args.recipe}: no such file")
     if args.work is None:
         args.work = REPO / "runs" / "bench" / ("default-comparison" + ("-quick" if args.quick else ""))
-    given = {a.split("=", 1)[0] for a in args.argv}
-    if args.quick:  # a smoke check never overwrites the recorded result unless told to
-        if "--out" not in given:
-            args.out = args.work / f"{NAME}.json"
-        if "--results-md" not in given:
-            args.results_md = None
-    elif "--publish" not in given:
+    quick_outputs(args, NAME, args.work)
+    if not args.quick and "--publish" not in given(args):
         args.publish = PUBLISH
     return args
 

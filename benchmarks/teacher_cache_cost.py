@@ -30,8 +30,10 @@ from _common import (
     machine_line,
     new_parser,
     parse,
+    quick_outputs,
     record_header,
     report_written,
+    torch_threads,
     write_section,
 )
 
@@ -114,13 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--batch-sizes: expected comma-separated whole numbers, got {args.batch_sizes!r}")
     if min(args.batch_sizes) < 1:
         parser.error(f"--batch-sizes must all be at least 1, got {args.batch_sizes}")
-    if args.quick:  # a smoke check never overwrites the recorded result unless told to
-        given = {a.split("=", 1)[0] for a in args.argv}
-        work = REPO / "runs" / f"{NAME}-quick"
-        if "--out" not in given:
-            args.out = work / f"{NAME}.json"
-        if "--results-md" not in given:
-            args.results_md = None
+    quick_outputs(args, NAME, REPO / "runs" / f"{NAME}-quick")
     return args
 
 
@@ -128,12 +124,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from torchslim.measure import machine_info
 
     args = parse_args(argv)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         record = measure(args)
-    finally:
-        torch.set_num_threads(previous)
     record = {**record_header(NAME, args), "machine": machine_info(), **record}
     atomic_write_json(args.out, record)
     if args.results_md is not None:

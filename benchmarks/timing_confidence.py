@@ -34,6 +34,7 @@ from _common import (
     machine_line,
     new_parser,
     parse,
+    quick_outputs,
     record_header,
     report_written,
     write_section,
@@ -156,12 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where the exported ONNX files go (default runs/timing_confidence[-quick])")
     args = parse(parser, NAME, argv)
     default_work(args, NAME)
-    if args.quick:  # a smoke check never overwrites the recorded result unless told to
-        given = {a.split("=", 1)[0] for a in args.argv}
-        if "--out" not in given:
-            args.out = args.work / f"{NAME}.json"
-        if "--results-md" not in given:
-            args.results_md = None
+    quick_outputs(args, NAME, args.work)
     return args
 
 
